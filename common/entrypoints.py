@@ -1,0 +1,206 @@
+"""What the functions' `main.py` files call: HTTP and CloudEvent plumbing around the handlers."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+import flask
+from cloudevents.http import CloudEvent
+from pydantic import ValidationError
+
+from common.auth import Unauthenticated
+from common.bootstrap import app
+from common.handlers.book import book_effect
+from common.handlers.dead_letter import handle_dead_letter
+from common.handlers.delivery import Delivery, Effect, Retry, handle_delivery
+from common.handlers.diagnostics import handle_diagnostics_get, handle_diagnostics_post
+from common.handlers.drive import drive_effect
+from common.handlers.intake import HttpResult, error, handle_schedule
+from common.handlers.notify import notify_effect
+from common.log import log, trace_field
+from common.models import LeadMessage
+
+MAX_BODY = 1024 * 1024
+CORS_HEADERS = "Authorization, Content-Type"
+Handler = Callable[[str, flask.Request], HttpResult]
+
+
+def _cors(request: flask.Request, methods: str) -> tuple[dict[str, str], bool]:
+    origin = request.headers.get("Origin")
+    if not origin:
+        return {}, True
+    if origin not in app().settings.allowed_origins:
+        return {"Vary": "Origin"}, False
+    return {
+        "Access-Control-Allow-Origin": origin,
+        "Vary": "Origin",
+        "Access-Control-Allow-Methods": methods,
+        "Access-Control-Allow-Headers": CORS_HEADERS,
+        "Access-Control-Max-Age": "3600",
+    }, True
+
+
+def _json(result: HttpResult, extra: dict[str, str]) -> flask.Response:
+    response = flask.Response(
+        json.dumps(result.body), status=result.status, mimetype="application/json"
+    )
+    for key, value in {**extra, **result.headers}.items():
+        response.headers[key] = value
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def _body(request: flask.Request) -> bytes | None:
+    """The body, or None if it is over the limit (checked before it is all read)."""
+    if request.content_length is not None and request.content_length > MAX_BODY:
+        return None
+    data = request.stream.read(MAX_BODY + 1)
+    return None if len(data) > MAX_BODY else data
+
+
+def serve_http(request: flask.Request, handlers: dict[str, Handler]) -> flask.Response:
+    """Method, CORS, size and auth checks, then the handler; every answer is JSON."""
+    methods = ", ".join([*handlers, "OPTIONS"])
+    cors, origin_ok = _cors(request, methods)
+    if request.method == "OPTIONS":
+        if not origin_ok or request.headers.get("Origin") is None:
+            return _json(error(403, "forbidden", "origin not allowed"), cors)
+        return flask.Response(status=204, headers=cors)
+    if not origin_ok:
+        return _json(error(403, "forbidden", "origin not allowed"), cors)
+    handler = handlers.get(request.method)
+    if handler is None:
+        result = error(405, "method_not_allowed", f"use {' or '.join(handlers)}")
+        return _json(result, {**cors, "Allow": methods})
+    trace = trace_field(
+        app().settings.project,
+        request.headers.get("traceparent"),
+        request.headers.get("X-Cloud-Trace-Context"),
+    )
+    try:
+        uid = app().verifier.uid(request.headers.get("Authorization"))
+    except Unauthenticated as exc:
+        return _json(error(401, "unauthenticated", str(exc)), cors)
+    try:
+        return _json(handler(uid, request), cors)
+    except Exception as exc:
+        log(f"internal error: {exc!r}", severity="ERROR", trace=trace)
+        return _json(error(500, "internal", "internal error; nothing was lost, retry"), cors)
+
+
+def _schedule_post(uid: str, request: flask.Request) -> HttpResult:
+    body = _body(request)
+    if body is None:
+        return error(413, "payload_too_large", "the body is over 1 MiB")
+    trace = trace_field(app().settings.project, request.headers.get("traceparent"))
+    return handle_schedule(app().store, app().bus, uid, body, trace)
+
+
+def schedule_http(request: flask.Request) -> flask.Response:
+    """HTTP entry of `schedule`."""
+    return serve_http(request, {"POST": _schedule_post})
+
+
+def _diagnostics_post(uid: str, request: flask.Request) -> HttpResult:
+    body = _body(request)
+    if body is None:
+        return error(413, "payload_too_large", "the body is over 1 MiB")
+    return handle_diagnostics_post(app().store, uid, body)
+
+
+def diagnostics_http(request: flask.Request) -> flask.Response:
+    """HTTP entry of `diagnostics`."""
+    return serve_http(
+        request,
+        {
+            "GET": lambda uid, req: handle_diagnostics_get(app().store, uid, dict(req.args)),
+            "POST": _diagnostics_post,
+        },
+    )
+
+
+def decode_delivery(event: CloudEvent) -> Delivery | None:
+    """The lead action of a Pub/Sub push CloudEvent, or None if it is not one of ours."""
+    data: dict[str, Any] = event.data if isinstance(event.data, dict) else {}
+    message = data.get("message") or {}
+    attributes = message.get("attributes") or {}
+    try:
+        payload = json.loads(base64.b64decode(message.get("data") or "") or b"{}")
+        payload = {**{k: attributes.get(k) for k in ("runId", "leadDocId", "action")}, **payload}
+        parsed = LeadMessage.model_validate(payload)
+    except (ValueError, binascii.Error, ValidationError) as exc:
+        log(
+            f"undecodable message dropped: {exc}",
+            severity="ERROR",
+            messageId=message.get("messageId") or message.get("message_id"),
+        )
+        return None
+    published = message.get("publishTime") or message.get("publish_time")
+    extensions = event.get_attributes()
+    return Delivery(
+        run_id=parsed.runId,
+        lead_doc_id=parsed.leadDocId,
+        action=parsed.action,
+        message_id=str(message.get("messageId") or message.get("message_id") or event["id"]),
+        publish_time=datetime.fromisoformat(published.replace("Z", "+00:00"))
+        if published
+        else None,
+        booking=parsed.booking,
+        trace=trace_field(app().settings.project, extensions.get("traceparent")),
+    )
+
+
+def _deliver(event: CloudEvent, action: str, effect: Effect) -> None:
+    delivery = decode_delivery(event)
+    if delivery is None:
+        return
+    if delivery.action != action:
+        log(
+            f"{delivery.action} message on the {action} subscription dropped",
+            severity="ERROR",
+            labels=delivery.labels,
+            messageId=delivery.message_id,
+        )
+        return
+    try:
+        handle_delivery(
+            app().store,
+            app().bus,
+            delivery,
+            effect,
+            max_age=timedelta(seconds=app().settings.max_message_age_s),
+        )
+    except Retry as exc:
+        # Raising makes functions-framework answer 500, so Pub/Sub redelivers with backoff.
+        raise RuntimeError(f"retry: {exc}") from exc
+
+
+def book_event(event: CloudEvent) -> None:
+    """CloudEvent entry of `book` (lead-calendar)."""
+    _deliver(event, "calendar", book_effect(app().calendar_for))
+
+
+def notify_event(event: CloudEvent) -> None:
+    """CloudEvent entry of `notify` (lead-notify)."""
+    _deliver(event, "email", notify_effect(app().gmail_for))
+
+
+def drive_event(event: CloudEvent) -> None:
+    """CloudEvent entry of `drive` (lead-drive)."""
+    _deliver(event, "drive", drive_effect(app().drive_for))
+
+
+def dead_letter_event(event: CloudEvent) -> None:
+    """CloudEvent entry of `dead-letter` (lead-dead-letter)."""
+    delivery = decode_delivery(event)
+    if delivery is None:
+        return
+    attributes = ((event.data or {}).get("message") or {}).get("attributes") or {}
+    handle_dead_letter(
+        app().store, delivery, attributes.get("CloudPubSubDeadLetterSourceDeliveryCount")
+    )

@@ -1,0 +1,222 @@
+"""How every subscriber handles one Pub/Sub delivery: claim, act once, record, or ask for a retry.
+
+The lease in the receipt decides who may act (CONTRACT §4); the effect itself is idempotent
+(deterministic ids, checkpoints, tags), so a delivery that takes over an expired lease first finds
+out what the earlier one already did. Transient errors raise `Retry`, which the entry point turns
+into an HTTP 500 so Pub/Sub redelivers with backoff; permanent ones end in a `failed` receipt.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from googleapiclient.errors import HttpError
+
+from common.bus import Outgoing, PubSubBus
+from common.errors import PermanentError, as_permanent, is_transient
+from common.log import log
+from common.models import Lead, RunSettings
+from common.store import Claim, FirestoreStore, LeaseHeld, ReceiptMissing
+
+
+class Retry(Exception):
+    """Ask Pub/Sub to deliver this message again later."""
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One push delivery of a lead action message, decoded from its CloudEvent."""
+
+    run_id: str
+    lead_doc_id: str
+    action: str
+    message_id: str
+    publish_time: datetime | None
+    booking: dict[str, Any] | None = None
+    trace: str | None = None
+
+    @property
+    def labels(self) -> dict[str, str]:
+        """Cloud Logging labels that tell one lead's story."""
+        return {"runId": self.run_id, "leadDocId": self.lead_doc_id, "action": self.action}
+
+
+@dataclass
+class Work:
+    """What an effect gets: the run, the lead, the claim, and a way to publish follow-ups."""
+
+    delivery: Delivery
+    run: dict[str, Any]
+    lead: Lead
+    settings: RunSettings
+    claim: Claim
+    store: FirestoreStore
+    bus: PubSubBus
+    now: datetime
+    follow_ups: list[Outgoing] = field(default_factory=list)
+
+    @property
+    def dry_run(self) -> bool:
+        """Decided by the run document, never by the message."""
+        return bool(self.run.get("dryRun"))
+
+    @property
+    def status_done(self) -> str:
+        """The terminal status of a successful action in this run's mode."""
+        return "simulated" if self.dry_run else "done"
+
+
+Effect = Callable[[Work], dict[str, Any]]
+
+
+def terminal(
+    status: str,
+    outcome: str | None,
+    *,
+    reason: str | None = None,
+    external: dict[str, Any] | None = None,
+    error: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The fields of a terminal receipt."""
+    return {
+        "status": status,
+        "outcome": outcome,
+        "reason": reason,
+        "external": external,
+        "error": error,
+    }
+
+
+def failed(reason: str, code: str, message: str) -> dict[str, Any]:
+    """A `failed` receipt with its reason and error."""
+    return terminal("failed", None, reason=reason, error={"code": code, "message": message})
+
+
+def settle_email_after_calendar(
+    store: FirestoreStore, delivery: Delivery, settings: RunSettings, reason: str
+) -> None:
+    """When the booking cannot go on, the email that would follow it must not stay pending."""
+    if "email" in settings.actions and "calendar" in settings.actions:
+        store.finish(
+            delivery.run_id,
+            delivery.lead_doc_id,
+            "email",
+            terminal(
+                "rejected",
+                None,
+                reason=reason,
+                error={"code": reason, "message": "the calendar action did not book a meeting"},
+            ),
+        )
+
+
+def handle_delivery(
+    store: FirestoreStore,
+    bus: PubSubBus,
+    delivery: Delivery,
+    effect: Effect,
+    *,
+    max_age: timedelta,
+) -> str:
+    """Run `effect` at most once for this receipt; returns the outcome for the log."""
+    started = time.monotonic()
+    owner = f"{delivery.message_id}:{uuid.uuid4().hex[:12]}"
+    context: dict[str, Any] = {"messageId": delivery.message_id}
+
+    def note(message: str, severity: str = "INFO", **fields: Any) -> None:
+        elapsed = round((time.monotonic() - started) * 1000, 1)
+        log(
+            message,
+            severity=severity,
+            trace=delivery.trace,
+            labels=delivery.labels,
+            elapsedMs=elapsed,
+            **context,
+            **fields,
+        )
+
+    run = store.get_run(delivery.run_id)
+    lead_doc = store.get_lead(delivery.run_id, delivery.lead_doc_id)
+    if run is None or lead_doc is None:
+        note("no such run or lead: message dropped", severity="ERROR", outcome="dropped")
+        return "dropped"
+    try:
+        claim = store.claim(delivery.run_id, delivery.lead_doc_id, delivery.action, owner)
+    except ReceiptMissing:
+        note("no receipt for this action: message dropped", severity="ERROR", outcome="dropped")
+        return "dropped"
+    except LeaseHeld as exc:
+        note("another delivery holds the lease; retry later", severity="WARNING", outcome="busy")
+        raise Retry("lease held") from exc
+    context["attempt"] = claim.attempt
+    if claim.terminal:
+        note("already terminal: nothing to do", outcome="duplicate")
+        return "duplicate"
+
+    settings = RunSettings.model_validate(lead_doc["settings"])
+    now = datetime.now(UTC)
+    if delivery.publish_time and now - delivery.publish_time > max_age:
+        fields = failed("expired", "expired", f"message older than {max_age}; replay to retry")
+        store.finish(delivery.run_id, delivery.lead_doc_id, delivery.action, fields)
+        if delivery.action == "calendar":
+            settle_email_after_calendar(store, delivery, settings, "calendar_failed")
+        note("message too old: recorded and dropped", severity="WARNING", outcome="expired")
+        return "expired"
+
+    work = Work(
+        delivery=delivery,
+        run=run,
+        lead=Lead.model_validate(lead_doc["lead"]),
+        settings=settings,
+        claim=claim,
+        store=store,
+        bus=bus,
+        now=now,
+    )
+    try:
+        fields = effect(work)
+    except PermanentError as exc:
+        fields = failed("permanent_error", exc.code, exc.message)
+    except Exception as exc:
+        if is_transient(exc) or isinstance(exc, Retry):
+            store.release(
+                delivery.run_id,
+                delivery.lead_doc_id,
+                delivery.action,
+                owner,
+                {"code": "transient", "message": str(exc)[:500]},
+            )
+            note(f"transient error, retrying: {exc}", severity="WARNING", outcome="retry")
+            raise Retry(str(exc)) from exc
+        if isinstance(exc, HttpError):
+            permanent = as_permanent(exc)
+            fields = failed("permanent_error", permanent.code, permanent.message)
+        else:
+            store.release(
+                delivery.run_id,
+                delivery.lead_doc_id,
+                delivery.action,
+                owner,
+                {"code": "internal", "message": f"{type(exc).__name__}: {exc}"[:500]},
+            )
+            note(f"unexpected error: {exc!r}", severity="ERROR", outcome="retry")
+            raise
+    if work.follow_ups:
+        bus.publish(work.follow_ups)
+    store.finish(delivery.run_id, delivery.lead_doc_id, delivery.action, fields)
+    if fields["status"] == "failed" and delivery.action == "calendar":
+        settle_email_after_calendar(store, delivery, settings, "calendar_failed")
+    outcome = fields.get("outcome") or fields.get("reason")
+    severity = "ERROR" if fields["status"] == "failed" else "INFO"
+    note(
+        f"{delivery.action} {fields['status']}",
+        severity=severity,
+        outcome=outcome,
+        status=fields["status"],
+    )
+    return str(outcome)

@@ -1,0 +1,92 @@
+"""`{DIAGNOSTICS_URL}`: the funnel of a run (GET) and the lead engine's own stages (POST)."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+
+from common.handlers.intake import HttpResult, error
+from common.models import ID_PATTERN, field_errors
+from common.store import FirestoreStore
+
+_ID = re.compile(ID_PATTERN)
+
+
+class ClientStages(BaseModel):
+    """`POST {"runId", "sourced", "filtered", "filterReasons"}` (CONTRACT §6)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    runId: Annotated[str, StringConstraints(pattern=ID_PATTERN)]
+    sourced: int = Field(ge=0, le=10_000_000)
+    filtered: int = Field(ge=0, le=10_000_000)
+    filterReasons: dict[
+        Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,64}$")],
+        Annotated[int, Field(ge=0, le=10_000_000)],
+    ] = Field(default_factory=dict, max_length=50)
+
+
+def _owned_run(store: FirestoreStore, run_id: str, uid: str) -> dict[str, Any] | HttpResult:
+    run = store.get_run(run_id)
+    if run is None:
+        return error(404, "not_found", f"no run {run_id}")
+    if run.get("ownerUid") != uid:
+        return error(403, "forbidden", "this run belongs to another user")
+    return run
+
+
+def _iso(value: Any) -> str | None:
+    return value.isoformat() if hasattr(value, "isoformat") else None
+
+
+def funnel(store: FirestoreStore, run_id: str, run: dict[str, Any]) -> dict[str, Any]:
+    """The diagnostics document of a run: counters summed over shards, plus client stages."""
+    folded = store.counters(run_id)
+    stages = store.client_stages(run_id)
+    counts = {"sourced": int(stages.get("sourced", 0)), "filtered": int(stages.get("filtered", 0))}
+    counts.update(folded["counts"])
+    reasons = dict(folded["reasons"])
+    return {
+        "runId": run_id,
+        "dryRun": bool(run.get("dryRun")),
+        "counts": counts,
+        "reasons": reasons,
+        "filterReasons": dict(stages.get("filterReasons") or {}),
+        "updatedAt": _iso(run.get("updatedAt")),
+    }
+
+
+def handle_diagnostics_get(store: FirestoreStore, uid: str, args: dict[str, str]) -> HttpResult:
+    """`GET ?runId=R`, owner only."""
+    run_id = args.get("runId", "")
+    if not _ID.match(run_id):
+        return error(
+            400,
+            "invalid_request",
+            "runId is required",
+            [{"field": "runId", "message": "must match [A-Za-z0-9_-]{1,128}"}],
+        )
+    run = _owned_run(store, run_id, uid)
+    if isinstance(run, HttpResult):
+        return run
+    return HttpResult(200, funnel(store, run_id, run))
+
+
+def handle_diagnostics_post(store: FirestoreStore, uid: str, body: bytes) -> HttpResult:
+    """Record the lead engine's sourced/filtered stages (last write wins)."""
+    try:
+        stages = ClientStages.model_validate_json(body)
+    except ValidationError as exc:
+        return error(
+            400,
+            "invalid_request",
+            "the request is not valid",
+            [d.model_dump() for d in field_errors(exc)],
+        )
+    run = _owned_run(store, stages.runId, uid)
+    if isinstance(run, HttpResult):
+        return run
+    store.set_client_stages(stages.runId, stages.model_dump(exclude={"runId"}))
+    return HttpResult(200, funnel(store, stages.runId, run))

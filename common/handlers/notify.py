@@ -1,0 +1,183 @@
+"""Send the confirmation (or, after `no_slot`, draft an availability request) through Gmail.
+
+Gmail has no idempotency key and a 200 does not prove delivery, so every email goes through a
+draft checkpoint: create the draft, record its id, send the draft, record the message. On a retry
+a sent message is found by its deterministic Message-ID; a draft that is gone was sent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from googleapiclient.errors import HttpError
+
+from common import keys, mime
+from common.google_apis import GmailMailer
+from common.handlers.delivery import Retry, Work, terminal
+from common.models import parse_time
+from common.receipts import is_terminal
+from common.slots import format_meeting_time
+
+
+@dataclass(frozen=True)
+class Letter:
+    """An email to a lead, and whether it is sent or left as a draft for the host."""
+
+    kind: str  # "confirmation" | "availability" | "message"
+    send: bool
+    to: str
+    subject: str
+    body: str
+
+
+def booking_for(work: Work) -> dict[str, Any] | None:
+    """The booking result this email follows: the calendar receipt, else the message's copy."""
+    if "calendar" not in work.settings.actions:
+        return None
+    d = work.delivery
+    receipt = work.store.get_receipt(d.run_id, d.lead_doc_id, "calendar")
+    if receipt and is_terminal(receipt):
+        if receipt.get("outcome") == "booked":
+            return {"outcome": "booked", **(receipt.get("external") or {})}
+        if receipt.get("outcome") == "no_slot":
+            return {"outcome": "no_slot"}
+        return {"outcome": receipt.get("status"), "reason": receipt.get("reason")}
+    if d.booking:
+        return d.booking
+    raise Retry("the calendar action has not settled yet")
+
+
+def compose(work: Work, booking: dict[str, Any] | None) -> Letter | dict[str, Any]:
+    """The letter to write, or a terminal receipt when there is nothing to write."""
+    lead, settings = work.lead, work.settings
+    assert lead.email  # schedule rejects leads without one
+    if booking is None:
+        body = mime.fill_body(lead.emailBody, "", "")
+        return Letter(
+            "message", True, lead.email, lead.emailSubject or settings.meeting.title, body
+        )
+    if booking["outcome"] == "booked":
+        zone = ZoneInfo(lead.timeZone or settings.host.timeZone)
+        when = format_meeting_time(parse_time(str(booking["start"])), zone)
+        link = str(booking.get("meetLink") or "")
+        body = mime.confirmation_text(lead.emailBody, when, link)
+        return Letter(
+            "confirmation", True, lead.email, lead.emailSubject or settings.meeting.title, body
+        )
+    if booking["outcome"] == "no_slot":
+        if not settings.fallback.draftIfNoSlot:
+            return terminal("rejected", None, reason="no_slot")
+        subject = f"{settings.meeting.title}: finding a time"
+        body = mime.availability_text(lead.name, settings.host.name, settings.meeting.title)
+        return Letter("availability", False, lead.email, subject, body)
+    return terminal(
+        "rejected",
+        None,
+        reason="calendar_failed",
+        error={"code": "calendar_failed", "message": "no meeting was booked"},
+    )
+
+
+class Mailer:
+    """The email action for one delivery, on a live mailbox."""
+
+    def __init__(self, work: Work, gmail: GmailMailer, letter: Letter) -> None:
+        self.work, self.gmail, self.letter = work, gmail, letter
+        host = work.settings.host
+        self.sender = host.senderEmail
+        self.message_id = keys.message_id_header(
+            work.delivery.run_id, work.delivery.lead_doc_id, letter.kind, self.sender
+        )
+
+    def raw(self) -> str:
+        """The RFC 2822 message, base64url."""
+        host, lead = self.work.settings.host, self.work.lead
+        message = mime.build_message(
+            sender=self.sender,
+            sender_name=host.name,
+            to=self.letter.to,
+            to_name=lead.name,
+            subject=self.letter.subject,
+            body=self.letter.body,
+            message_id=self.message_id,
+            date=self.work.now,
+        )
+        return mime.to_raw(message)
+
+    def sent(self, message: dict[str, Any]) -> dict[str, Any]:
+        """The receipt of a sent email."""
+        return terminal(
+            "done",
+            "sent",
+            external={
+                "messageId": message.get("id"),
+                "threadId": message.get("threadId"),
+            },
+        )
+
+    def drafted(self, draft_id: str) -> dict[str, Any]:
+        """The receipt of a draft left for the host."""
+        return terminal("done", "drafted", external={"draftId": draft_id})
+
+    def run(self) -> dict[str, Any]:
+        """Create, checkpoint and send the draft, resuming whatever an earlier attempt did."""
+        d, letter = self.work.delivery, self.letter
+        checkpoint = self.work.claim.receipt.get("checkpoint") or {}
+        draft_id = checkpoint.get("draftId") if checkpoint.get("kind") == letter.kind else None
+        if self.work.claim.resumed:
+            if letter.send:
+                found = self.gmail.find_sent(self.sender, self.message_id)
+                if found:
+                    return self.sent(found)
+            if draft_id is None:
+                draft = self.gmail.find_draft(self.sender, self.message_id)
+                draft_id = draft["id"] if draft else None
+            elif not self.gmail.draft_exists(self.sender, draft_id):
+                if not letter.send:
+                    return self.drafted(draft_id)  # the host already used or removed it
+                draft_id = None  # gone, and not among sent mail: it was deleted, write it again
+        if draft_id is None:
+            draft_id = str(self.gmail.create_draft(self.sender, self.raw())["id"])
+            self.work.store.checkpoint(
+                d.run_id, d.lead_doc_id, "email", {"draftId": draft_id, "kind": letter.kind}
+            )
+        if not letter.send:
+            return self.drafted(draft_id)
+        try:
+            return self.sent(self.gmail.send_draft(self.sender, draft_id))
+        except HttpError as error:
+            if int(error.resp.status) == 404:
+                found = self.gmail.find_sent(self.sender, self.message_id)
+                if found:
+                    return self.sent(found)
+            raise
+
+
+def simulated(letter: Letter) -> dict[str, Any]:
+    """What a dry run records instead of writing to Gmail."""
+    outcome = "sent" if letter.send else "drafted"
+    return terminal(
+        "simulated",
+        outcome,
+        external={"to": letter.to, "subject": letter.subject, "body": letter.body},
+    )
+
+
+def notify_effect(
+    gmail_for: Callable[[bool], GmailMailer | None],
+) -> Callable[[Work], dict[str, Any]]:
+    """The email effect, given how to get a mailbox for a run's mode (None in a dry run)."""
+
+    def effect(work: Work) -> dict[str, Any]:
+        letter = compose(work, booking_for(work))
+        if not isinstance(letter, Letter):
+            return letter
+        gmail = gmail_for(work.dry_run)
+        if gmail is None:
+            return simulated(letter)
+        return Mailer(work, gmail, letter).run()
+
+    return effect

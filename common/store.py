@@ -1,0 +1,406 @@
+"""Firestore adapter: runs, leads, receipts with leases, sharded counters, slot holds.
+
+Every receipt transition goes through one transaction that also moves the counters by the
+difference between what the old and the new receipt count for (`receipts.delta`), so diagnostics
+can never drift from the receipts, however often a message is redelivered.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from google.cloud import firestore
+from google.cloud.firestore_v1.transaction import Transaction
+
+from common import paths
+from common.receipts import counted_keys, delta, fold, is_terminal, lead_keys
+
+HOLD_BUCKET = timedelta(minutes=5)
+WRITES_PER_BATCH = 400
+
+
+class LeaseHeld(Exception):
+    """Another delivery is working on this receipt right now: retry later."""
+
+
+class ReceiptMissing(Exception):
+    """A message names a receipt that schedule never wrote."""
+
+
+@dataclass
+class Claim:
+    """A delivery's hold on one receipt, or the news that there is nothing to do."""
+
+    terminal: bool
+    receipt: dict[str, Any] = field(default_factory=dict)
+    attempt: int = 0
+
+    @property
+    def resumed(self) -> bool:
+        """An earlier delivery started this work: find out what it did before doing it again."""
+        return self.attempt > 1
+
+
+@dataclass(frozen=True)
+class SlotHold:
+    """An interval a lead holds on a calendar while it books."""
+
+    start: datetime
+    end: datetime
+
+
+def _shard_update(changes: Mapping[str, int]) -> dict[str, Any]:
+    nested: dict[str, Any] = {}
+    for key, value in changes.items():
+        group, _, name = key.partition(".")
+        nested.setdefault(group, {})[name] = firestore.Increment(value)
+    return nested
+
+
+class FirestoreStore:
+    """Every read and write of the project's Firestore data."""
+
+    def __init__(self, client: firestore.Client, shards: int = 8, lease_s: int = 120) -> None:
+        self.db = client
+        self.shards = shards
+        self.lease = timedelta(seconds=lease_s)
+
+    # -- counters -------------------------------------------------------------------------
+    def _bump(self, writer: Any, run_id: str, changes: Mapping[str, int]) -> None:
+        """Add `changes` to a random shard, inside the caller's transaction or batch."""
+        if not changes:
+            return
+        shard = self.db.document(paths.counter_shard(run_id, random.randrange(self.shards)))
+        writer.set(shard, _shard_update(changes), merge=True)
+
+    def counters(self, run_id: str) -> dict[str, Any]:
+        """The sum of a run's counter shards, folded into `counts` and `reasons`."""
+        total: Counter[str] = Counter()
+        for snap in self.db.collection(paths.counters(run_id)).stream():
+            data = snap.to_dict() or {}
+            for group in ("counts", "reasons"):
+                for name, value in (data.get(group) or {}).items():
+                    total[f"{group}.{name}"] += int(value)
+        return fold(total)
+
+    # -- runs -----------------------------------------------------------------------------
+    def get_run(self, run_id: str) -> dict[str, Any] | None:
+        """The run document, or None."""
+        snap = self.db.document(paths.run(run_id)).get()
+        return snap.to_dict() if snap.exists else None
+
+    def open_run(self, run_id: str, uid: str, dry_run: bool) -> dict[str, Any]:
+        """Create the run, or return it as it is; the caller checks owner and mode."""
+        ref = self.db.document(paths.run(run_id))
+
+        @firestore.transactional
+        def work(tx: Transaction) -> dict[str, Any]:
+            snap = ref.get(transaction=tx)
+            if snap.exists:
+                return snap.to_dict() or {}
+            data = {
+                "ownerUid": uid,
+                "dryRun": dry_run,
+                "createdAt": firestore.SERVER_TIMESTAMP,
+                "updatedAt": firestore.SERVER_TIMESTAMP,
+            }
+            tx.create(ref, data)
+            return {"ownerUid": uid, "dryRun": dry_run, "created": True}
+
+        return work(self.db.transaction())
+
+    def touch_run(self, run_id: str) -> None:
+        """Move the run's `updatedAt`."""
+        self.db.document(paths.run(run_id)).update({"updatedAt": firestore.SERVER_TIMESTAMP})
+
+    def set_client_stages(self, run_id: str, stages: dict[str, Any]) -> None:
+        """Record the lead engine's own funnel stages (last write wins)."""
+        doc = dict(stages, updatedAt=firestore.SERVER_TIMESTAMP)
+        self.db.document(paths.client_stages(run_id)).set(doc)
+
+    def client_stages(self, run_id: str) -> dict[str, Any]:
+        """The lead engine's funnel stages, or {}."""
+        snap = self.db.document(paths.client_stages(run_id)).get()
+        return (snap.to_dict() or {}) if snap.exists else {}
+
+    # -- leads ----------------------------------------------------------------------------
+    def get_lead(self, run_id: str, lead_doc_id: str) -> dict[str, Any] | None:
+        """One lead document, or None."""
+        snap = self.db.document(paths.lead(run_id, lead_doc_id)).get()
+        return snap.to_dict() if snap.exists else None
+
+    def snapshot_leads(
+        self, run_id: str, lead_ids: Iterable[str], actions: Iterable[str]
+    ) -> dict[str, tuple[Any, dict[str, Any]]]:
+        """Existing leads among `lead_ids`: id -> (lead snapshot, {action: receipt snapshot})."""
+        refs = [self.db.document(paths.lead(run_id, lead_id)) for lead_id in lead_ids]
+        found = {snap.id: snap for snap in self.db.get_all(refs) if snap.exists}
+        receipt_refs = [
+            self.db.document(paths.receipt(run_id, lead_id, action))
+            for lead_id in found
+            for action in actions
+        ]
+        receipts: dict[str, dict[str, Any]] = {lead_id: {} for lead_id in found}
+        for snap in self.db.get_all(receipt_refs) if receipt_refs else []:
+            if snap.exists:
+                lead_id = snap.reference.parent.parent.id
+                receipts[lead_id][snap.id] = snap
+        return {lead_id: (found[lead_id], receipts[lead_id]) for lead_id in found}
+
+    def write_intake(self, run_id: str, writes: list[IntakeWrite]) -> None:
+        """Commit new and reopened leads with their receipts and counters, in batches.
+
+        New documents are created with a must-not-exist precondition and reopened receipts
+        with a last-update precondition, so two concurrent identical requests cannot both
+        count a lead: the loser's batch fails and schedule re-reads.
+        """
+        batch = self.db.batch()
+        pending = 0
+        changes: Counter[str] = Counter()
+        for write in writes:
+            if pending + write.size > WRITES_PER_BATCH:
+                self._bump(batch, run_id, dict(changes))
+                batch.commit()
+                batch, pending, changes = self.db.batch(), 0, Counter()
+            write.apply(self.db, batch, run_id)
+            changes.update(write.changes)
+            pending += write.size
+        if pending:
+            self._bump(batch, run_id, dict(changes))
+            batch.commit()
+
+    # -- receipts -------------------------------------------------------------------------
+    def _receipt_ref(self, run_id: str, lead_doc_id: str, action: str) -> Any:
+        return self.db.document(paths.receipt(run_id, lead_doc_id, action))
+
+    def get_receipt(self, run_id: str, lead_doc_id: str, action: str) -> dict[str, Any] | None:
+        """One receipt, or None."""
+        snap = self._receipt_ref(run_id, lead_doc_id, action).get()
+        return snap.to_dict() if snap.exists else None
+
+    def claim(self, run_id: str, lead_doc_id: str, action: str, owner: str) -> Claim:
+        """Take the receipt's lease for this delivery (CONTRACT §4 state machine)."""
+        ref = self._receipt_ref(run_id, lead_doc_id, action)
+        lease = self.lease
+
+        @firestore.transactional
+        def work(tx: Transaction) -> Claim:
+            snap = ref.get(transaction=tx)
+            if not snap.exists:
+                raise ReceiptMissing(ref.path)
+            receipt = snap.to_dict() or {}
+            if is_terminal(receipt):
+                return Claim(terminal=True, receipt=receipt)
+            now = datetime.now(UTC)
+            held = receipt.get("lease") or {}
+            if held.get("owner") not in (None, owner) and held.get("expiresAt", now) > now:
+                raise LeaseHeld(ref.path)
+            attempt = int(receipt.get("attempts") or 0) + 1
+            tx.update(
+                ref,
+                {
+                    "attempts": attempt,
+                    "lease": {"owner": owner, "expiresAt": now + lease},
+                    "updatedAt": firestore.SERVER_TIMESTAMP,
+                },
+            )
+            receipt["attempts"] = attempt
+            return Claim(terminal=False, receipt=receipt, attempt=attempt)
+
+        return work(self.db.transaction())
+
+    def checkpoint(
+        self, run_id: str, lead_doc_id: str, action: str, values: dict[str, Any]
+    ) -> None:
+        """Record progress inside an effect (e.g. a Gmail draft id) before the next step."""
+        ref = self._receipt_ref(run_id, lead_doc_id, action)
+        ref.update({f"checkpoint.{k}": v for k, v in values.items()})
+
+    def finish(
+        self,
+        run_id: str,
+        lead_doc_id: str,
+        action: str,
+        fields: dict[str, Any],
+        *,
+        only_if_open: bool = True,
+    ) -> bool:
+        """Move a receipt to a new state with its counters; False if it was already terminal."""
+        ref = self._receipt_ref(run_id, lead_doc_id, action)
+        bump = self._bump
+
+        @firestore.transactional
+        def work(tx: Transaction) -> bool:
+            snap = ref.get(transaction=tx)
+            if not snap.exists:
+                raise ReceiptMissing(ref.path)
+            old = snap.to_dict() or {}
+            if only_if_open and is_terminal(old):
+                return False
+            new = {**old, **fields, "lease": None}
+            tx.update(ref, {**fields, "lease": None, "updatedAt": firestore.SERVER_TIMESTAMP})
+            bump(tx, run_id, delta(counted_keys(old), counted_keys(new)))
+            return True
+
+        return work(self.db.transaction())
+
+    def release(
+        self, run_id: str, lead_doc_id: str, action: str, owner: str, error: dict[str, Any]
+    ) -> None:
+        """Give the lease back after a transient failure so the redelivery can go on at once."""
+        ref = self._receipt_ref(run_id, lead_doc_id, action)
+
+        @firestore.transactional
+        def work(tx: Transaction) -> None:
+            snap = ref.get(transaction=tx)
+            receipt = snap.to_dict() or {} if snap.exists else {}
+            if not receipt or is_terminal(receipt):
+                return
+            lease = receipt.get("lease") or {}
+            update: dict[str, Any] = {"error": error, "updatedAt": firestore.SERVER_TIMESTAMP}
+            if lease.get("owner") == owner:
+                update["lease"] = None
+            tx.update(ref, update)
+
+        work(self.db.transaction())
+
+    def run_receipts(self, run_id: str) -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
+        """Every lead of a run with its receipts: [(leadDocId, lead, {action: receipt})]."""
+        leads = {
+            snap.id: snap.to_dict() or {}
+            for snap in self.db.collection(paths.leads(run_id)).stream()
+        }
+        refs = [
+            self._receipt_ref(run_id, lead_id, action)
+            for lead_id, lead in leads.items()
+            for action in (lead.get("settings") or {}).get("actions", ())
+        ]
+        receipts: dict[str, dict[str, Any]] = {lead_id: {} for lead_id in leads}
+        for start in range(0, len(refs), 300):
+            for snap in self.db.get_all(refs[start : start + 300]):
+                if snap.exists:
+                    receipts[snap.reference.parent.parent.id][snap.id] = snap.to_dict() or {}
+        return [(lead_id, leads[lead_id], receipts[lead_id]) for lead_id in sorted(leads)]
+
+    # -- slot holds -----------------------------------------------------------------------
+    def _hold_ids(self, calendar_key: str, start: datetime, end: datetime) -> list[str]:
+        epoch = datetime(1970, 1, 1, tzinfo=UTC)
+        first = int((start - epoch) // HOLD_BUCKET)
+        last = int((end - epoch - timedelta(microseconds=1)) // HOLD_BUCKET)
+        return [f"{calendar_key}_{bucket}" for bucket in range(first, last + 1)]
+
+    def _hold_refs(self, calendar_key: str, hold: SlotHold) -> list[Any]:
+        ids = self._hold_ids(calendar_key, hold.start, hold.end)
+        return [self.db.document(paths.hold(hold_id)) for hold_id in ids]
+
+    def claim_slot(
+        self, calendar_key: str, hold: SlotHold, owner: str, ttl: timedelta
+    ) -> list[SlotHold]:
+        """Hold every 5-minute bucket `hold` touches; returns conflicting holds (none: held)."""
+        refs = [
+            self.db.document(paths.hold(h))
+            for h in self._hold_ids(calendar_key, hold.start, hold.end)
+        ]
+
+        @firestore.transactional
+        def work(tx: Transaction) -> list[SlotHold]:
+            now = datetime.now(UTC)
+            conflicts: list[SlotHold] = []
+            for snap in tx.get_all(refs):
+                data = snap.to_dict() if snap.exists else None
+                if data and data.get("owner") != owner and data.get("expiresAt", now) > now:
+                    conflicts.append(SlotHold(data["start"], data["end"]))
+            if conflicts:
+                return conflicts
+            for ref in refs:
+                tx.set(
+                    ref,
+                    {
+                        "calendarKey": calendar_key,
+                        "owner": owner,
+                        "start": hold.start,
+                        "end": hold.end,
+                        "booked": False,
+                        "expiresAt": now + ttl,
+                    },
+                )
+            return []
+
+        return work(self.db.transaction(max_attempts=20))
+
+    def settle_slot(self, calendar_key: str, hold: SlotHold, owner: str, *, booked: bool) -> None:
+        """After the insert: keep a booked hold until the meeting ends, or release it."""
+        refs = [
+            self.db.document(paths.hold(h))
+            for h in self._hold_ids(calendar_key, hold.start, hold.end)
+        ]
+
+        @firestore.transactional
+        def work(tx: Transaction) -> None:
+            snaps = list(tx.get_all(refs))
+            for snap in snaps:
+                data = snap.to_dict() if snap.exists else None
+                if not data or data.get("owner") != owner:
+                    continue
+                if booked:
+                    tx.update(snap.reference, {"booked": True, "expiresAt": hold.end})
+                else:
+                    tx.delete(snap.reference)
+
+        work(self.db.transaction(max_attempts=20))
+
+
+@dataclass
+class IntakeWrite:
+    """What schedule writes for one lead: its document, its receipts, and the counter change."""
+
+    lead_doc_id: str
+    lead: dict[str, Any] | None  # None: the lead document stays as it is
+    lead_exists: bool
+    receipts: dict[str, dict[str, Any]]  # action -> full receipt to write
+    receipt_update_times: dict[str, Any]  # action -> update_time precondition (reopened)
+    changes: Counter[str]
+
+    @property
+    def size(self) -> int:
+        """How many writes this takes in a batch."""
+        return (1 if self.lead is not None else 0) + len(self.receipts)
+
+    def apply(self, db: firestore.Client, batch: Any, run_id: str) -> None:
+        """Add this lead's writes to `batch`."""
+        now = firestore.SERVER_TIMESTAMP
+        if self.lead is not None:
+            ref = db.document(paths.lead(run_id, self.lead_doc_id))
+            doc = {**self.lead, "updatedAt": now}
+            if self.lead_exists:
+                batch.set(ref, doc, merge=True)
+            else:
+                batch.create(ref, {**doc, "createdAt": now})
+        for action, receipt in self.receipts.items():
+            ref = db.document(paths.receipt(run_id, self.lead_doc_id, action))
+            doc = {**receipt, "updatedAt": now}
+            if action in self.receipt_update_times:
+                option = db.write_option(last_update_time=self.receipt_update_times[action])
+                batch.update(ref, doc, option=option)
+            else:
+                batch.create(ref, {**doc, "createdAt": now})
+
+
+def intake_changes(
+    old_lead: Mapping[str, Any] | None,
+    new_lead: Mapping[str, Any] | None,
+    old_receipts: Mapping[str, Mapping[str, Any]],
+    new_receipts: Mapping[str, Mapping[str, Any]],
+) -> Counter[str]:
+    """The counter change when schedule writes a lead and its receipts."""
+    before: Counter[str] = Counter(lead_keys(old_lead))
+    after: Counter[str] = Counter(lead_keys(new_lead if new_lead is not None else old_lead))
+    for action, receipt in new_receipts.items():
+        before.update(counted_keys(old_receipts.get(action)))
+        after.update(counted_keys(receipt))
+    return Counter(delta(before, after))

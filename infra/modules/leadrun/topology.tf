@@ -1,0 +1,68 @@
+# The deployment's shape, mirrored from common/topology.py (the single source of truth).
+# Terraform cannot import Python, so tests/infra/test_terraform.py expands every resource
+# below and fails on any difference from common/topology.py: edit both together.
+locals {
+  topics            = ["lead-calendar", "lead-notify", "lead-drive", "lead-dead-letter"]
+  dead_letter_topic = "lead-dead-letter"
+
+  retry_min_backoff_s   = 10
+  retry_max_backoff_s   = 600
+  max_delivery_attempts = 5
+  ack_deadline_s        = 60
+  message_retention_s   = 604800 # 7 days: acknowledged messages stay seekable (replay)
+
+  # Cloud Functions name => deploy unit (functions/<source_dir>), entry point, trigger.
+  functions = {
+    schedule = {
+      source_dir   = "schedule"
+      target       = "schedule"
+      signature    = "http"
+      topic        = null
+      subscription = null
+      dead_letter  = false
+    }
+    book = {
+      source_dir   = "schedule"
+      target       = "book"
+      signature    = "cloudevent"
+      topic        = "lead-calendar"
+      subscription = "lead-calendar-book"
+      dead_letter  = true
+    }
+    notify = {
+      source_dir   = "notify"
+      target       = "notify"
+      signature    = "cloudevent"
+      topic        = "lead-notify"
+      subscription = "lead-notify-send"
+      dead_letter  = true
+    }
+    drive = {
+      source_dir   = "drive"
+      target       = "drive"
+      signature    = "cloudevent"
+      topic        = "lead-drive"
+      subscription = "lead-drive-create"
+      dead_letter  = true
+    }
+    diagnostics = {
+      source_dir   = "diagnostics"
+      target       = "diagnostics"
+      signature    = "http"
+      topic        = null
+      subscription = null
+      dead_letter  = false
+    }
+    "dead-letter" = {
+      source_dir   = "diagnostics"
+      target       = "dead_letter"
+      signature    = "cloudevent"
+      topic        = "lead-dead-letter"
+      subscription = "lead-dead-letter-mark"
+      dead_letter  = false # the dead-letter handler's own failures are retried, never re-dead-lettered
+    }
+  }
+
+  http_functions = { for name, fn in local.functions : name => fn if fn.signature == "http" }
+  push_functions = { for name, fn in local.functions : name => fn if fn.signature == "cloudevent" }
+}

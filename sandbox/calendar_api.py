@@ -1,0 +1,321 @@
+"""Calendar v3: ``freebusy.query`` and ``events.insert/get/list/delete``."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import re
+import secrets
+from datetime import UTC, date, datetime, time
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from sandbox.errors import ApiError, bad_request, not_found
+from sandbox.state import ApiCall, Handler, SandboxState
+
+EVENT_ID = re.compile(r"^[0-9a-v]{5,1024}$")
+MEET_ALPHABET = "abcdefghijklmnopqrstuvwxyz"
+
+
+def calendar_exists(calendar_id: str) -> bool:
+    """Every calendar exists except those whose domain ends in ``.invalid``."""
+    return not calendar_id.lower().rstrip(".").endswith(".invalid")
+
+
+def _zone(name: str | None) -> ZoneInfo | None:
+    if not name:
+        return None
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return None
+
+
+def parse_time(value: Any, what: str, zone: str | None = None) -> datetime:
+    """Parse an RFC 3339 datetime; a value without offset needs ``zone`` (else 400)."""
+    if not isinstance(value, str):
+        raise bad_request(f"Invalid value for {what}.", "invalid")
+    try:
+        parsed = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise bad_request(f"Bad Request: invalid {what} '{value}'.", "badRequest") from None
+    if parsed.tzinfo is None:
+        tz = _zone(zone)
+        if tz is None:
+            raise bad_request(f"Missing time zone definition for {what}.", "required")
+        parsed = parsed.replace(tzinfo=tz)
+    return parsed
+
+
+def format_time(moment: datetime, zone: str | None = None) -> str:
+    """RFC 3339 in ``zone`` if it is a known time zone, else UTC with ``Z``."""
+    tz = _zone(zone)
+    if tz is None or zone in ("UTC", "Etc/UTC"):
+        return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return moment.astimezone(tz).isoformat(timespec="seconds")
+
+
+def event_bounds(event: dict[str, Any]) -> tuple[datetime, datetime]:
+    """An event's start and end as aware datetimes (all-day events: midnight, event zone)."""
+    out: list[datetime] = []
+    for key in ("start", "end"):
+        when = event.get(key) or {}
+        zone = when.get("timeZone")
+        if when.get("dateTime"):
+            out.append(parse_time(when["dateTime"], f"{key} time", zone))
+        elif when.get("date"):
+            try:
+                day = date.fromisoformat(when["date"])
+            except ValueError:
+                raise bad_request(f"Invalid {key} date.", "invalid") from None
+            out.append(datetime.combine(day, time(0), _zone(zone) or UTC))
+        else:
+            raise bad_request(f"Missing {key} time.", "required")
+    return out[0], out[1]
+
+
+def meet_code(request_id: str) -> str:
+    """A deterministic ``abc-defg-hij`` Meet code for a conference request id."""
+    digest = hashlib.sha256(request_id.encode()).digest()
+    letters = "".join(MEET_ALPHABET[b % 26] for b in digest[:10])
+    return f"{letters[:3]}-{letters[3:7]}-{letters[7:10]}"
+
+
+def _conference(create: dict[str, Any]) -> dict[str, Any]:
+    request_id = create.get("requestId")
+    if not request_id:
+        raise bad_request("Invalid conference create request: missing requestId.", "invalid")
+    kind = (create.get("conferenceSolutionKey") or {}).get("type")
+    if kind != "hangoutsMeet":
+        raise bad_request("Invalid conference type value.", "invalid")
+    code = meet_code(str(request_id))
+    uri = f"https://meet.google.com/{code}"
+    return {
+        "createRequest": {
+            "requestId": request_id,
+            "conferenceSolutionKey": {"type": kind},
+            "status": {"statusCode": "success"},
+        },
+        "entryPoints": [
+            {"entryPointType": "video", "uri": uri, "label": f"meet.google.com/{code}"}
+        ],
+        "conferenceSolution": {
+            "key": {"type": "hangoutsMeet"},
+            "name": "Google Meet",
+            "iconUri": "https://fonts.gstatic.com/s/i/productlogos/meet_2020q4/v6/web-512dp/logo_meet_2020q4_color_2x_web_512dp.png",
+        },
+        "conferenceId": code,
+    }
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def events_insert(state: SandboxState, call: ApiCall) -> dict[str, Any]:
+    """``calendar.events.insert``: client ids, 409 ``duplicate``, Meet links."""
+    calendar_id = call.params["calendarId"]
+    body: dict[str, Any] = dict(call.body or {})
+    if not calendar_exists(calendar_id):
+        raise not_found()
+    event_id = body.get("id")
+    if event_id is not None and (not isinstance(event_id, str) or not EVENT_ID.match(event_id)):
+        raise bad_request("Invalid resource id value.", "invalid")
+    start, end = event_bounds(body)
+    if end < start:
+        raise bad_request("The specified time range is empty.", "timeRangeEmpty")
+    conference = None
+    if call.query.get("conferenceDataVersion", 0) >= 1 and body.get("conferenceData"):
+        create = body["conferenceData"].get("createRequest")
+        conference = _conference(create) if create else body["conferenceData"]
+    body.pop("conferenceData", None)
+    body.pop("hangoutLink", None)
+    with state.lock:
+        events = state.events.setdefault(calendar_id, {})
+        if event_id is None:
+            event_id = secrets.token_hex(13)
+        if event_id in events:
+            raise ApiError(409, "The requested identifier already exists.", "duplicate")
+        stamp = _now()
+        seq = state.next_sequence()
+        eid = base64.urlsafe_b64encode(f"{event_id} {calendar_id}".encode()).decode().rstrip("=")
+        event: dict[str, Any] = {
+            "kind": "calendar#event",
+            "etag": f'"{3000000000000000 + seq}"',
+            **body,
+            "id": event_id,
+            "status": body.get("status") or "confirmed",
+            "htmlLink": f"https://www.google.com/calendar/event?eid={eid}",
+            "created": stamp,
+            "updated": stamp,
+            "creator": {"email": calendar_id, "self": True},
+            "organizer": {"email": calendar_id, "self": True},
+            "iCalUID": body.get("iCalUID") or f"{event_id}@google.com",
+            "sequence": body.get("sequence", 0),
+            "reminders": body.get("reminders") or {"useDefault": True},
+            "eventType": body.get("eventType") or "default",
+            "calendarId": calendar_id,
+        }
+        if body.get("attendees"):
+            event["attendees"] = [
+                {**a, "responseStatus": a.get("responseStatus") or "needsAction"}
+                for a in body["attendees"]
+            ]
+        if conference is not None:
+            event["conferenceData"] = conference
+            for entry in conference.get("entryPoints", []):
+                if entry.get("entryPointType") == "video":
+                    event["hangoutLink"] = entry["uri"]
+                    break
+        events[event_id] = event
+        state.event_order.append((calendar_id, event_id))
+        return _public(event)
+
+
+def _public(event: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in event.items() if k != "calendarId"}
+
+
+def events_get(state: SandboxState, call: ApiCall) -> dict[str, Any]:
+    """``calendar.events.get``: 404 ``notFound`` for an unknown calendar or event."""
+    calendar_id, event_id = call.params["calendarId"], call.params["eventId"]
+    if not calendar_exists(calendar_id):
+        raise not_found()
+    with state.lock:
+        event = state.events.get(calendar_id, {}).get(event_id)
+        if event is None:
+            raise not_found()
+        return _public(event)
+
+
+def events_delete(state: SandboxState, call: ApiCall) -> dict[str, Any]:
+    """``calendar.events.delete``: marks the event cancelled; its id stays taken."""
+    calendar_id, event_id = call.params["calendarId"], call.params["eventId"]
+    if not calendar_exists(calendar_id):
+        raise not_found()
+    with state.lock:
+        event = state.events.get(calendar_id, {}).get(event_id)
+        if event is None:
+            raise not_found()
+        if event.get("status") == "cancelled":
+            raise ApiError(410, "Resource has been deleted", "deleted")
+        event["status"] = "cancelled"
+        event["updated"] = _now()
+    return {}
+
+
+def _matches_text(event: dict[str, Any], text: str) -> bool:
+    words = [event.get(k) or "" for k in ("summary", "description", "location")]
+    words += [a.get("email", "") for a in event.get("attendees") or []]
+    haystack = " ".join(str(w) for w in words).lower()
+    return all(term in haystack for term in text.lower().split())
+
+
+def events_list(state: SandboxState, call: ApiCall) -> dict[str, Any]:
+    """``calendar.events.list`` with ``timeMin``/``timeMax``/``q``/``iCalUID``/``showDeleted``."""
+    calendar_id = call.params["calendarId"]
+    if not calendar_exists(calendar_id):
+        raise not_found()
+    q = call.query
+    lo = parse_time(q["timeMin"], "timeMin") if "timeMin" in q else None
+    hi = parse_time(q["timeMax"], "timeMax") if "timeMax" in q else None
+    with state.lock:
+        events = list(state.events.get(calendar_id, {}).values())
+        items: list[dict[str, Any]] = []
+        for event in events:
+            if event.get("status") == "cancelled" and not q.get("showDeleted"):
+                continue
+            if "iCalUID" in q and event.get("iCalUID") != q["iCalUID"]:
+                continue
+            if "q" in q and not _matches_text(event, q["q"]):
+                continue
+            start, end = event_bounds(event)
+            if (lo is not None and end <= lo) or (hi is not None and start >= hi):
+                continue
+            items.append(_public(event))
+    if q.get("orderBy") == "startTime":
+        items.sort(key=lambda e: event_bounds(e)[0])
+    offset = int(q.get("pageToken") or 0) if str(q.get("pageToken") or "0").isdigit() else 0
+    size = int(q.get("maxResults") or 250)
+    page = items[offset : offset + size]
+    answer: dict[str, Any] = {
+        "kind": "calendar#events",
+        "summary": calendar_id,
+        "updated": _now(),
+        "timeZone": q.get("timeZone") or "UTC",
+        "accessRole": "owner",
+        "items": page,
+    }
+    if offset + size < len(items):
+        answer["nextPageToken"] = str(offset + size)
+    return answer
+
+
+def _merge(intervals: list[tuple[datetime, datetime]]) -> list[tuple[datetime, datetime]]:
+    merged: list[tuple[datetime, datetime]] = []
+    for start, end in sorted(intervals):
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], end))
+        else:
+            merged.append((start, end))
+    return merged
+
+
+def freebusy_query(state: SandboxState, call: ApiCall) -> dict[str, Any]:
+    """``calendar.freebusy.query``: merged busy intervals clipped to the window."""
+    body: dict[str, Any] = call.body or {}
+    if not body.get("timeMin"):
+        raise bad_request("Missing timeMin.", "required")
+    if not body.get("timeMax"):
+        raise bad_request("Missing timeMax.", "required")
+    lo, hi = parse_time(body["timeMin"], "timeMin"), parse_time(body["timeMax"], "timeMax")
+    if hi <= lo:
+        raise bad_request("The specified time range is empty.", "timeRangeEmpty")
+    zone = body.get("timeZone")
+    calendars: dict[str, Any] = {}
+    with state.lock:
+        for item in body.get("items") or []:
+            calendar_id = str(item.get("id", ""))
+            if not calendar_exists(calendar_id):
+                calendars[calendar_id] = {
+                    "errors": [{"domain": "global", "reason": "notFound"}],
+                    "busy": [],
+                }
+                continue
+            spans = list(state.busy.get(calendar_id, []))
+            for event in state.events.get(calendar_id, {}).values():
+                if event.get("status") == "cancelled" or event.get("transparency") == "transparent":
+                    continue
+                spans.append(event_bounds(event))
+            clipped = [(max(s, lo), min(e, hi)) for s, e in spans if s < hi and e > lo]
+            calendars[calendar_id] = {
+                "busy": [
+                    {"start": format_time(s, zone), "end": format_time(e, zone)}
+                    for s, e in _merge([c for c in clipped if c[0] < c[1]])
+                ]
+            }
+    return {
+        "kind": "calendar#freeBusy",
+        "timeMin": format_time(lo),
+        "timeMax": format_time(hi),
+        "calendars": calendars,
+    }
+
+
+def add_busy(state: SandboxState, calendar_id: str, start: str, end: str) -> None:
+    """``POST /_sandbox/busy``: add a busy block to a calendar."""
+    begin, finish = parse_time(start, "start"), parse_time(end, "end")
+    if finish <= begin:
+        raise bad_request("end must be after start", "timeRangeEmpty")
+    with state.lock:
+        state.busy.setdefault(calendar_id, []).append((begin, finish))
+        state.busy_raw.append({"calendarId": calendar_id, "start": start, "end": end})
+
+
+HANDLERS: dict[str, Handler] = {
+    "calendar.freebusy.query": freebusy_query,
+    "calendar.events.insert": events_insert,
+    "calendar.events.get": events_get,
+    "calendar.events.list": events_list,
+    "calendar.events.delete": events_delete,
+}
