@@ -23,7 +23,7 @@ class Settings:
     delegation_sa: str | None
     certs_url: str
     allowed_origins: frozenset[str] = field(default_factory=frozenset)
-    max_message_age_s: int = 6 * 3600
+    max_message_age_s: int = 7 * 24 * 3600
     lease_s: int = 120
     counter_shards: int = 8
     on_emulators: bool = False
@@ -57,7 +57,7 @@ def settings_from(env: dict[str, str] | os._Environ[str]) -> Settings:
         delegation_sa=env.get("LEADRUN_DELEGATION_SA") or None,
         certs_url=certs_url,
         allowed_origins=_split(env.get("LEADRUN_ALLOWED_ORIGINS", "")),
-        max_message_age_s=int(env.get("LEADRUN_MAX_MESSAGE_AGE_S", str(6 * 3600))),
+        max_message_age_s=int(env.get("LEADRUN_MAX_MESSAGE_AGE_S", str(7 * 24 * 3600))),
         lease_s=int(env.get("LEADRUN_LEASE_S", "120")),
         on_emulators=on_emulators,
     )

@@ -230,11 +230,11 @@ def field_errors(error: ValidationError) -> list[FieldError]:
 
 
 def valid_email(value: str) -> str:
-    """A syntactically valid address (no deliverability check: there is no network to ask)."""
+    """A syntactically valid address (no DNS check; the RFC 2606 `.test` domain is allowed)."""
     from email_validator import EmailNotValidError, validate_email
 
     try:
-        return validate_email(value, check_deliverability=False).normalized
+        return validate_email(value, check_deliverability=False, test_environment=True).normalized
     except EmailNotValidError as exc:
         raise ValueError(f"invalid email address: {exc}") from exc
 

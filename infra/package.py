@@ -98,11 +98,13 @@ def exact_pin(requirement: Requirement, source: Path) -> Pin:
 
 
 def runtime_closure(roots: Iterable[Requirement]) -> set[str]:
-    """Canonical names of the roots and of everything they need on this Python, per installed metadata."""
-    environment: dict[str, str] = dict(default_environment())
+    """Canonical names of the roots and everything they need on this Python (installed metadata)."""
+    environment: dict[str, str] = {k: str(v) for k, v in default_environment().items()}
     needed: set[str] = set()
     queue: list[tuple[str, frozenset[str]]] = [
-        (canonicalize_name(r.name), frozenset(r.extras)) for r in roots if marker_holds(r, environment)
+        (canonicalize_name(r.name), frozenset(r.extras))
+        for r in roots
+        if marker_holds(r, environment)
     ]
     seen: set[tuple[str, frozenset[str]]] = set()
     while queue:
@@ -115,8 +117,8 @@ def runtime_closure(roots: Iterable[Requirement]) -> set[str]:
             requires = importlib.metadata.distribution(name).requires or []
         except importlib.metadata.PackageNotFoundError as error:
             raise PackagingError(
-                f"{name} is not installed here: install requirements-dev.txt with -c constraints.txt "
-                "first, the dependency closure is read from the installed metadata"
+                f"{name} is not installed here; the dependency closure is read from the installed "
+                "metadata: install requirements-dev.txt with -c constraints.txt first"
             ) from error
         for line in requires:
             dependency = Requirement(line)
@@ -136,7 +138,7 @@ def flat_pins(roots: list[Requirement], constraints: dict[str, Pin], source: Pat
     """Exact pins of the roots and their whole closure, taken from constraints.txt."""
     pins: dict[str, Pin] = {}
     for requirement in roots:
-        key = canonicalize_name(requirement.name)
+        key: str = canonicalize_name(requirement.name)
         if key not in constraints:
             raise PackagingError(f"{source}: {requirement.name} has no pin in constraints.txt")
         constrained = constraints[key]
@@ -156,8 +158,9 @@ def flat_pins(roots: list[Requirement], constraints: dict[str, Pin], source: Pat
         installed = importlib.metadata.version(key)
         if installed != constraints[key].version:
             raise PackagingError(
-                f"{key} {installed} is installed but constraints.txt pins {constraints[key].version}: "
-                "reinstall with -c constraints.txt so the dependency closure is the pinned one"
+                f"{key} {installed} is installed but constraints.txt pins "
+                f"{constraints[key].version}: reinstall with -c constraints.txt so the dependency "
+                "closure is the pinned one"
             )
     return sorted(pins.values(), key=lambda pin: pin.key)
 

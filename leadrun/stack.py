@@ -113,6 +113,7 @@ _GCLOUD_ENV = {
 }
 _BIND_ERRORS = ("address already in use", "bindexception", "connection in use", "errno 98")
 _TERM_GRACE_S = 5.0
+_FOREIGN_GRACE_S = 2.0
 
 
 class StackError(RuntimeError):
@@ -689,11 +690,23 @@ def _state_lock(state_dir: Path) -> Iterator[None]:
 
 
 def _wait_ready(stack: Stack, names: Sequence[str], deadline: float) -> None:
-    """Poll until every component in `names` is up; StackError with the log tail otherwise."""
+    """Poll until every component in `names` is up; StackError with the log tail otherwise.
+
+    A port seen held by another process counts only if it stays so for `_FOREIGN_GRACE_S`:
+    a server may briefly open and close a probe socket on its own port while starting.
+    """
     pending = list(names)
+    foreign_since: dict[str, float] = {}
     while pending:
+        now = time.monotonic()
         for name in list(pending):
             state = stack.component_status(name)
+            if state == "foreign":
+                foreign_since.setdefault(name, now)
+                if now - foreign_since[name] < _FOREIGN_GRACE_S:
+                    continue
+            else:
+                foreign_since.pop(name, None)
             if state == "up":
                 pending.remove(name)
             elif state in ("down", "foreign"):

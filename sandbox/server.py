@@ -231,6 +231,8 @@ class _RequestHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "WorkspaceSandbox/1.0"
     timeout = 600
+    disable_nagle_algorithm = True
+    wbufsize = 64 * 1024  # headers and body leave in one write (flushed after each request)
     server: SandboxHTTPServer
 
     def log_message(self, format: str, *args: Any) -> None:

@@ -28,7 +28,7 @@ def handle_dead_letter(store: FirestoreStore, delivery: Delivery, attempts: str 
     if changed and delivery.action == "calendar":
         lead = store.get_lead(delivery.run_id, delivery.lead_doc_id)
         if lead:
-            settings = RunSettings.model_validate(lead["settings"])
+            settings = RunSettings.model_validate(lead["settings"], strict=False)
             settle_email_after_calendar(store, delivery, settings, "calendar_failed")
     log(
         "dead-lettered message recorded" if changed else "dead letter for a settled receipt",

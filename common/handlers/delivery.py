@@ -145,6 +145,9 @@ def handle_delivery(
     if run is None or lead_doc is None:
         note("no such run or lead: message dropped", severity="ERROR", outcome="dropped")
         return "dropped"
+    # Stored leads were validated on the way in; JSON strings become datetimes again here.
+    settings = RunSettings.model_validate(lead_doc["settings"], strict=False)
+    lead = Lead.model_validate(lead_doc["lead"], strict=False)
     try:
         claim = store.claim(delivery.run_id, delivery.lead_doc_id, delivery.action, owner)
     except ReceiptMissing:
@@ -158,7 +161,6 @@ def handle_delivery(
         note("already terminal: nothing to do", outcome="duplicate")
         return "duplicate"
 
-    settings = RunSettings.model_validate(lead_doc["settings"])
     now = datetime.now(UTC)
     if delivery.publish_time and now - delivery.publish_time > max_age:
         fields = failed("expired", "expired", f"message older than {max_age}; replay to retry")
@@ -171,7 +173,7 @@ def handle_delivery(
     work = Work(
         delivery=delivery,
         run=run,
-        lead=Lead.model_validate(lead_doc["lead"]),
+        lead=lead,
         settings=settings,
         claim=claim,
         store=store,
@@ -206,9 +208,21 @@ def handle_delivery(
             )
             note(f"unexpected error: {exc!r}", severity="ERROR", outcome="retry")
             raise
-    if work.follow_ups:
-        bus.publish(work.follow_ups)
-    store.finish(delivery.run_id, delivery.lead_doc_id, delivery.action, fields)
+    try:
+        if work.follow_ups:
+            bus.publish(work.follow_ups)
+        store.finish(delivery.run_id, delivery.lead_doc_id, delivery.action, fields)
+    except Exception as exc:
+        # The effect is done (and idempotent): let the redelivery record it at once.
+        store.release(
+            delivery.run_id,
+            delivery.lead_doc_id,
+            delivery.action,
+            owner,
+            {"code": "record_failed", "message": str(exc)[:500]},
+        )
+        note(f"recording failed, retrying: {exc!r}", severity="WARNING", outcome="retry")
+        raise Retry(str(exc)) from exc
     if fields["status"] == "failed" and delivery.action == "calendar":
         settle_email_after_calendar(store, delivery, settings, "calendar_failed")
     outcome = fields.get("outcome") or fields.get("reason")

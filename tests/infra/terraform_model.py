@@ -94,9 +94,7 @@ class Module:
             if block_type != rtype or (name is not None and block_name != name):
                 continue
             for key, scope in self._for_each(body):
-                evaluated = self.resolve(
-                    {k: v for k, v in body.items() if k != "for_each"}, scope
-                )
+                evaluated = self.resolve({k: v for k, v in body.items() if k != "for_each"}, scope)
                 found.append(Instance(rtype, block_name, key, evaluated))
         return found
 
@@ -136,10 +134,9 @@ class Module:
                 into.setdefault("dynamic", []).append({label: spec})
                 continue
             items = collection.items() if isinstance(collection, dict) else enumerate(collection)
-            blocks = into.setdefault(label, [])
-            for key, item in items:
+            for key, item in items:  # no items, no block, as in Terraform
                 inner = {**scope, label: {"key": key, "value": item}}
-                blocks.append(self.resolve(spec["content"][0], inner))
+                into.setdefault(label, []).append(self.resolve(spec["content"][0], inner))
 
     def _resolve_string(self, text: str, scope: dict[str, Any], strict: bool) -> Any:
         whole = strip_interpolation(text) if is_single_interpolation(text) else None

@@ -1,4 +1,4 @@
-"""Offline checks of infra/: every .tf parses, and the Terraform deploys exactly common/topology.py."""
+"""Offline checks of infra/: every .tf parses; the Terraform deploys exactly common/topology.py."""
 
 from __future__ import annotations
 
@@ -102,7 +102,9 @@ def test_subscriptions_are_the_topology_subscriptions_with_its_policies(module: 
             assert "dead_letter_policy" not in body
 
         push = only_block(body, "push_config")
-        function_uri = ref("google_cloudfunctions2_function.function", spec.name, "service_config[0].uri")
+        function_uri = ref(
+            "google_cloudfunctions2_function.function", spec.name, "service_config[0].uri"
+        )
         # The topic in the path makes functions-framework decode the envelope as a CloudEvent.
         assert push["push_endpoint"] == (
             f"{function_uri}/projects/${{var.project_id}}/topics/{spec.topic}"
@@ -155,7 +157,10 @@ def test_only_pubsub_functions_are_pushed_to_and_only_by_the_invoker(module: Mod
 
 
 def test_pubsub_service_agent_can_dead_letter(module: Module) -> None:
-    agent = "serviceAccount:service-${data.google_project.this.number}@gcp-sa-pubsub.iam.gserviceaccount.com"
+    agent = (
+        "serviceAccount:service-${data.google_project.this.number}"
+        "@gcp-sa-pubsub.iam.gserviceaccount.com"
+    )
     publisher = by_key(module.instances("google_pubsub_topic_iam_member", "dead_letter_publisher"))
     assert publisher[None].body == {
         "project": "${var.project_id}",
@@ -163,12 +168,16 @@ def test_pubsub_service_agent_can_dead_letter(module: Module) -> None:
         "role": "roles/pubsub.publisher",
         "member": agent,
     }
-    subscribers = module.instances("google_pubsub_subscription_iam_member", "dead_letter_subscriber")
+    subscribers = module.instances(
+        "google_pubsub_subscription_iam_member", "dead_letter_subscriber"
+    )
     assert {i.key for i in subscribers} == {s.name for s in PUSH_SPECS if s.dead_letter}
     for instance in subscribers:
         assert instance.body["role"] == "roles/pubsub.subscriber"
         assert instance.body["member"] == agent
-        assert instance.body["subscription"] == ref("google_pubsub_subscription.push", instance.key or "", "name")
+        assert instance.body["subscription"] == ref(
+            "google_pubsub_subscription.push", instance.key or "", "name"
+        )
 
 
 def test_function_service_accounts_have_least_privilege(module: Module) -> None:
@@ -176,7 +185,8 @@ def test_function_service_accounts_have_least_privilege(module: Module) -> None:
     assert set(accounts) == {spec.name for spec in topology.FUNCTIONS}
 
     def function_of(member: str) -> str | None:
-        match = re.fullmatch(r'serviceAccount:\$\{google_service_account\.function\["([^"]+)"\]\.email\}', member)
+        pattern = r'serviceAccount:\$\{google_service_account\.function\["([^"]+)"\]\.email\}'
+        match = re.fullmatch(pattern, member)
         return match.group(1) if match else None
 
     project_roles = {
@@ -241,7 +251,9 @@ def test_environment_passes_every_variable_the_module_needs(module: Module, env:
     passed = set(call) - {"source"}
     required = {name for name, body in module.variables.items() if "default" not in body}
     assert required <= passed, f"{env} does not pass {sorted(required - passed)}"
-    assert passed <= set(module.variables), f"{env} passes unknown {sorted(passed - set(module.variables))}"
+    assert passed <= set(module.variables), (
+        f"{env} passes unknown {sorted(passed - set(module.variables))}"
+    )
     # Everything the environment needs without a default is set by infra/deploy.sh apply.
     env_required = {name for name, body in root.variables.items() if "default" not in body}
     assert env_required <= DEPLOY_VARIABLES

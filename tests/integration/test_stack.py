@@ -335,7 +335,7 @@ def test_push_delivers_a_cloudevent(stack: Stack, standins: tuple[Path, list[str
     assert event["messageId"] == message_id
     assert event["attributes"] == attributes
     assert json.loads(event["data"]) == data
-    assert event["pid"] == stack.processes["book"].pid or alive(stack.processes["book"].pid)
+    assert event["pid"] in stackmod.owned_processes(stack.processes["book"])
     time.sleep(1.5)  # a success is acknowledged: no redelivery
     assert len(received()) == 1
 
@@ -584,3 +584,79 @@ def test_retry_backoff_and_ports_configuration(monkeypatch: pytest.MonkeyPatch) 
     names = {s["name"].rsplit("/", 1)[1] for s in subs}
     expected = {s.subscription for s in topology.FUNCTIONS if s.subscription}
     assert names == {*expected, stackmod.DEAD_LETTER_AUDIT_SUBSCRIPTION}
+
+
+class _Squatter:
+    """Another program's HTTP server on a port the stack wanted (it answers HTTP, too)."""
+
+    def __init__(self) -> None:
+        import http.server
+        import threading
+
+        self.server = http.server.ThreadingHTTPServer(
+            ("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler
+        )
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def _listening(port: int) -> bool:
+    return bool(stackmod._listening_inodes(port))
+
+
+@pytest.mark.integration
+@needs_emulators
+def test_a_port_held_by_another_process_is_never_taken_for_ours(
+    tmp_path: Path, standins: tuple[Path, list[str], Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    functions_dir, sandbox_cmd, out = standins
+    squatter = _Squatter()
+    try:
+        # Fixed ports: a clear error naming the port, and nothing left running.
+        ports = stackmod.resolve_ports("auto")
+        ports["schedule"] = squatter.port
+        with pytest.raises(StackError, match=f"port {squatter.port} is held by another process"):
+            start_stack(
+                tmp_path / "fixed",
+                ports=ports,
+                functions_dir=functions_dir,
+                sandbox_cmd=sandbox_cmd,
+                extra_env={"STANDIN_OUT": str(out)},
+            )
+        for name in ("pubsub", "firestore", "sandbox", "book"):
+            wait_for(lambda n=name: not _listening(ports[n]), 10, f"{name} to be stopped")
+        assert not (tmp_path / "fixed" / "stack.pids.json").exists()
+
+        # ports="auto": the stack notices and moves the component to another free port.
+        real_free_ports = stackmod.free_ports
+        calls = {"n": 0}
+
+        def racy_free_ports(count: int) -> list[int]:
+            calls["n"] += 1
+            picked = real_free_ports(count)
+            if calls["n"] == 1:  # someone grabs schedule's port between our pick and its bind
+                picked[stackmod.COMPONENTS.index("schedule")] = squatter.port
+            return picked
+
+        monkeypatch.setattr(stackmod, "free_ports", racy_free_ports)
+        running = start_stack(
+            tmp_path / "auto",
+            ports="auto",
+            functions_dir=functions_dir,
+            sandbox_cmd=sandbox_cmd,
+            extra_env={"STANDIN_OUT": str(out)},
+        )
+        try:
+            assert running.port("schedule") != squatter.port
+            assert running.env["SCHEDULE_URL"] == running.url("schedule")
+            body = requests.get(running.env["SCHEDULE_URL"], timeout=10).json()
+            assert body["target"] == "schedule"
+        finally:
+            running.stop()
+    finally:
+        squatter.close()

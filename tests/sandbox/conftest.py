@@ -11,8 +11,7 @@ from google.auth.credentials import AnonymousCredentials
 from googleapiclient.discovery import build
 
 from sandbox import start_sandbox
-
-PROJECT = "demo-sandbox-tests"
+from tests.sandbox import PROJECT
 
 
 @pytest.fixture(scope="session")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from itertools import pairwise
 from zoneinfo import ZoneInfo
 
 from hypothesis import HealthCheck, given, settings
@@ -81,6 +82,23 @@ def scenarios(draw: st.DrawFn) -> Scenario:
     candidates = intervals(8, _minutes(-30, 240))
     busy = intervals(25, _minutes(0, 600))
     holds = intervals(5, _minutes(0, 120))
+    # Blocks placed where decisions happen, so edges (touching, one minute over, buffers) get
+    # hit: around candidate starts, and on quarter hours of the next days for the expanded search.
+    for candidate in candidates:
+        if draw(st.booleans()):
+            nudge = draw(_minutes(-120, 60))
+            busy.append(
+                Interval(
+                    candidate.start + nudge, candidate.start + nudge + draw(_minutes(1, 90, 1))
+                )
+            )
+    quarter_hours = draw(st.lists(st.integers(0, 4 * 96), max_size=30))
+    base = now.replace(minute=0, second=0)
+    for k in quarter_hours:
+        length = draw(_minutes(1, 240, 1))
+        (holds if k % 7 == 0 else busy).append(
+            Interval(base + k * QUARTER, base + k * QUARTER + length)
+        )
     rules = SlotRules(
         duration=draw(st.sampled_from([15, 20, 30, 45, 60, 90])) * MIN,
         notice=draw(_minutes(0, 60)),
@@ -183,11 +201,23 @@ def ref_first_free_expanded(s: Scenario) -> Interval | None:
 SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
+def touching(window: Interval, reach: timedelta) -> list[Interval]:
+    """Busy blocks just outside ``window``, touching its edges: never fetched by the caller."""
+    return [Interval(window.start - reach, window.start), Interval(window.end, window.end + reach)]
+
+
 @SETTINGS
-@given(scenarios())
-def test_candidate_choice_is_free_inside_a_candidate_and_earliest(s: Scenario) -> None:
+@given(scenarios(), _minutes(5, 3 * 1440))
+def test_candidate_choice_is_free_inside_a_candidate_and_earliest(
+    s: Scenario, reach: timedelta
+) -> None:
     meeting = first_free_candidate(s.candidates, s.busy, s.holds, s.rules, s.now)
     assert meeting == ref_first_free_candidate(s)
+    window = candidates_window(s.candidates, s.rules, s.now)
+    if window is not None:
+        # One freeBusy call over the window is enough: busy time outside it changes nothing.
+        with_outside = s.busy + touching(window, reach)
+        assert first_free_candidate(s.candidates, with_outside, s.holds, s.rules, s.now) == meeting
     if meeting is None:
         return
     assert meeting.duration == s.rules.duration
@@ -195,69 +225,40 @@ def test_candidate_choice_is_free_inside_a_candidate_and_earliest(s: Scenario) -
     assert meeting.start >= s.now + s.rules.notice
     needed = ref_needs_free(meeting.start, s.rules)
     assert not any(needed.overlaps(block) for block in s.busy + s.holds)
-    # One freeBusy call over the candidates' window is enough to make this decision.
-    for window in (
-        candidates_window(s.candidates, s.rules, s.now),
-        candidates_window(s.candidates, s.rules),
-    ):
-        assert window is not None and window.contains(needed)
-
-
-@SETTINGS
-@given(scenarios())
-def test_expanded_grid_matches_the_slow_grid(s: Scenario) -> None:
-    grid = list(expanded_grid(s.candidates, s.workday, s.rules, s.now))
-    assert grid == ref_grid(s)
-    window = expanded_window(s.candidates, s.workday, s.rules, s.now)
-    if not grid:
-        assert window is None
-        return
-    assert window is not None and window.duration < FREEBUSY_MAX_SPAN
-    for meeting in grid:
-        assert window.contains(ref_needs_free(meeting.start, s.rules))
-        local = meeting.start.astimezone(s.tz)
-        assert local.isoweekday() <= 5
-        assert (local.minute % 15, local.second, local.microsecond) == (0, 0, 0)
-        assert meeting.start >= s.now + s.rules.notice
-    assert all(a.start + QUARTER <= b.start for a, b in zip(grid, grid[1:], strict=False))
-
-
-@SETTINGS
-@given(scenarios())
-def test_expanded_choice_is_free_in_working_hours_and_earliest(s: Scenario) -> None:
-    meeting = first_free_expanded(s.candidates, s.busy, s.holds, s.workday, s.rules, s.now)
-    assert meeting == ref_first_free_expanded(s)
-    if meeting is None:
-        return
-    local_day = meeting.start.astimezone(s.tz).date()
-    assert local_day.isoweekday() <= 5
-    assert ref_wall_instant(local_day, s.workday.start, s.tz) <= meeting.start
-    assert meeting.end <= ref_wall_instant(local_day, s.workday.end, s.tz)
-    assert meeting.start >= s.now + s.rules.notice
-    needed = ref_needs_free(meeting.start, s.rules)
-    assert not any(needed.overlaps(block) for block in s.busy + s.holds)
-    window = expanded_window(s.candidates, s.workday, s.rules, s.now)
-    assert window is not None and window.contains(needed)
+    for covering in (window, candidates_window(s.candidates, s.rules)):
+        assert covering is not None and covering.contains(needed)
 
 
 @SETTINGS
 @given(scenarios(), _minutes(5, 3 * 1440))
-def test_busy_outside_the_window_never_changes_the_choice(s: Scenario, reach: timedelta) -> None:
-    """What the caller does not fetch (outside the freeBusy window, even touching it) can't matter."""
-
-    def touching(window: Interval) -> list[Interval]:
-        return [
-            Interval(window.start - reach, window.start),
-            Interval(window.end, window.end + reach),
-        ]
-
-    window = candidates_window(s.candidates, s.rules, s.now)
-    if window is not None:
-        assert first_free_candidate(
-            s.candidates, s.busy + touching(window), s.holds, s.rules, s.now
-        ) == first_free_candidate(s.candidates, s.busy, s.holds, s.rules, s.now)
+def test_expanded_choice_is_free_in_working_hours_and_earliest(
+    s: Scenario, reach: timedelta
+) -> None:
+    grid = list(expanded_grid(s.candidates, s.workday, s.rules, s.now))
+    assert grid == ref_grid(s)
+    meeting = first_free_expanded(s.candidates, s.busy, s.holds, s.workday, s.rules, s.now)
+    assert meeting == ref_first_free_expanded(s)
     window = expanded_window(s.candidates, s.workday, s.rules, s.now)
-    if window is not None:
-        assert first_free_expanded(
-            s.candidates, s.busy + touching(window), s.holds, s.workday, s.rules, s.now
-        ) == first_free_expanded(s.candidates, s.busy, s.holds, s.workday, s.rules, s.now)
+    if not grid:
+        assert window is None and meeting is None
+        return
+    assert window is not None and window.duration < FREEBUSY_MAX_SPAN
+    with_outside = s.busy + touching(window, reach)
+    assert (
+        first_free_expanded(s.candidates, with_outside, s.holds, s.workday, s.rules, s.now)
+        == meeting
+    )
+    for slot in grid:
+        assert window.contains(ref_needs_free(slot.start, s.rules))
+        local = slot.start.astimezone(s.tz)
+        assert local.isoweekday() <= 5
+        assert (local.minute % 15, local.second, local.microsecond) == (0, 0, 0)
+        assert slot.start >= s.now + s.rules.notice
+    assert all(a.start + QUARTER <= b.start for a, b in pairwise(grid))
+    if meeting is None:
+        return
+    local_day = meeting.start.astimezone(s.tz).date()
+    assert ref_wall_instant(local_day, s.workday.start, s.tz) <= meeting.start
+    assert meeting.end <= ref_wall_instant(local_day, s.workday.end, s.tz)
+    needed = ref_needs_free(meeting.start, s.rules)
+    assert not any(needed.overlaps(block) for block in s.busy + s.holds)

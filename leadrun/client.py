@@ -1,0 +1,170 @@
+"""Talking to a running stack: the HTTP API as the web client uses it, the sandbox, and receipts.
+
+Used by the `leadrun` CLI, the demo, the benchmark and the tests, so all of them exercise the
+same public interface (CONTRACT §3, §6, §7) and read the same receipts (§4).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import requests
+
+from common.receipts import TERMINAL as _TERMINAL  # noqa: F401  (re-exported for callers)
+from common.receipts import is_terminal, recount
+
+
+class SettleTimeout(TimeoutError):
+    """The run still had receipts in flight when the wait ended."""
+
+
+@dataclass
+class Sandbox:
+    """The Workspace sandbox's control endpoints (CONTRACT §7)."""
+
+    url: str
+    session: requests.Session
+
+    def state(self) -> dict[str, Any]:
+        """Everything the sandbox holds, and its call counters."""
+        return dict(self.session.get(f"{self.url}/_sandbox/state", timeout=30).json())
+
+    def reset(self) -> None:
+        """Empty state, faults and counters."""
+        self.session.post(f"{self.url}/_sandbox/reset", timeout=30).raise_for_status()
+
+    def busy(self, calendar_id: str, start: str, end: str) -> None:
+        """Add a busy block to a calendar."""
+        body = {"calendarId": calendar_id, "start": start, "end": end}
+        self.session.post(f"{self.url}/_sandbox/busy", json=body, timeout=30).raise_for_status()
+
+    def fault(
+        self, method: str, status: int, rate: float, after_effect: bool = False, **extra: Any
+    ) -> None:
+        """Add a fault rule."""
+        body = {
+            "method": method,
+            "status": status,
+            "rate": rate,
+            "afterEffect": after_effect,
+            **extra,
+        }
+        self.session.post(f"{self.url}/_sandbox/faults", json=body, timeout=30).raise_for_status()
+
+    def clear_faults(self) -> None:
+        """Remove every fault rule."""
+        self.session.delete(f"{self.url}/_sandbox/faults", timeout=30).raise_for_status()
+
+    def token(self, uid: str, claims: Mapping[str, Any] | None = None) -> str:
+        """A Firebase-shaped ID token for `uid`."""
+        body: dict[str, Any] = {"uid": uid}
+        if claims:
+            body["claims"] = dict(claims)
+        answer = self.session.post(f"{self.url}/_sandbox/token", json=body, timeout=30)
+        answer.raise_for_status()
+        return str(answer.json()["idToken"])
+
+
+class LeadRunClient:
+    """The schedule and diagnostics endpoints, plus direct reads of a run's receipts."""
+
+    def __init__(self, env: Mapping[str, str], uid: str = "operator") -> None:
+        self.env = dict(env)
+        self.session = requests.Session()
+        self.sandbox = Sandbox(self.env["WORKSPACE_SANDBOX_URL"].rstrip("/"), self.session)
+        self.uid = uid
+        self._tokens: dict[str, str] = {}
+        self._store: Any = None
+
+    # -- HTTP -----------------------------------------------------------------------------
+    def auth(self, uid: str | None = None) -> dict[str, str]:
+        """The Authorization header of `uid` (the client's own by default)."""
+        uid = uid or self.uid
+        if uid not in self._tokens:
+            self._tokens[uid] = self.sandbox.token(uid)
+        return {"Authorization": f"Bearer {self._tokens[uid]}"}
+
+    def schedule(self, body: Mapping[str, Any], uid: str | None = None) -> requests.Response:
+        """POST a lead run."""
+        return self.session.post(
+            self.env["SCHEDULE_URL"], json=body, headers=self.auth(uid), timeout=120
+        )
+
+    def diagnostics(self, run_id: str, uid: str | None = None) -> requests.Response:
+        """GET a run's funnel."""
+        return self.session.get(
+            self.env["DIAGNOSTICS_URL"],
+            params={"runId": run_id},
+            headers=self.auth(uid),
+            timeout=60,
+        )
+
+    def post_stages(self, body: Mapping[str, Any], uid: str | None = None) -> requests.Response:
+        """POST the lead engine's sourced/filtered stages."""
+        return self.session.post(
+            self.env["DIAGNOSTICS_URL"], json=body, headers=self.auth(uid), timeout=60
+        )
+
+    # -- receipts -------------------------------------------------------------------------
+    @property
+    def store(self) -> Any:
+        """Firestore, read directly as an operator does (emulator on the local stack)."""
+        if self._store is None:
+            from google.cloud import firestore
+
+            from common.store import FirestoreStore
+
+            os.environ.setdefault(
+                "FIRESTORE_EMULATOR_HOST", self.env.get("FIRESTORE_EMULATOR_HOST", "")
+            )
+            if not os.environ["FIRESTORE_EMULATOR_HOST"]:
+                del os.environ["FIRESTORE_EMULATOR_HOST"]
+            self._store = FirestoreStore(firestore.Client(project=self.env["GOOGLE_CLOUD_PROJECT"]))
+        return self._store
+
+    def receipts(self, run_id: str) -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
+        """[(leadDocId, lead, {action: receipt})] of a run."""
+        return list(self.store.run_receipts(run_id))
+
+    def recount(self, run_id: str) -> dict[str, Any]:
+        """Diagnostics recomputed from the receipts themselves."""
+        rows = self.receipts(run_id)
+        return recount([r for _, _, rs in rows for r in rs.values()], [lead for _, lead, _ in rows])
+
+    def in_flight(self, run_id: str) -> int:
+        """How many receipts of the run are not terminal yet."""
+        return sum(
+            1 for _, _, rs in self.receipts(run_id) for r in rs.values() if not is_terminal(r)
+        )
+
+    def wait_settled(
+        self, run_id: str, timeout_s: float = 120.0, poll_s: float = 0.25
+    ) -> dict[str, Any]:
+        """Wait until every receipt of the run is terminal; returns the diagnostics."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            answer = self.diagnostics(run_id)
+            answer.raise_for_status()
+            funnel = dict(answer.json())
+            if funnel["counts"]["pending"] == 0 and self.in_flight(run_id) == 0:
+                return funnel
+            if time.monotonic() > deadline:
+                raise SettleTimeout(
+                    f"run {run_id}: {funnel['counts']['pending']} receipts still pending"
+                )
+            time.sleep(poll_s)
+
+
+def read_env_file(path: str) -> dict[str, str]:
+    """`KEY=VALUE` lines of `.leadrun/stack.env`."""
+    env: dict[str, str] = {}
+    with open(path, encoding="utf-8") as handle:
+        for line in handle:
+            key, sep, value = line.strip().partition("=")
+            if sep and key and not key.startswith("#"):
+                env[key] = value
+    return env

@@ -1,0 +1,46 @@
+"""Shared fixtures: one local stack per test session, started by the suite itself."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from leadrun.client import LeadRunClient
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    """Emulators, sandbox and every function on free ports, stopped at the end of the session."""
+    from leadrun.stack import start_stack
+
+    state_dir: Path = tmp_path_factory.mktemp("stack")
+    started = start_stack(
+        state_dir,
+        ports="auto",
+        project="leadrun-test",
+        extra_env={"LEADRUN_ALLOWED_ORIGINS": "https://app.example.com", "LEADRUN_LEASE_S": "20"},
+        retry_min_s=float(os.environ.get("LEADRUN_TEST_RETRY_MIN_S", "1")),
+        retry_max_s=float(os.environ.get("LEADRUN_TEST_RETRY_MAX_S", "5")),
+    )
+    try:
+        yield started
+    finally:
+        started.stop()
+
+
+@pytest.fixture(scope="session")
+def stack_env(stack: object) -> dict[str, str]:
+    """The stack's `stack.env` keys."""
+    return dict(stack.env)  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+def client(stack_env: dict[str, str]) -> Iterator[LeadRunClient]:
+    """A web-client stand-in for uid `alice`, with the sandbox's faults cleared."""
+    api = LeadRunClient(stack_env, uid="alice")
+    api.sandbox.clear_faults()
+    yield api
+    api.sandbox.clear_faults()

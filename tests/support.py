@@ -1,0 +1,106 @@
+"""Builders for schedule requests and readers of sandbox state, shared by the test tiers."""
+
+from __future__ import annotations
+
+import base64
+import email
+import uuid
+from datetime import UTC, datetime, timedelta
+from email.policy import default
+from typing import Any
+
+
+def next_weekday(days_ahead: int = 2, hour: int = 15, minute: int = 0) -> datetime:
+    """A weekday at least `days_ahead` days from now, at hour:minute UTC."""
+    day = datetime.now(UTC) + timedelta(days=days_ahead)
+    while day.weekday() >= 5:
+        day += timedelta(days=1)
+    return day.replace(hour=hour, minute=minute, second=0, microsecond=0)
+
+
+def iso(value: datetime) -> str:
+    """RFC 3339 with a Z."""
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def slot(start: datetime, minutes: int = 30) -> dict[str, str]:
+    """One candidate slot."""
+    return {"start": iso(start), "end": iso(start + timedelta(minutes=minutes))}
+
+
+def unique(prefix: str) -> str:
+    """An id nobody else in this test session uses."""
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+def lead(lead_id: str, slots: list[dict[str, str]], **fields: Any) -> dict[str, Any]:
+    """A lead with sensible defaults."""
+    body: dict[str, Any] = {
+        "leadDocId": lead_id,
+        "email": f"{lead_id}@acme.test",
+        "name": f"Lead {lead_id}",
+        "company": "Acme",
+        "timeZone": "Europe/Lisbon",
+        "candidateSlots": slots,
+        "emailSubject": "Our call",
+        "emailBody": "Hi, see you {meetingTime}. Join: {meetLink}",
+    }
+    body.update(fields)
+    return body
+
+
+def request(
+    run_id: str, leads: list[dict[str, Any]], host: str | None = None, **fields: Any
+) -> dict[str, Any]:
+    """A schedule request for `leads` with a host calendar nobody else books."""
+    host = host or f"{unique('host')}@example.com"
+    body: dict[str, Any] = {
+        "runId": run_id,
+        "dryRun": False,
+        "host": {
+            "calendarId": host,
+            "senderEmail": host,
+            "timeZone": "America/New_York",
+            "name": "Hana Host",
+        },
+        "meeting": {"title": "Intro call", "description": "Let's talk", "durationMinutes": 30},
+        "fallback": {
+            "expandDays": 5,
+            "workdayStart": "09:00",
+            "workdayEnd": "17:00",
+            "draftIfNoSlot": True,
+        },
+        "drive": {"parentFolderId": None},
+        "actions": ["calendar", "email", "drive"],
+        "leads": leads,
+    }
+    body.update(fields)
+    return body
+
+
+def free_leads(count: int, prefix: str = "lead", days_ahead: int = 2) -> list[dict[str, Any]]:
+    """`count` leads, each with its own free candidate slot."""
+    base = next_weekday(days_ahead)
+    return [
+        lead(f"{prefix}-{i:03d}", [slot(base + timedelta(minutes=30 * i))]) for i in range(count)
+    ]
+
+
+def decode_raw(raw: str) -> email.message.EmailMessage:
+    """A sandbox message's `raw` as a parsed message."""
+    data = base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4))
+    return email.message_from_bytes(data, policy=default)  # type: ignore[return-value]
+
+
+def of_run(state: dict[str, Any], run_id: str, host: str) -> dict[str, list[dict[str, Any]]]:
+    """The sandbox resources that belong to one host (tests give each run its own host)."""
+    events = [e for e in state["events"] if e.get("calendarId") == host]
+    messages = [
+        m for m in state["messages"] if decode_raw(m["raw"])["From"].addresses[0].addr_spec == host
+    ]
+    drafts = [
+        d
+        for d in state["drafts"]
+        if decode_raw(d["message"]["raw"])["From"].addresses[0].addr_spec == host
+    ]
+    return {"events": events, "messages": messages, "drafts": drafts}
