@@ -191,7 +191,7 @@ class Booker:
     def run(self) -> dict[str, Any]:
         """Book (or, in a dry run, say what would be booked)."""
         live = isinstance(self.calendar, GoogleCalendar)
-        if live and self.work.claim.resumed:
+        if live and self.work.resumed:
             existing = self.calendar.get_event(self.subject, self.calendar_id, self.event_id)  # type: ignore[attr-defined]
             if existing is not None and existing.get("status") != "cancelled":
                 return self.booked(

@@ -8,6 +8,7 @@ into an HTTP 500 so Pub/Sub redelivers with backoff; permanent ones end in a `fa
 
 from __future__ import annotations
 
+import random
 import time
 import uuid
 from collections.abc import Callable
@@ -22,6 +23,9 @@ from common.errors import PermanentError, as_permanent, is_transient
 from common.log import log
 from common.models import Lead, RunSettings
 from common.store import Claim, FirestoreStore, LeaseHeld, ReceiptMissing
+
+QUICK_TRIES = 3
+QUICK_BACKOFF_S = 0.2
 
 
 class Retry(Exception):
@@ -59,6 +63,12 @@ class Work:
     bus: PubSubBus
     now: datetime
     follow_ups: list[Outgoing] = field(default_factory=list)
+    tries: int = 1
+
+    @property
+    def resumed(self) -> bool:
+        """Something before this try may have taken effect: look before acting again."""
+        return self.claim.resumed or self.tries > 1
 
     @property
     def dry_run(self) -> bool:
@@ -113,6 +123,28 @@ def settle_email_after_calendar(
                 error={"code": reason, "message": "the calendar action did not book a meeting"},
             ),
         )
+
+
+def _with_quick_retries(effect: Effect, work: Work, note: Callable[..., None]) -> dict[str, Any]:
+    """Run the effect, retrying a transient failure a few times in this delivery.
+
+    Pub/Sub's redelivery backoff is seconds to minutes and its attempts are few; a brief local
+    retry absorbs one-off 429s and 503s. Every retry is a resumed try, so it first looks for
+    what the failed call may have done (the event, the draft, the folder) before acting again.
+    """
+    for attempt in range(1, QUICK_TRIES + 1):
+        work.tries = attempt
+        work.follow_ups.clear()
+        try:
+            return effect(work)
+        except Exception as exc:
+            if attempt == QUICK_TRIES or not is_transient(exc):
+                raise
+            note(
+                f"transient error, retrying in process: {exc}", severity="WARNING", outcome="retry"
+            )
+            time.sleep(QUICK_BACKOFF_S * 2 ** (attempt - 1) * (0.5 + random.random()))
+    raise AssertionError("unreachable")
 
 
 def handle_delivery(
@@ -181,7 +213,7 @@ def handle_delivery(
         now=now,
     )
     try:
-        fields = effect(work)
+        fields = _with_quick_retries(effect, work, note)
     except PermanentError as exc:
         fields = failed("permanent_error", exc.code, exc.message)
     except Exception as exc:

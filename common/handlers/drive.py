@@ -33,7 +33,7 @@ def drive_effect(
         owner = work.settings.host.senderEmail
         tag = keys.folder_tag(work.delivery.run_id, work.delivery.lead_doc_id)
         # Only a retry looks first: a first attempt that succeeds costs one call.
-        folder = drive.find_folder(owner, tag) if work.claim.resumed else None
+        folder = drive.find_folder(owner, tag) if work.resumed else None
         if folder is None:
             folder = drive.create_folder(owner, name, parent, tag)
         return terminal(

@@ -127,7 +127,7 @@ class Mailer:
         d, letter = self.work.delivery, self.letter
         checkpoint = self.work.claim.receipt.get("checkpoint") or {}
         draft_id = checkpoint.get("draftId") if checkpoint.get("kind") == letter.kind else None
-        if self.work.claim.resumed:
+        if self.work.resumed:
             if letter.send:
                 found = self.gmail.find_sent(self.sender, self.message_id)
                 if found:
