@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -11,6 +12,53 @@ GOOGLE_MODE_WORKSPACE = "workspace"
 GOOGLE_SECURETOKEN_CERTS_URL = (
     "https://www.googleapis.com/robot/v1/metadata/x509/securetoken@system.gserviceaccount.com"
 )
+
+
+@dataclass(frozen=True)
+class HostAllowlist:
+    """The Workspace users a request may name as its host (`LEADRUN_WORKSPACE_SUBJECTS`).
+
+    Under domain-wide delegation the functions can act as *any* user of the domain, so the host of
+    a request (`senderEmail`, whose mailbox and Drive are used, and `calendarId`) must be one the
+    operators listed. Entries are addresses (`host@example.com`) or whole domains (`example.com`
+    or `@example.com`), compared case-insensitively. `entries` is None when nothing is configured:
+    then every host is allowed only if `open_when_unset` (the sandbox, where nobody real can be
+    impersonated) and refused otherwise (fail closed).
+    """
+
+    entries: frozenset[str] | None
+    open_when_unset: bool
+
+    @classmethod
+    def parse(cls, raw: str | None, *, open_when_unset: bool) -> HostAllowlist:
+        """From the comma-separated variable; empty or unset means not configured."""
+        parts = (part.strip().lower() for part in (raw or "").split(","))
+        entries = frozenset(part.removeprefix("@") for part in parts if part)
+        return cls(entries or None, open_when_unset)
+
+    def allows(self, address: str) -> bool:
+        """Whether the functions may act as (or on the calendar of) `address`."""
+        if self.entries is None:
+            return self.open_when_unset
+        local, at, domain = address.strip().lower().rpartition("@")
+        if not (at and local and domain):
+            return False  # not an address: neither listed nor in a listed domain
+        return f"{local}@{domain}" in self.entries or domain in self.entries
+
+    def refusal(self, calendar_id: str, sender_email: str) -> tuple[str, str] | None:
+        """`(field, message)` when a host may not be used, else None."""
+        if self.entries is None and not self.open_when_unset:
+            return (
+                "host",
+                "no host is allowed: LEADRUN_WORKSPACE_SUBJECTS is not configured on this "
+                "deployment (ask an operator to list the Workspace users it may act as)",
+            )
+        if not self.allows(sender_email):
+            return ("host.senderEmail", "this host is not one this deployment may act as")
+        # `primary` is the impersonated sender's own calendar.
+        if calendar_id != "primary" and not self.allows(calendar_id):
+            return ("host.calendarId", "this calendar is not one this deployment may act on")
+        return None
 
 
 @dataclass(frozen=True)
@@ -27,10 +75,26 @@ class Settings:
     lease_s: int = 120
     counter_shards: int = 8
     on_emulators: bool = False
+    hosts: HostAllowlist = field(default_factory=lambda: HostAllowlist(None, open_when_unset=False))
 
 
 def _split(value: str) -> frozenset[str]:
     return frozenset(part.strip() for part in value.split(",") if part.strip())
+
+
+_ORIGIN = re.compile(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?")
+
+
+def _origins(value: str) -> frozenset[str]:
+    """CORS origins, each exactly `scheme://host[:port]`: no wildcard, no `null`, no path."""
+    origins = frozenset(origin.lower() for origin in _split(value))
+    for origin in origins:
+        if not _ORIGIN.fullmatch(origin):
+            raise RuntimeError(
+                f"LEADRUN_ALLOWED_ORIGINS: {origin!r} is not an origin like https://app.example.com"
+                " (wildcards and null are never allowed)"
+            )
+    return origins
 
 
 def settings_from(env: dict[str, str] | os._Environ[str]) -> Settings:
@@ -56,10 +120,13 @@ def settings_from(env: dict[str, str] | os._Environ[str]) -> Settings:
         sandbox_url=sandbox_url.rstrip("/") if sandbox_url else None,
         delegation_sa=env.get("LEADRUN_DELEGATION_SA") or None,
         certs_url=certs_url,
-        allowed_origins=_split(env.get("LEADRUN_ALLOWED_ORIGINS", "")),
+        allowed_origins=_origins(env.get("LEADRUN_ALLOWED_ORIGINS", "")),
         max_message_age_s=int(env.get("LEADRUN_MAX_MESSAGE_AGE_S", str(7 * 24 * 3600))),
         lease_s=int(env.get("LEADRUN_LEASE_S", "120")),
         on_emulators=on_emulators,
+        hosts=HostAllowlist.parse(
+            env.get("LEADRUN_WORKSPACE_SUBJECTS"), open_when_unset=mode == GOOGLE_MODE_SANDBOX
+        ),
     )
 
 

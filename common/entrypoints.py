@@ -13,7 +13,7 @@ import flask
 from cloudevents.http import CloudEvent
 from pydantic import ValidationError
 
-from common.auth import Unauthenticated
+from common.auth import CertificatesUnavailable, Unauthenticated
 from common.bootstrap import app
 from common.handlers.book import book_effect
 from common.handlers.dead_letter import handle_dead_letter
@@ -26,23 +26,44 @@ from common.log import log, trace_field
 from common.models import LeadMessage
 
 MAX_BODY = 1024 * 1024
-CORS_HEADERS = "Authorization, Content-Type"
+# What the web client sends beyond the CORS-safelisted headers. Nothing is exposed: the client
+# reads only the status and the JSON body, which CORS always lets it read.
+CORS_HEADERS = ("Authorization", "Content-Type")
+CORS_MAX_AGE_S = 3600
 Handler = Callable[[str, flask.Request], HttpResult]
 
 
 def _cors(request: flask.Request, methods: str) -> tuple[dict[str, str], bool]:
+    """CORS headers for this request, and whether its origin (if any) is one we allow."""
     origin = request.headers.get("Origin")
-    if not origin:
+    if origin is None:
         return {}, True
     if origin not in app().settings.allowed_origins:
         return {"Vary": "Origin"}, False
-    return {
-        "Access-Control-Allow-Origin": origin,
-        "Vary": "Origin",
-        "Access-Control-Allow-Methods": methods,
-        "Access-Control-Allow-Headers": CORS_HEADERS,
-        "Access-Control-Max-Age": "3600",
-    }, True
+    return {"Access-Control-Allow-Origin": origin, "Vary": "Origin"}, True
+
+
+def _preflight(request: flask.Request, methods: list[str], cors: dict[str, str]) -> flask.Response:
+    """Answer `OPTIONS`: 204 with what the origin may do, or 403 for anything we would refuse."""
+    if "Access-Control-Allow-Origin" not in cors:
+        return _json(error(403, "forbidden", "origin not allowed"), cors)
+    wanted = request.headers.get("Access-Control-Request-Method", "")
+    if wanted not in methods:
+        message = f"method {wanted or '(none)'} not allowed; use {', '.join(methods)}"
+        return _json(error(403, "forbidden", message), {"Vary": "Origin"})
+    allowed = {name.lower() for name in CORS_HEADERS}
+    asked = request.headers.get("Access-Control-Request-Headers", "")
+    extra = [h.strip() for h in asked.split(",") if h.strip() and h.strip().lower() not in allowed]
+    if extra:
+        message = f"headers not allowed: {', '.join(extra)}"
+        return _json(error(403, "forbidden", message), {"Vary": "Origin"})
+    headers = {
+        **cors,
+        "Access-Control-Allow-Methods": ", ".join(methods),
+        "Access-Control-Allow-Headers": ", ".join(CORS_HEADERS),
+        "Access-Control-Max-Age": str(CORS_MAX_AGE_S),
+    }
+    return flask.Response(status=204, headers=headers)
 
 
 def _json(result: HttpResult, extra: dict[str, str]) -> flask.Response:
@@ -52,6 +73,7 @@ def _json(result: HttpResult, extra: dict[str, str]) -> flask.Response:
     for key, value in {**extra, **result.headers}.items():
         response.headers[key] = value
     response.headers["Cache-Control"] = "no-store"
+    response.headers["X-Content-Type-Options"] = "nosniff"
     return response
 
 
@@ -65,18 +87,24 @@ def _body(request: flask.Request) -> bytes | None:
 
 def serve_http(request: flask.Request, handlers: dict[str, Handler]) -> flask.Response:
     """Method, CORS, size and auth checks, then the handler; every answer is JSON."""
-    methods = ", ".join([*handlers, "OPTIONS"])
-    cors, origin_ok = _cors(request, methods)
+    try:
+        return _serve_http(request, handlers)
+    except Exception as exc:  # even a broken configuration answers JSON
+        log(f"internal error: {exc!r}", severity="ERROR")
+        return _json(error(500, "internal", "internal error; nothing was lost, retry"), {})
+
+
+def _serve_http(request: flask.Request, handlers: dict[str, Handler]) -> flask.Response:
+    methods = list(handlers)
+    cors, origin_ok = _cors(request, ", ".join(methods))
     if request.method == "OPTIONS":
-        if not origin_ok or request.headers.get("Origin") is None:
-            return _json(error(403, "forbidden", "origin not allowed"), cors)
-        return flask.Response(status=204, headers=cors)
+        return _preflight(request, methods, cors)
     if not origin_ok:
         return _json(error(403, "forbidden", "origin not allowed"), cors)
     handler = handlers.get(request.method)
     if handler is None:
         result = error(405, "method_not_allowed", f"use {' or '.join(handlers)}")
-        return _json(result, {**cors, "Allow": methods})
+        return _json(result, {**cors, "Allow": ", ".join([*methods, "OPTIONS"])})
     trace = trace_field(
         app().settings.project,
         request.headers.get("traceparent"),
@@ -85,7 +113,11 @@ def serve_http(request: flask.Request, handlers: dict[str, Handler]) -> flask.Re
     try:
         uid = app().verifier.uid(request.headers.get("Authorization"))
     except Unauthenticated as exc:
-        return _json(error(401, "unauthenticated", str(exc)), cors)
+        headers = {**cors, "WWW-Authenticate": 'Bearer error="invalid_token"'}
+        return _json(error(401, "unauthenticated", str(exc)), headers)
+    except CertificatesUnavailable as exc:
+        log(f"token not checked: {exc}", severity="ERROR", trace=trace)
+        return _json(error(503, "unavailable", "cannot check tokens right now; retry"), cors)
     try:
         return _json(handler(uid, request), cors)
     except Exception as exc:
@@ -93,12 +125,21 @@ def serve_http(request: flask.Request, handlers: dict[str, Handler]) -> flask.Re
         return _json(error(500, "internal", "internal error; nothing was lost, retry"), cors)
 
 
+def _too_large() -> HttpResult:
+    return error(
+        413,
+        "payload_too_large",
+        "the body is over 1 MiB",
+        [{"field": "body", "message": f"must be at most {MAX_BODY} bytes"}],
+    )
+
+
 def _schedule_post(uid: str, request: flask.Request) -> HttpResult:
     body = _body(request)
     if body is None:
-        return error(413, "payload_too_large", "the body is over 1 MiB")
+        return _too_large()
     trace = trace_field(app().settings.project, request.headers.get("traceparent"))
-    return handle_schedule(app().store, app().bus, uid, body, trace)
+    return handle_schedule(app().store, app().bus, uid, body, trace, hosts=app().settings.hosts)
 
 
 def schedule_http(request: flask.Request) -> flask.Response:
@@ -109,7 +150,7 @@ def schedule_http(request: flask.Request) -> flask.Response:
 def _diagnostics_post(uid: str, request: flask.Request) -> HttpResult:
     body = _body(request)
     if body is None:
-        return error(413, "payload_too_large", "the body is over 1 MiB")
+        return _too_large()
     return handle_diagnostics_post(app().store, uid, body)
 
 

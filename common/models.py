@@ -20,34 +20,55 @@ from pydantic import (
     model_validator,
 )
 
+from common.mime import ENCODED_WORD
+
 Action = Literal["calendar", "email", "drive"]
 ACTIONS: tuple[Action, ...] = ("calendar", "email", "drive")
 
 ID_PATTERN = r"^[A-Za-z0-9_-]{1,128}$"
-Id = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
+MAX_BODY_BYTES = 50_000
 
-# Control characters (C0, DEL, C1) never belong in a name, a subject or a title: they are how a
-# header gets smuggled into a message.
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+def not_reserved(value: str) -> str:
+    """Refuse Firestore's reserved `__name__` form (as an id or a map key)."""
+    # Firestore refuses document ids of the form __x__ ("reserved"): refuse them here, as a 400,
+    # rather than as a failed write after validation.
+    if len(value) >= 4 and value.startswith("__") and value.endswith("__"):
+        raise ValueError("ids of the form __name__ are reserved")
+    return value
+
+
+Id = Annotated[str, StringConstraints(pattern=ID_PATTERN), AfterValidator(not_reserved)]
+
+# Control characters (C0, DEL, C1) and the Unicode line and paragraph separators never belong in
+# a name, a subject or a title: they are how a header gets smuggled into a message.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 # A body may hold line breaks and tabs, nothing else below 0x20.
 _BODY_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+# Not IANA zones anyone means: the machine's own zone, and tzdata's placeholder.
+_NOT_ZONES = frozenset({"localtime", "Factory", "posixrules"})
 
 
 def _no_control(value: str) -> str:
     if _CONTROL.search(value):
         raise ValueError("must not contain control characters (NUL, CR, LF, tab, ...)")
+    if ENCODED_WORD.search(value):
+        # Decoded by every mail parser, an encoded-word could carry the CR/LF refused above.
+        raise ValueError("must not contain an RFC 2047 encoded-word (=?...?=)")
     return value
 
 
 def _body_text(value: str) -> str:
     if _BODY_CONTROL.search(value):
         raise ValueError("must not contain NUL or control characters other than line breaks")
+    if len(value.encode("utf-8", "surrogatepass")) > MAX_BODY_BYTES:
+        raise ValueError(f"must be at most {MAX_BODY_BYTES} bytes of UTF-8")
     return value
 
 
 @lru_cache(maxsize=1)
 def _zones() -> frozenset[str]:
-    return frozenset(available_timezones())
+    return frozenset(available_timezones()) - _NOT_ZONES
 
 
 def _iana_zone(value: str) -> str:
@@ -64,7 +85,7 @@ def _hhmm(value: str) -> str:
 
 Line = Annotated[str, StringConstraints(max_length=200), AfterValidator(_no_control)]
 Subject = Annotated[str, StringConstraints(max_length=250), AfterValidator(_no_control)]
-Body = Annotated[str, StringConstraints(max_length=50_000), AfterValidator(_body_text)]
+Body = Annotated[str, StringConstraints(max_length=MAX_BODY_BYTES), AfterValidator(_body_text)]
 Zone = Annotated[str, StringConstraints(max_length=64), AfterValidator(_iana_zone)]
 HHMM = Annotated[str, AfterValidator(_hhmm)]
 # A lead's address is checked per lead (a bad one rejects that lead only): here only bounded.
@@ -95,6 +116,14 @@ class Host(_Strict):
     def _plain(cls, value: str) -> str:
         return _no_control(value)
 
+    @field_validator("calendarId")
+    @classmethod
+    def _calendar(cls, value: str) -> str:
+        # `primary`, or an address-shaped id (a user's, or x@group.calendar.google.com).
+        if value != "primary" and not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", value):
+            raise ValueError("must be 'primary' or a calendar address like host@example.com")
+        return value
+
     @field_validator("senderEmail")
     @classmethod
     def _address(cls, value: str) -> str:
@@ -124,7 +153,7 @@ class Fallback(_Strict):
     @model_validator(mode="after")
     def _start_before_end(self) -> Fallback:
         if self.workdayStart >= self.workdayEnd:
-            raise ValueError("workdayStart must be before workdayEnd")
+            raise FieldProblem(("workdayEnd",), "workdayEnd must be after workdayStart")
         return self
 
     def workday(self) -> tuple[time, time]:
@@ -195,12 +224,35 @@ class ScheduleRequest(RunSettings):
         )
 
 
-class DuplicateLeadId(ValueError):
+class FieldProblem(ValueError):
+    """A model-level check that is about one field: `path` is relative to the model checked."""
+
+    def __init__(self, path: tuple[str | int, ...], message: str) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+class DuplicateLeadId(FieldProblem):
     """Two leads of one request share an id."""
 
     def __init__(self, index: int) -> None:
-        super().__init__("leadDocId repeats an earlier lead of this request")
+        super().__init__(
+            ("leads", index, "leadDocId"), "leadDocId repeats an earlier lead of this request"
+        )
         self.index = index
+
+
+def field_path(loc: tuple[str | int, ...]) -> str:
+    """`("leads", 3, "timeZone")` as `leads[3].timeZone`."""
+    path = ""
+    for part in loc:
+        if part == "[key]":  # pydantic's marker for "the key itself" of a dict entry
+            continue
+        if isinstance(part, int):
+            path += f"[{part}]"
+        else:
+            path += ("." if path else "") + str(part)
+    return path
 
 
 class FieldError(BaseModel):
@@ -216,16 +268,11 @@ def field_errors(error: ValidationError) -> list[FieldError]:
     for item in error.errors(include_url=False):
         ctx = item.get("ctx") or {}
         inner = ctx.get("error")
-        if isinstance(inner, DuplicateLeadId):
-            details.append(FieldError(field=f"leads[{inner.index}].leadDocId", message=str(inner)))
-            continue
-        path = ""
-        for part in item["loc"]:
-            if isinstance(part, int):
-                path += f"[{part}]"
-            else:
-                path += ("." if path else "") + str(part)
-        details.append(FieldError(field=path or "body", message=str(item["msg"])))
+        loc = tuple(item["loc"])
+        message = str(item["msg"])
+        if isinstance(inner, FieldProblem):
+            loc, message = loc + inner.path, str(inner)
+        details.append(FieldError(field=field_path(loc) or "body", message=message))
     return details
 
 
@@ -233,6 +280,8 @@ def valid_email(value: str) -> str:
     """A syntactically valid address (no DNS check; the RFC 2606 `.test` domain is allowed)."""
     from email_validator import EmailNotValidError, validate_email
 
+    if ENCODED_WORD.search(value):
+        raise ValueError("invalid email address: it holds an RFC 2047 encoded-word (=?...?=)")
     try:
         return validate_email(value, check_deliverability=False, test_environment=True).normalized
     except EmailNotValidError as exc:

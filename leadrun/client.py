@@ -72,12 +72,16 @@ class Sandbox:
 class LeadRunClient:
     """The schedule and diagnostics endpoints, plus direct reads of a run's receipts."""
 
-    def __init__(self, env: Mapping[str, str], uid: str = "operator") -> None:
+    def __init__(
+        self, env: Mapping[str, str], uid: str = "operator", *, id_token: str | None = None
+    ) -> None:
+        """`env` as in stack.env; `id_token`: a real Firebase ID token for `uid` (production,
+        where there is no sandbox to mint one)."""
         self.env = dict(env)
         self.session = requests.Session()
-        self.sandbox = Sandbox(self.env["WORKSPACE_SANDBOX_URL"].rstrip("/"), self.session)
+        self.sandbox = Sandbox(self.env.get("WORKSPACE_SANDBOX_URL", "").rstrip("/"), self.session)
         self.uid = uid
-        self._tokens: dict[str, str] = {}
+        self._tokens: dict[str, str] = {uid: id_token} if id_token else {}
         self._store: Any = None
 
     # -- HTTP -----------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from google.api_core import exceptions as gexc
 from googleapiclient.errors import HttpError
 
 from common.bus import Outgoing, PubSubBus
@@ -188,6 +189,10 @@ def handle_delivery(
     except LeaseHeld as exc:
         note("another delivery holds the lease; retry later", severity="WARNING", outcome="busy")
         raise Retry("lease held") from exc
+    except gexc.GoogleAPICallError as exc:
+        # e.g. ABORTED while a crashed instance's transaction still locks the receipt.
+        note(f"could not claim the receipt: {exc!r}", severity="WARNING", outcome="retry")
+        raise Retry("claim failed") from exc
     context["attempt"] = claim.attempt
     if claim.terminal:
         note("already terminal: nothing to do", outcome="duplicate")

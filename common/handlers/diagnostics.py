@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    TypeAdapter,
+    ValidationError,
+)
 
 from common.handlers.intake import HttpResult, error
-from common.models import ID_PATTERN, field_errors
+from common.models import Id, field_errors, not_reserved
 from common.store import FirestoreStore
 
-_ID = re.compile(ID_PATTERN)
+_RUN_ID: TypeAdapter[str] = TypeAdapter(Id)
 
 
 class ClientStages(BaseModel):
@@ -19,11 +26,15 @@ class ClientStages(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    runId: Annotated[str, StringConstraints(pattern=ID_PATTERN)]
+    runId: Id
     sourced: int = Field(ge=0, le=10_000_000)
     filtered: int = Field(ge=0, le=10_000_000)
     filterReasons: dict[
-        Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,64}$")],
+        Annotated[
+            str,
+            StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,64}$"),
+            AfterValidator(not_reserved),
+        ],
         Annotated[int, Field(ge=0, le=10_000_000)],
     ] = Field(default_factory=dict, max_length=50)
 
@@ -60,13 +71,14 @@ def funnel(store: FirestoreStore, run_id: str, run: dict[str, Any]) -> dict[str,
 
 def handle_diagnostics_get(store: FirestoreStore, uid: str, args: dict[str, str]) -> HttpResult:
     """`GET ?runId=R`, owner only."""
-    run_id = args.get("runId", "")
-    if not _ID.match(run_id):
+    try:
+        run_id = _RUN_ID.validate_python(args.get("runId", ""))
+    except ValidationError as exc:
         return error(
             400,
             "invalid_request",
             "runId is required",
-            [{"field": "runId", "message": "must match [A-Za-z0-9_-]{1,128}"}],
+            [{"field": "runId", "message": exc.errors(include_url=False)[0]["msg"]}],
         )
     run = _owned_run(store, run_id, uid)
     if isinstance(run, HttpResult):

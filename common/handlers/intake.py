@@ -15,6 +15,7 @@ from google.api_core import exceptions as gexc
 from pydantic import ValidationError
 
 from common.bus import Outgoing, PubSubBus
+from common.config import HostAllowlist
 from common.log import log
 from common.models import Lead, RunSettings, ScheduleRequest, field_errors, valid_email
 from common.receipts import is_terminal, new_receipt
@@ -179,14 +180,35 @@ def plan_intake(store: FirestoreStore, request: ScheduleRequest) -> _Plan:
 
 
 def handle_schedule(
-    store: FirestoreStore, bus: PubSubBus, uid: str, body: bytes, trace: str | None = None
+    store: FirestoreStore,
+    bus: PubSubBus,
+    uid: str,
+    body: bytes,
+    trace: str | None = None,
+    *,
+    hosts: HostAllowlist,
 ) -> HttpResult:
-    """Validate and accept a schedule request (CONTRACT §3)."""
+    """Validate and accept a schedule request (CONTRACT §3).
+
+    Everything that can refuse the whole request (shape, limits, the host allowlist) is checked
+    before the first write, so a refused request leaves nothing behind.
+    """
     try:
         request = ScheduleRequest.model_validate_json(body)
     except ValidationError as exc:
         details = [d.model_dump() for d in field_errors(exc)]
         return error(400, "invalid_request", "the request is not valid", details)
+    refusal = hosts.refusal(request.host.calendarId, request.host.senderEmail)
+    if refusal is not None:
+        field_name, message = refusal
+        log(
+            f"host refused: {message}",
+            severity="WARNING",
+            trace=trace,
+            labels={"runId": request.runId},
+            uid=uid,
+        )
+        return error(403, "forbidden", message, [{"field": field_name, "message": message}])
     run = store.open_run(request.runId, uid, request.dryRun)
     if run.get("ownerUid") != uid:
         return error(403, "forbidden", "this run belongs to another user")

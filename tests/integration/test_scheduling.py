@@ -1,7 +1,8 @@
-"""Booking on the local stack: no double booking, the expanded search, drafts, and retrying no_slot."""
+"""Booking on the stack: no double booking, the expanded search, drafts, retrying no_slot."""
 
 from __future__ import annotations
 
+import itertools
 from datetime import datetime, timedelta
 
 import pytest
@@ -35,7 +36,7 @@ def test_twenty_leads_sharing_three_slots_never_overlap(client: LeadRunClient) -
     events = of_run(client.sandbox.state(), run_id, host)["events"]
     assert len(events) == 20 and funnel["counts"]["booked"] == 20
     spans = sorted(_span(e) for e in events)
-    for (_, end), (next_start, _) in zip(spans, spans[1:], strict=False):
+    for (_, end), (next_start, _) in itertools.pairwise(spans):
         assert end <= next_start, "two meetings overlap"
     starts = [s for s, _ in spans]
     for candidate in shared:

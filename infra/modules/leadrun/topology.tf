@@ -7,7 +7,7 @@ locals {
 
   retry_min_backoff_s   = 10
   retry_max_backoff_s   = 600
-  max_delivery_attempts = 5
+  max_delivery_attempts = 10
   ack_deadline_s        = 60
   message_retention_s   = 604800 # 7 days: acknowledged messages stay seekable (replay)
 

@@ -1,0 +1,83 @@
+"""`python -m bench` (`make bench`): see `docs/benchmarks.md`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from bench import profiler, report, runner, slot_bench
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line."""
+    parser = argparse.ArgumentParser(
+        prog="python -m bench",
+        description="Throughput, accept latency and per-lead cost of the pipeline, next to the "
+        "ceiling of the local stack itself. The last line printed is one JSON object.",
+    )
+    parser.add_argument("--leads", type=int, default=None, help="leads end to end (1000)")
+    parser.add_argument(
+        "--accept-requests", type=int, default=None, help="500-lead POSTs timed (20)"
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="smoke run: 200 leads, 5 accept requests"
+    )
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="record the functions with py-spy into DIR and print hotspots (perturbs figures)",
+    )
+    parser.add_argument(
+        "--keep", type=Path, default=None, metavar="DIR", help="keep state and logs in DIR"
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run every phase and print the table, then the JSON line."""
+    args = build_parser().parse_args(argv)
+    leads = args.leads if args.leads is not None else (200 if args.quick else 1000)
+    accept = args.accept_requests if args.accept_requests is not None else (5 if args.quick else 20)
+    if leads < 1 or accept < 1:
+        print("--leads and --accept-requests must be positive", file=sys.stderr)
+        return 2
+
+    def say(message: str) -> None:
+        print(message, file=sys.stderr, flush=True)
+
+    say("slot selection (in process)")
+    slots = slot_bench.measure()
+    options = runner.Options(
+        leads=leads,
+        accept_requests=accept,
+        profile_dir=args.profile,
+        keep_dir=args.keep,
+        progress=say,
+    )
+    try:
+        e2e, accept_figures, top = runner.run(options)
+    except runner.BenchError as exc:
+        print(f"bench: {exc}", file=sys.stderr)
+        return 1
+    result = report.summary(e2e, accept_figures, top, slots)
+    print(report.table(result))
+    if args.profile is not None:
+        print(f"\nwhere the handlers' wall time goes (py-spy --idle, 100 Hz; {args.profile})")
+        for path in sorted(args.profile.glob("*.txt")):
+            found = profiler.breakdown(path)
+            if not found.samples:
+                continue
+            share = {k: f"{100 * v / found.samples:.0f}%" for k, v in found.by_kind.most_common()}
+            print(f"  {path.stem}: {found.samples} samples in handlers; {share}")
+            for frame, count in found.by_frame.most_common(8):
+                print(f"    {100 * count / found.samples:5.1f}%  {frame}")
+    print(report.json_line(result), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

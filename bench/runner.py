@@ -1,0 +1,316 @@
+"""The benchmark's phases, each on a local stack the benchmark starts and stops itself."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import statistics
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench import measure, profiler
+from bench.ceiling import write_noop_functions
+from bench.workload import REQUEST_SIZE, run_requests
+from common import topology
+from leadrun.client import LeadRunClient
+from leadrun.stack import REPO_ROOT, Stack, pubsub_clients, start_stack
+
+HOOK_DIR = Path(__file__).resolve().parent / "_hook"
+# A booked lead on a first, fault-free attempt costs exactly this (issue #7).
+TARGET_CALLS: dict[str, int] = {
+    "calendar.freebusy.query": 1,
+    "calendar.events.insert": 1,
+    "gmail.users.drafts.create": 1,
+    "gmail.users.drafts.send": 1,
+    "drive.files.create": 1,
+}
+POLL_S = 0.5
+WARM_UP_LEADS = 20
+
+
+class BenchError(RuntimeError):
+    """The run did not go as a benchmark run must (a rejected lead, a timeout, ...)."""
+
+
+@dataclass
+class EndToEnd:
+    """Phase 1 and 4: the pipeline's throughput and what each lead cost."""
+
+    leads: int
+    seconds: float
+    seconds_polled: float
+    post_ms: list[float]
+    booked: int
+    statuses: Counter[str]
+    calls: dict[str, int]
+    firestore: dict[str, Counter[str]]
+    logs: measure.DeliveryLog
+    cpu: dict[str, float]
+    client_cpu_s: float
+    others_cpu_s: float = 0.0  # CPU seconds used meanwhile by processes not of this stack
+
+    @property
+    def leads_per_s(self) -> float:
+        """Leads from the first POST until the last receipt turned terminal, per second."""
+        return self.leads / self.seconds
+
+
+@dataclass
+class Ceiling:
+    """Phase 2: the same stack with functions that only move the messages."""
+
+    leads: int
+    seconds: float
+    deliveries: dict[str, int]
+    cpu: dict[str, float]
+    others_cpu_s: float = 0.0
+
+    @property
+    def leads_per_s(self) -> float:
+        """Leads from the first POST until the last no-op delivery, per second."""
+        return self.leads / self.seconds
+
+
+@dataclass
+class Accept:
+    """Phase 3: wall time of 500-lead POSTs to schedule, subscribers detached."""
+
+    post_ms: list[float]
+    cpu: dict[str, float]
+    leads_per_request: int = REQUEST_SIZE
+    others_cpu_s: float = 0.0
+
+
+@dataclass
+class Options:
+    """What one benchmark run does."""
+
+    leads: int = 1000
+    accept_requests: int = 20
+    request_size: int = REQUEST_SIZE
+    profile_dir: Path | None = None
+    keep_dir: Path | None = None
+    settle_timeout_s: float = 900.0
+    progress: Any = field(default=print)
+
+
+@contextlib.contextmanager
+def running_stack(
+    state_dir: Path,
+    project: str,
+    functions_dir: Path | None = None,
+    extra_env: dict[str, str] | None = None,
+) -> Iterator[Stack]:
+    """A fresh local stack on free ports, stopped (every process, by pid) on the way out."""
+    stack = start_stack(
+        state_dir, ports="auto", project=project, functions_dir=functions_dir, extra_env=extra_env
+    )
+    try:
+        yield stack
+    finally:
+        stack.stop()
+
+
+def _post_all(client: LeadRunClient, bodies: list[dict[str, Any]]) -> tuple[float, list[float]]:
+    """POST each body in turn; (wall clock of the first POST, each POST's ms)."""
+    client.auth()  # the token is minted before the clock starts
+    started = time.time()
+    timings = []
+    for body in bodies:
+        t0 = time.perf_counter()
+        answer = client.schedule(body)
+        timings.append((time.perf_counter() - t0) * 1000)
+        if answer.status_code != 202 or answer.json().get("rejected"):
+            raise BenchError(f"schedule answered {answer.status_code}: {answer.text[:500]}")
+    return started, timings
+
+
+def _settle(client: LeadRunClient, run_id: str, leads: int, timeout_s: float) -> None:
+    """Poll diagnostics until `leads` leads are accepted and no receipt is pending."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        counts = client.diagnostics(run_id).json()["counts"]
+        if counts["accepted"] == leads and counts["pending"] == 0:
+            return
+        if time.monotonic() > deadline:
+            raise BenchError(f"{run_id} not settled after {timeout_s:.0f}s: {counts}")
+        time.sleep(POLL_S)
+
+
+def warm_up(stack: Stack, leads: int = WARM_UP_LEADS) -> None:
+    """A few leads through the pipeline first (JIT, lazy clients), on calendars of their own."""
+    client = LeadRunClient(stack.env, uid="bench")
+    _post_all(client, run_requests("bench-warm-up", leads, host_prefix="warm-up"))
+    _settle(client, "bench-warm-up", leads, 120)
+
+
+def end_to_end(stack: Stack, options: Options, count_dir: Path) -> EndToEnd:
+    """Phase 1: N leads through the whole pipeline; phase 4's counters read around it."""
+    client = LeadRunClient(stack.env, uid="bench")
+    run_id = "bench-e2e"
+    bodies = run_requests(run_id, options.leads, options.request_size)
+    calls_before = Counter(client.sandbox.state()["calls"])
+    fs_before = measure.firestore_counts(count_dir)
+    cpu_before = measure.cpu_seconds(stack)
+    busy_before = measure.machine_busy_seconds()
+    client_cpu = measure.self_cpu_seconds()
+    started, post_ms = _post_all(client, bodies)
+    _settle(client, run_id, options.leads, options.settle_timeout_s)
+    polled = time.time() - started
+    cpu_after = measure.cpu_seconds(stack)
+    client_cpu = measure.self_cpu_seconds() - client_cpu
+    cpu = measure.cpu_delta(cpu_before, cpu_after)
+    others = measure.machine_busy_seconds() - busy_before - sum(cpu.values()) - client_cpu
+    rows = client.receipts(run_id)
+    statuses: Counter[str] = Counter()
+    last = started
+    booked = 0
+    for _, _, receipts in rows:
+        for action, receipt in receipts.items():
+            statuses[f"{action}:{receipt.get('status')}:{receipt.get('outcome')}"] += 1
+            last = max(last, receipt["updatedAt"].timestamp())
+        booked += receipts.get("calendar", {}).get("outcome") == "booked"
+    time.sleep(0.6)  # the counting hook flushes every 0.2 s
+    fs_after = measure.firestore_counts(count_dir)
+    firestore = {
+        name: Counter({k: v - fs_before.get(name, Counter())[k] for k, v in totals.items()})
+        for name, totals in fs_after.items()
+    }
+    calls_after = Counter(client.sandbox.state()["calls"])
+    calls = {k: v - calls_before[k] for k, v in calls_after.items() if v - calls_before[k]}
+    return EndToEnd(
+        leads=options.leads,
+        seconds=last - started,
+        seconds_polled=polled,
+        post_ms=post_ms,
+        booked=booked,
+        statuses=statuses,
+        calls=calls,
+        firestore=firestore,
+        logs=measure.read_logs(stack, run_id),
+        cpu=cpu,
+        client_cpu_s=client_cpu,
+        others_cpu_s=max(0.0, others),
+    )
+
+
+def detach_subscribers(stack: Stack) -> None:
+    """Turn every push subscription into a pull one: published messages wait, nothing runs."""
+    with pubsub_clients(stack.pubsub_host) as (_, subscriber):
+        for spec in topology.FUNCTIONS:
+            if spec.subscription:
+                name = f"projects/{stack.project}/subscriptions/{spec.subscription}"
+                subscriber.modify_push_config(request={"subscription": name, "push_config": {}})
+
+
+def accept_latency(stack: Stack, options: Options) -> Accept:
+    """Phase 3: `accept_requests` fresh 500-lead runs POSTed one after another."""
+    detach_subscribers(stack)
+    client = LeadRunClient(stack.env, uid="bench")
+    cpu_before = measure.cpu_seconds(stack)
+    busy_before = measure.machine_busy_seconds()
+    client_cpu = measure.self_cpu_seconds()
+    timings: list[float] = []
+    for i in range(options.accept_requests):
+        body = run_requests(f"bench-accept-{i:03d}", options.request_size, options.request_size)
+        timings.extend(_post_all(client, body)[1])
+    cpu = measure.cpu_delta(cpu_before, measure.cpu_seconds(stack))
+    client_cpu = measure.self_cpu_seconds() - client_cpu
+    others = measure.machine_busy_seconds() - busy_before - sum(cpu.values()) - client_cpu
+    return Accept(timings, cpu, options.request_size, max(0.0, others))
+
+
+def ceiling(stack: Stack, options: Options, count_dir: Path) -> Ceiling:
+    """Phase 2: the same requests through no-op functions, until every delivery arrived."""
+    client = LeadRunClient(stack.env, uid="bench")
+    bodies = run_requests("bench-ceiling", options.leads, options.request_size)
+    files = {name: count_dir / f"{name}.count" for name in ("book", "notify", "drive")}
+
+    def sizes() -> dict[str, int]:
+        return {n: p.stat().st_size if p.exists() else 0 for n, p in files.items()}
+
+    _post_all(client, run_requests("bench-warm-up", WARM_UP_LEADS, host_prefix="warm-up"))
+    deadline = time.monotonic() + 120
+    while min(sizes().values()) < WARM_UP_LEADS and time.monotonic() < deadline:
+        time.sleep(0.05)
+    base = sizes()
+    cpu_before = measure.cpu_seconds(stack)
+    busy_before = measure.machine_busy_seconds()
+    client_cpu = measure.self_cpu_seconds()
+    started, _ = _post_all(client, bodies)
+    deadline = time.monotonic() + options.settle_timeout_s
+    while True:
+        now = sizes()
+        if all(now[n] - base[n] >= options.leads for n in now):
+            break
+        if time.monotonic() > deadline:
+            raise BenchError(f"ceiling not settled after {options.settle_timeout_s:.0f}s: {now}")
+        time.sleep(0.05)
+    cpu = measure.cpu_delta(cpu_before, measure.cpu_seconds(stack))
+    client_cpu = measure.self_cpu_seconds() - client_cpu
+    others = measure.machine_busy_seconds() - busy_before - sum(cpu.values()) - client_cpu
+    last = max(files[n].stat().st_mtime for n in ("notify", "drive"))
+    delivered = {n: now[n] - base[n] for n in now}
+    return Ceiling(options.leads, last - started, delivered, cpu, max(0.0, others))
+
+
+def run(options: Options) -> tuple[EndToEnd, Accept, Ceiling]:
+    """Phases 1, 3, 4 on the pipeline's stack, then phase 2 on a no-op stack."""
+    root = (
+        Path(tempfile.mkdtemp(prefix="leadrun-bench-"))
+        if options.keep_dir is None
+        else (options.keep_dir)
+    )
+    root.mkdir(parents=True, exist_ok=True)
+    count_dir = root / "firestore-counts"
+    count_dir.mkdir(exist_ok=True)
+    env = {
+        "PYTHONPATH": os.pathsep.join([str(HOOK_DIR), str(REPO_ROOT)]),
+        "BENCH_FIRESTORE_COUNT_DIR": str(count_dir),
+    }
+    say = options.progress
+    spy = options.profile_dir
+    say(f"starting the pipeline stack (state in {root / 'pipeline'})")
+    with running_stack(root / "pipeline", "bench-pipeline", extra_env=env) as stack:
+        warm_up(stack)
+        say(f"end to end: {options.leads} leads in requests of {options.request_size}")
+        names = ("schedule", "book", "notify", "drive", "diagnostics")
+        with profiler.profiling(stack, names, spy, "e2e") if spy else contextlib.nullcontext():
+            e2e = end_to_end(stack, options, count_dir)
+        say(f"  settled in {e2e.seconds:.1f}s; accept latency: {options.accept_requests} POSTs")
+        with (
+            profiler.profiling(stack, ("schedule",), spy, "accept")
+            if spy
+            else (contextlib.nullcontext())
+        ):
+            accept = accept_latency(stack, options)
+    noop_dir = write_noop_functions(root / "noop-functions")
+    noop_counts = root / "noop-counts"
+    noop_counts.mkdir(exist_ok=True)
+    say("starting the ceiling stack (no-op functions)")
+    noop_env = {"BENCH_COUNT_DIR": str(noop_counts)}
+    with running_stack(root / "ceiling", "bench-ceiling", noop_dir, noop_env) as stack:
+        top = ceiling(stack, options, noop_counts)
+        say(f"  ceiling settled in {top.seconds:.1f}s")
+    if options.keep_dir is None:
+        shutil.rmtree(root, ignore_errors=True)
+    return e2e, accept, top
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Nearest-rank percentile (q in 0..1)."""
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    return ordered[min(len(ordered) - 1, max(0, round(q * len(ordered) + 0.5) - 1))]
+
+
+def median(values: list[float]) -> float:
+    """The median, NaN for none."""
+    return statistics.median(values) if values else float("nan")

@@ -1,0 +1,241 @@
+"""What an operator sees of a run: its funnel and one row per lead, built from diagnostics and
+receipts (pure). `leadrun status` prints it, `--json` dumps it, `leadrun report` renders it.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from common.receipts import is_terminal
+
+ACTION_ORDER: tuple[str, ...] = ("calendar", "email", "drive")
+# Progress/summary buckets: a terminal receipt's outcome, else its status.
+OUTCOME_LABELS: dict[str, str] = {
+    "booked": "booked",
+    "no_slot": "no slot",
+    "sent": "sent",
+    "drafted": "drafted",
+    "created": "folder",
+    "rejected": "rejected",
+    "failed": "failed",
+}
+
+
+@dataclass(frozen=True)
+class Links:
+    """Where a lead's effects can be opened (None when there is none, e.g. in a dry run)."""
+
+    event: str | None = None
+    meet: str | None = None
+    folder: str | None = None
+
+
+@dataclass
+class LeadRow:
+    """One lead: its overall status, what each action did, and its links."""
+
+    lead_doc_id: str
+    name: str
+    email: str | None
+    company: str | None
+    status: str  # rejected · failed · pending · done · simulated
+    outcome: str  # e.g. "booked · sent · created"
+    reason: str | None
+    receipts: dict[str, dict[str, Any]]
+    links: Links
+    meeting_start: str | None = None
+    expanded: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        """The row as `leadrun status --json` prints it."""
+        return {
+            "leadDocId": self.lead_doc_id,
+            "name": self.name,
+            "email": self.email,
+            "company": self.company,
+            "status": self.status,
+            "outcome": self.outcome,
+            "reason": self.reason,
+            "meetingStart": self.meeting_start,
+            "expanded": self.expanded,
+            "links": {
+                "event": self.links.event,
+                "meet": self.links.meet,
+                "folder": self.links.folder,
+            },
+            "receipts": self.receipts,
+        }
+
+
+@dataclass
+class RunView:
+    """A run as diagnostics reports it, with its leads."""
+
+    run_id: str
+    dry_run: bool
+    counts: dict[str, int]
+    reasons: dict[str, int]
+    filter_reasons: dict[str, int]
+    updated_at: str | None
+    leads: list[LeadRow] = field(default_factory=list)
+
+    @property
+    def submitted(self) -> int:
+        """Leads the run received (accepted + rejected)."""
+        return int(self.counts.get("accepted", 0)) + int(self.counts.get("rejected", 0))
+
+    def reasons_by_status(self) -> dict[str, Counter[str]]:
+        """Reason codes of the receipts, split into `rejected`, `failed` and `other` (no_slot)."""
+        out: dict[str, Counter[str]] = {
+            "rejected": Counter(),
+            "failed": Counter(),
+            "other": Counter(),
+        }
+        for row in self.leads:
+            for receipt in row.receipts.values():
+                reason = receipt.get("reason")
+                if not reason:
+                    continue
+                bucket = receipt.get("status") if receipt.get("status") in out else "other"
+                out[str(bucket)][str(reason)] += 1
+        return out
+
+    def lead_reasons(self) -> Counter[str]:
+        """Why leads were rejected at intake, one count per lead."""
+        return Counter(row.reason or "unknown" for row in self.leads if row.status == "rejected")
+
+    def failures(self) -> list[tuple[str, str, str, str]]:
+        """(leadDocId, action, reason, error message) of every failed receipt."""
+        out = []
+        for row in self.leads:
+            for action in ACTION_ORDER:
+                receipt = row.receipts.get(action)
+                if receipt and receipt.get("status") == "failed":
+                    error = receipt.get("error") or {}
+                    out.append(
+                        (
+                            row.lead_doc_id,
+                            action,
+                            str(receipt.get("reason") or ""),
+                            str(error.get("message") or ""),
+                        )
+                    )
+        return out
+
+    def to_json(self) -> dict[str, Any]:
+        """`leadrun status --json`: diagnostics' own fields, then the leads."""
+        return {
+            "runId": self.run_id,
+            "dryRun": self.dry_run,
+            "counts": dict(self.counts),
+            "reasons": dict(self.reasons),
+            "filterReasons": dict(self.filter_reasons),
+            "updatedAt": self.updated_at,
+            "leads": [row.to_json() for row in self.leads],
+        }
+
+
+def _plain(value: Any) -> Any:
+    """Firestore values as JSON: timestamps become RFC 3339 strings."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    return value
+
+
+def public_receipt(receipt: Mapping[str, Any]) -> dict[str, Any]:
+    """A receipt's CONTRACT §4 fields (no lease or checkpoint), JSON-ready."""
+    keys = ("action", "status", "outcome", "reason", "dryRun", "attempts", "external", "error")
+    out = {key: _plain(receipt.get(key)) for key in keys}
+    for key in ("createdAt", "updatedAt"):
+        if receipt.get(key) is not None:
+            out[key] = _plain(receipt[key])
+    return out
+
+
+def receipt_bucket(receipt: Mapping[str, Any]) -> str | None:
+    """The progress bucket of a terminal receipt (outcome, else status); None while pending."""
+    if not is_terminal(receipt):
+        return None
+    return str(receipt.get("outcome") or receipt.get("status"))
+
+
+def lead_row(lead_id: str, lead: Mapping[str, Any], receipts: Mapping[str, Any]) -> LeadRow:
+    """One lead's row from its document and receipts."""
+    submitted = lead.get("lead") or {}
+    actions = [a for a in ACTION_ORDER if a in receipts]
+    statuses = [str(receipts[a].get("status")) for a in actions]
+    if lead.get("status") == "rejected":
+        status = "rejected"
+    elif "failed" in statuses:
+        status = "failed"
+    elif "pending" in statuses or not statuses:
+        status = "pending"
+    elif "simulated" in statuses:
+        status = "simulated"
+    else:
+        status = "done"
+    outcome = " · ".join(
+        str(receipts[a].get("outcome") or receipts[a].get("status")) for a in actions
+    )
+    reason = lead.get("reason")
+    if not reason:
+        reason = next(
+            (receipts[a].get("reason") for a in actions if receipts[a].get("reason")), None
+        )
+    calendar = (receipts.get("calendar") or {}).get("external") or {}
+    drive = (receipts.get("drive") or {}).get("external") or {}
+    return LeadRow(
+        lead_doc_id=lead_id,
+        name=str(submitted.get("name") or ""),
+        email=submitted.get("email"),
+        company=submitted.get("company"),
+        status=status,
+        outcome=outcome if lead.get("status") != "rejected" else "",
+        reason=str(reason) if reason else None,
+        receipts={a: public_receipt(receipts[a]) for a in actions},
+        links=Links(
+            event=calendar.get("htmlLink"),
+            meet=calendar.get("meetLink"),
+            folder=drive.get("webViewLink"),
+        ),
+        meeting_start=calendar.get("start"),
+        expanded=bool(calendar.get("expanded"))
+        and (receipts.get("calendar") or {}).get("outcome") == "booked",
+    )
+
+
+def build_view(
+    funnel: Mapping[str, Any], rows: Iterable[tuple[str, Mapping[str, Any], Mapping[str, Any]]]
+) -> RunView:
+    """The operator's view of a run from its diagnostics answer and `run_receipts` rows."""
+    return RunView(
+        run_id=str(funnel["runId"]),
+        dry_run=bool(funnel.get("dryRun")),
+        counts={k: int(v) for k, v in (funnel.get("counts") or {}).items()},
+        reasons={k: int(v) for k, v in (funnel.get("reasons") or {}).items()},
+        filter_reasons={k: int(v) for k, v in (funnel.get("filterReasons") or {}).items()},
+        updated_at=funnel.get("updatedAt"),
+        leads=[lead_row(lead_id, lead, receipts) for lead_id, lead, receipts in rows],
+    )
+
+
+def tally(
+    rows: Iterable[tuple[str, Mapping[str, Any], Mapping[str, Any]]],
+) -> tuple[int, int, Counter[str]]:
+    """(receipts, terminal receipts, terminal receipts by bucket) of `run_receipts` rows."""
+    total = 0
+    buckets: Counter[str] = Counter()
+    for _, _, receipts in rows:
+        for receipt in receipts.values():
+            total += 1
+            bucket = receipt_bucket(receipt)
+            if bucket is not None:
+                buckets[bucket] += 1
+    return total, sum(buckets.values()), buckets

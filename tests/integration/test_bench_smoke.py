@@ -1,0 +1,60 @@
+"""`make bench` in quick mode: it runs end to end and reports what a lead costs.
+
+No timing is asserted (benchmarks print figures); the cost of a booked lead on a first,
+fault-free attempt is a functional property and is asserted exactly.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.slow, pytest.mark.integration]
+
+REPO = Path(__file__).resolve().parents[2]
+REQUIRED = (
+    "leads_per_s",
+    "ceiling_leads_per_s",
+    "ratio",
+    "accept_p50_ms_500",
+    "accept_p95_ms_500",
+    "calls_per_lead",
+    "pubsub_messages_per_lead",
+    "firestore_writes_per_lead",
+    "slot_selection_ms",
+)
+TARGET_MIX = {
+    "calendar.freebusy.query": 1.0,
+    "calendar.events.insert": 1.0,
+    "gmail.users.drafts.create": 1.0,
+    "gmail.users.drafts.send": 1.0,
+    "drive.files.create": 1.0,
+}
+
+
+def test_quick_bench_prints_every_figure_and_the_exact_cost_of_a_lead() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--leads", "50", "--accept-requests", "3"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:] + done.stdout[-3000:]
+    lines = done.stdout.strip().splitlines()
+    result = json.loads(lines[-1])
+    assert set(REQUIRED) <= set(result), sorted(set(REQUIRED) - set(result))
+    assert "ratio end to end / ceiling" in done.stdout  # the table came first
+    assert result["leads"] == 50 and result["booked"] == 50
+    assert result["calls_per_lead"] == TARGET_MIX
+    assert result["cost_target_met"] is True
+    assert result["pubsub_messages_per_lead"] == 3.0
+    assert result["redeliveries"] == 0
+    for key in REQUIRED:
+        if key != "calls_per_lead":
+            assert isinstance(result[key], int | float) and result[key] > 0, key
