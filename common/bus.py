@@ -45,7 +45,7 @@ class PubSubBus:
     def publisher(self) -> pubsub_v1.PublisherClient:
         """The client, built on first use (never at import time)."""
         if self._publisher is None:
-            settings = pubsub_v1.types.BatchSettings(max_messages=500, max_latency=0.01)
+            settings = pubsub_v1.types.BatchSettings(max_messages=500, max_latency=0.002)
             self._publisher = pubsub_v1.PublisherClient(batch_settings=settings)
         return self._publisher
 

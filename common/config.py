@@ -7,6 +7,8 @@ import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 
+from common import topology
+
 GOOGLE_MODE_SANDBOX = "sandbox"
 GOOGLE_MODE_WORKSPACE = "workspace"
 GOOGLE_SECURETOKEN_CERTS_URL = (
@@ -73,6 +75,7 @@ class Settings:
     allowed_origins: frozenset[str] = field(default_factory=frozenset)
     max_message_age_s: int = 7 * 24 * 3600
     lease_s: int = 120
+    sweep_stale_s: int = topology.SWEEP_STALE_S
     counter_shards: int = 8
     on_emulators: bool = False
     hosts: HostAllowlist = field(default_factory=lambda: HostAllowlist(None, open_when_unset=False))
@@ -123,6 +126,7 @@ def settings_from(env: dict[str, str] | os._Environ[str]) -> Settings:
         allowed_origins=_origins(env.get("LEADRUN_ALLOWED_ORIGINS", "")),
         max_message_age_s=int(env.get("LEADRUN_MAX_MESSAGE_AGE_S", str(7 * 24 * 3600))),
         lease_s=int(env.get("LEADRUN_LEASE_S", "120")),
+        sweep_stale_s=int(env.get("LEADRUN_SWEEP_STALE_S", str(topology.SWEEP_STALE_S))),
         on_emulators=on_emulators,
         hosts=HostAllowlist.parse(
             env.get("LEADRUN_WORKSPACE_SUBJECTS"), open_when_unset=mode == GOOGLE_MODE_SANDBOX

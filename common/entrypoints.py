@@ -22,6 +22,7 @@ from common.handlers.diagnostics import handle_diagnostics_get, handle_diagnosti
 from common.handlers.drive import drive_effect
 from common.handlers.intake import HttpResult, error, handle_schedule
 from common.handlers.notify import notify_effect
+from common.handlers.sweep import sweep_stale
 from common.log import log, trace_field
 from common.models import LeadMessage
 
@@ -245,3 +246,8 @@ def dead_letter_event(event: CloudEvent) -> None:
     handle_dead_letter(
         app().store, delivery, attributes.get("CloudPubSubDeadLetterSourceDeliveryCount")
     )
+
+
+def sweep_event(event: CloudEvent) -> None:
+    """CloudEvent entry of `sweep` (lead-sweep, published by Cloud Scheduler)."""
+    sweep_stale(app().store, app().bus, timedelta(seconds=app().settings.sweep_stale_s))

@@ -14,14 +14,22 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from google.api_core import exceptions as gexc
 from google.cloud import firestore
+from google.cloud.firestore_v1.base_query import FieldFilter
 from google.cloud.firestore_v1.transaction import Transaction
 
 from common import paths
 from common.receipts import counted_keys, delta, fold, is_terminal, lead_keys
 
-HOLD_BUCKET = timedelta(minutes=5)
+# Matches the expanded search's grid: a 30-minute meeting touches two or three buckets.
+HOLD_BUCKET = timedelta(minutes=15)
+OPTIMISTIC_ROUNDS = 12
 WRITES_PER_BATCH = 400
+
+
+# What a guarded write raises when the document changed since it was read.
+CHANGED = (gexc.FailedPrecondition, gexc.Conflict, gexc.AlreadyExists, gexc.Aborted, gexc.NotFound)
 
 
 class LeaseHeld(Exception):
@@ -69,6 +77,7 @@ class FirestoreStore:
         self.db = client
         self.shards = shards
         self.lease = timedelta(seconds=lease_s)
+        self._runs: dict[str, dict[str, Any]] = {}
 
     # -- counters -------------------------------------------------------------------------
     def _bump(self, writer: Any, run_id: str, changes: Mapping[str, int]) -> None:
@@ -93,6 +102,19 @@ class FirestoreStore:
         """The run document, or None."""
         snap = self.db.document(paths.run(run_id)).get()
         return snap.to_dict() if snap.exists else None
+
+    def run_mode(self, run_id: str) -> dict[str, Any] | None:
+        """`ownerUid` and `dryRun` of a run, cached: neither ever changes once the run exists."""
+        cached = self._runs.get(run_id)
+        if cached is None:
+            run = self.get_run(run_id)
+            if run is None:
+                return None
+            cached = {"ownerUid": run.get("ownerUid"), "dryRun": bool(run.get("dryRun"))}
+            if len(self._runs) > 4096:
+                self._runs.clear()
+            self._runs[run_id] = cached
+        return cached
 
     def open_run(self, run_id: str, uid: str, dry_run: bool) -> dict[str, Any]:
         """Create the run, or return it as it is; the caller checks owner and mode."""
@@ -183,14 +205,22 @@ class FirestoreStore:
         snap = self._receipt_ref(run_id, lead_doc_id, action).get()
         return snap.to_dict() if snap.exists else None
 
-    def claim(self, run_id: str, lead_doc_id: str, action: str, owner: str) -> Claim:
-        """Take the receipt's lease for this delivery (CONTRACT §4 state machine)."""
-        ref = self._receipt_ref(run_id, lead_doc_id, action)
-        lease = self.lease
+    def _guarded(self, snap: Any) -> Any:
+        """A write option that fails if the document changed since `snap` was read."""
+        if snap.exists:
+            return self.db.write_option(last_update_time=snap.update_time)
+        return self.db.write_option(exists=False)
 
-        @firestore.transactional
-        def work(tx: Transaction) -> Claim:
-            snap = ref.get(transaction=tx)
+    def claim(self, run_id: str, lead_doc_id: str, action: str, owner: str) -> Claim:
+        """Take the receipt's lease for this delivery (CONTRACT §4 state machine).
+
+        Optimistic: read, then write guarded by the read's update time; a concurrent change
+        makes the write fail and the receipt is read again. Cheaper than a transaction, and no
+        lock is left behind by an instance that dies in the middle.
+        """
+        ref = self._receipt_ref(run_id, lead_doc_id, action)
+        for _ in range(OPTIMISTIC_ROUNDS):
+            snap = ref.get()
             if not snap.exists:
                 raise ReceiptMissing(ref.path)
             receipt = snap.to_dict() or {}
@@ -201,18 +231,18 @@ class FirestoreStore:
             if held.get("owner") not in (None, owner) and held.get("expiresAt", now) > now:
                 raise LeaseHeld(ref.path)
             attempt = int(receipt.get("attempts") or 0) + 1
-            tx.update(
-                ref,
-                {
-                    "attempts": attempt,
-                    "lease": {"owner": owner, "expiresAt": now + lease},
-                    "updatedAt": firestore.SERVER_TIMESTAMP,
-                },
-            )
+            update = {
+                "attempts": attempt,
+                "lease": {"owner": owner, "expiresAt": now + self.lease},
+                "updatedAt": firestore.SERVER_TIMESTAMP,
+            }
+            try:
+                ref.update(update, option=self._guarded(snap))
+            except CHANGED:
+                continue
             receipt["attempts"] = attempt
             return Claim(terminal=False, receipt=receipt, attempt=attempt)
-
-        return work(self.db.transaction())
+        raise LeaseHeld(f"{ref.path}: changing too often")
 
     def checkpoint(
         self, run_id: str, lead_doc_id: str, action: str, values: dict[str, Any]
@@ -230,44 +260,81 @@ class FirestoreStore:
         *,
         only_if_open: bool = True,
     ) -> bool:
-        """Move a receipt to a new state with its counters; False if it was already terminal."""
-        ref = self._receipt_ref(run_id, lead_doc_id, action)
-        bump = self._bump
+        """Move a receipt to a new state with its counters; False if it was already terminal.
 
-        @firestore.transactional
-        def work(tx: Transaction) -> bool:
-            snap = ref.get(transaction=tx)
+        The receipt update (guarded by the update time read) and the counter increments are one
+        atomic batch, so a transition is counted exactly once.
+        """
+        ref = self._receipt_ref(run_id, lead_doc_id, action)
+        for _ in range(OPTIMISTIC_ROUNDS):
+            snap = ref.get()
             if not snap.exists:
                 raise ReceiptMissing(ref.path)
             old = snap.to_dict() or {}
             if only_if_open and is_terminal(old):
                 return False
             new = {**old, **fields, "lease": None}
-            tx.update(ref, {**fields, "lease": None, "updatedAt": firestore.SERVER_TIMESTAMP})
-            bump(tx, run_id, delta(counted_keys(old), counted_keys(new)))
+            batch = self.db.batch()
+            batch.update(
+                ref,
+                {**fields, "lease": None, "updatedAt": firestore.SERVER_TIMESTAMP},
+                option=self._guarded(snap),
+            )
+            self._bump(batch, run_id, delta(counted_keys(old), counted_keys(new)))
+            try:
+                batch.commit()
+            except CHANGED:
+                continue
             return True
-
-        return work(self.db.transaction())
+        raise LeaseHeld(f"{ref.path}: changing too often")
 
     def release(
         self, run_id: str, lead_doc_id: str, action: str, owner: str, error: dict[str, Any]
     ) -> None:
         """Give the lease back after a transient failure so the redelivery can go on at once."""
         ref = self._receipt_ref(run_id, lead_doc_id, action)
-
-        @firestore.transactional
-        def work(tx: Transaction) -> None:
-            snap = ref.get(transaction=tx)
-            receipt = snap.to_dict() or {} if snap.exists else {}
+        for _ in range(OPTIMISTIC_ROUNDS):
+            snap = ref.get()
+            receipt = (snap.to_dict() or {}) if snap.exists else {}
             if not receipt or is_terminal(receipt):
                 return
-            lease = receipt.get("lease") or {}
             update: dict[str, Any] = {"error": error, "updatedAt": firestore.SERVER_TIMESTAMP}
-            if lease.get("owner") == owner:
+            if (receipt.get("lease") or {}).get("owner") == owner:
                 update["lease"] = None
-            tx.update(ref, update)
+            try:
+                ref.update(update, option=self._guarded(snap))
+                return
+            except CHANGED:
+                continue
 
-        work(self.db.transaction())
+    def stale_receipts(
+        self, older_than: datetime, now: datetime, limit: int
+    ) -> list[tuple[str, str, str]]:
+        """(runId, leadDocId, action) of pending receipts untouched since `older_than`, unleased."""
+        query = (
+            self.db.collection_group("receipts")
+            .where(filter=FieldFilter("status", "==", "pending"))
+            .where(filter=FieldFilter("updatedAt", "<", older_than))
+            .limit(limit)
+        )
+        found = []
+        for snap in query.stream():
+            lease = (snap.to_dict() or {}).get("lease") or {}
+            if lease.get("expiresAt") and lease["expiresAt"] > now:
+                continue
+            lead_ref = snap.reference.parent.parent
+            found.append((lead_ref.parent.parent.id, lead_ref.id, snap.id))
+        return found
+
+    def pending_calendar(self, run_id: str, lead_doc_id: str) -> bool:
+        """Whether the lead has a calendar receipt that is not terminal yet."""
+        receipt = self.get_receipt(run_id, lead_doc_id, "calendar")
+        return receipt is not None and not is_terminal(receipt)
+
+    def touch_receipt(self, run_id: str, lead_doc_id: str, action: str) -> None:
+        """Move `updatedAt`, so the next sweep waits a full period before publishing again."""
+        ref = self._receipt_ref(run_id, lead_doc_id, action)
+        ref.update({"updatedAt": firestore.SERVER_TIMESTAMP})
 
     def run_receipts(self, run_id: str) -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
         """Every lead of a run with its receipts: [(leadDocId, lead, {action: receipt})]."""
@@ -301,58 +368,65 @@ class FirestoreStore:
     def claim_slot(
         self, calendar_key: str, hold: SlotHold, owner: str, ttl: timedelta
     ) -> list[SlotHold]:
-        """Hold every 5-minute bucket `hold` touches; returns conflicting holds (none: held)."""
-        refs = [
-            self.db.document(paths.hold(h))
-            for h in self._hold_ids(calendar_key, hold.start, hold.end)
-        ]
+        """Hold every bucket `hold` touches; returns conflicting holds (none: held).
 
-        @firestore.transactional
-        def work(tx: Transaction) -> list[SlotHold]:
+        One read of the buckets, then one batch guarded by what was read (create the missing,
+        update the expired or our own); if another claim got in between, read again.
+        """
+        refs = self._hold_refs(calendar_key, hold)
+        for _ in range(OPTIMISTIC_ROUNDS):
             now = datetime.now(UTC)
+            snaps = list(self.db.get_all(refs))
             conflicts: list[SlotHold] = []
-            for snap in tx.get_all(refs):
+            for snap in snaps:
                 data = snap.to_dict() if snap.exists else None
                 if data and data.get("owner") != owner and data.get("expiresAt", now) > now:
                     conflicts.append(SlotHold(data["start"], data["end"]))
             if conflicts:
                 return conflicts
-            for ref in refs:
-                tx.set(
-                    ref,
-                    {
-                        "calendarKey": calendar_key,
-                        "owner": owner,
-                        "start": hold.start,
-                        "end": hold.end,
-                        "booked": False,
-                        "expiresAt": now + ttl,
-                    },
-                )
+            doc = {
+                "calendarKey": calendar_key,
+                "owner": owner,
+                "start": hold.start,
+                "end": hold.end,
+                "booked": False,
+                "expiresAt": now + ttl,
+            }
+            batch = self.db.batch()
+            for snap in snaps:
+                if snap.exists:
+                    batch.update(snap.reference, doc, option=self._guarded(snap))
+                else:
+                    batch.create(snap.reference, doc)
+            try:
+                batch.commit()
+            except CHANGED:
+                continue
             return []
-
-        return work(self.db.transaction(max_attempts=20))
+        raise LeaseHeld(f"slot claims on {calendar_key} are changing too often")
 
     def settle_slot(self, calendar_key: str, hold: SlotHold, owner: str, *, booked: bool) -> None:
         """After the insert: keep a booked hold until the meeting ends, or release it."""
-        refs = [
-            self.db.document(paths.hold(h))
-            for h in self._hold_ids(calendar_key, hold.start, hold.end)
-        ]
-
-        @firestore.transactional
-        def work(tx: Transaction) -> None:
-            snaps = list(tx.get_all(refs))
-            for snap in snaps:
+        refs = self._hold_refs(calendar_key, hold)
+        for _ in range(OPTIMISTIC_ROUNDS):
+            batch = self.db.batch()
+            for snap in self.db.get_all(refs):
                 data = snap.to_dict() if snap.exists else None
                 if not data or data.get("owner") != owner:
                     continue
                 if booked:
-                    tx.update(snap.reference, {"booked": True, "expiresAt": hold.end})
+                    batch.update(
+                        snap.reference,
+                        {"booked": True, "expiresAt": hold.end},
+                        option=self._guarded(snap),
+                    )
                 else:
-                    tx.delete(snap.reference)
-
-        work(self.db.transaction(max_attempts=20))
+                    batch.delete(snap.reference, option=self._guarded(snap))
+            try:
+                batch.commit()
+                return
+            except CHANGED:
+                continue
 
 
 @dataclass

@@ -12,7 +12,17 @@ TOPIC_CALENDAR = "lead-calendar"
 TOPIC_NOTIFY = "lead-notify"
 TOPIC_DRIVE = "lead-drive"
 TOPIC_DEAD_LETTER = "lead-dead-letter"
-TOPICS: tuple[str, ...] = (TOPIC_CALENDAR, TOPIC_NOTIFY, TOPIC_DRIVE, TOPIC_DEAD_LETTER)
+# Cloud Scheduler publishes here every few minutes; the sweeper re-publishes stale actions.
+TOPIC_SWEEP = "lead-sweep"
+TOPICS: tuple[str, ...] = (
+    TOPIC_CALENDAR,
+    TOPIC_NOTIFY,
+    TOPIC_DRIVE,
+    TOPIC_DEAD_LETTER,
+    TOPIC_SWEEP,
+)
+SWEEP_SCHEDULE = "*/5 * * * *"  # production cadence (Cloud Scheduler, cron syntax)
+SWEEP_STALE_S = 600  # a pending receipt untouched this long has lost its message
 
 # Pub/Sub policy shared by every push subscription (production values; the local stack may
 # shorten the backoff through LEADRUN_RETRY_MIN_S / LEADRUN_RETRY_MAX_S so tests settle fast).
@@ -49,6 +59,15 @@ FUNCTIONS: tuple[FunctionSpec, ...] = (
         "cloudevent",
         TOPIC_DEAD_LETTER,
         "lead-dead-letter-mark",
+        dead_letter=False,
+    ),
+    FunctionSpec(
+        "sweep",
+        "diagnostics",
+        "sweep",
+        "cloudevent",
+        TOPIC_SWEEP,
+        "lead-sweep-run",
         dead_letter=False,
     ),
 )

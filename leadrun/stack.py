@@ -82,13 +82,16 @@ LOG_DIR = "logs"
 PUBSUB = "pubsub"
 FIRESTORE = "firestore"
 SANDBOX = "sandbox"
+SCHEDULER = "scheduler"
 BACKGROUND_SERVICES: tuple[str, ...] = (PUBSUB, FIRESTORE, SANDBOX)
+DEFAULT_SWEEP_EVERY_S = 10.0
 
 # Port = base + offset; functions get 10 + their index in topology.FUNCTIONS.
 PORT_OFFSETS: dict[str, int] = {
     PUBSUB: 0,
     FIRESTORE: 1,
     SANDBOX: 2,
+    SCHEDULER: 3,
     **{spec.name: 10 + i for i, spec in enumerate(topology.FUNCTIONS)},
 }
 COMPONENTS: tuple[str, ...] = tuple(PORT_OFFSETS)
@@ -547,7 +550,7 @@ class Stack:
     def url(self, name: str) -> str:
         """Base URL of a component; a function's URL ends with `/` (like SCHEDULE_URL)."""
         base = f"http://{HOST}:{self.port(name)}"
-        return base + "/" if name not in BACKGROUND_SERVICES else base
+        return base + "/" if name not in (*BACKGROUND_SERVICES, SCHEDULER) else base
 
     @property
     def pubsub_host(self) -> str:
@@ -818,6 +821,25 @@ def start_stack(
                 "GOOGLE_CLOUD_PROJECT": project,
                 "PYTHONUNBUFFERED": "1",
             }
+        if name == SCHEDULER:
+            every = os.environ.get("LEADRUN_SWEEP_EVERY_S", f"{DEFAULT_SWEEP_EVERY_S:g}")
+            return [
+                python,
+                "-m",
+                "leadrun.scheduler",
+                "--host",
+                HOST,
+                "--port",
+                str(port),
+                "--project",
+                project,
+                "--every",
+                every,
+            ], {
+                "PYTHONPATH": str(REPO_ROOT),
+                "PYTHONUNBUFFERED": "1",
+                "PUBSUB_EMULATOR_HOST": f"{HOST}:{port_map[PUBSUB]}",
+            }
         spec = topology.function(name)
         return [
             python,
@@ -897,6 +919,7 @@ def start_stack(
             "LEADRUN_RETRY_MAX_S": f"{backoff[1]:g}",
         }
         ensure_topology(stack.pubsub_host, project, port_map, *backoff)
+        start_and_wait([SCHEDULER])
         stack._write_env_file()
     except BaseException:
         stack.stop()

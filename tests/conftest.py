@@ -17,11 +17,16 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
     from leadrun.stack import start_stack
 
     state_dir: Path = tmp_path_factory.mktemp("stack")
+    os.environ.setdefault("LEADRUN_SWEEP_EVERY_S", "3")  # the local Cloud Scheduler's period
     started = start_stack(
         state_dir,
         ports="auto",
         project="leadrun-test",
-        extra_env={"LEADRUN_ALLOWED_ORIGINS": "https://app.example.com", "LEADRUN_LEASE_S": "20"},
+        extra_env={
+            "LEADRUN_ALLOWED_ORIGINS": "https://app.example.com",
+            "LEADRUN_LEASE_S": "20",
+            "LEADRUN_SWEEP_STALE_S": "15",
+        },
         retry_min_s=float(os.environ.get("LEADRUN_TEST_RETRY_MIN_S", "1")),
         retry_max_s=float(os.environ.get("LEADRUN_TEST_RETRY_MAX_S", "5")),
     )

@@ -173,7 +173,7 @@ def handle_delivery(
             **fields,
         )
 
-    run = store.get_run(delivery.run_id)
+    run = store.run_mode(delivery.run_id)
     lead_doc = store.get_lead(delivery.run_id, delivery.lead_doc_id)
     if run is None or lead_doc is None:
         note("no such run or lead: message dropped", severity="ERROR", outcome="dropped")

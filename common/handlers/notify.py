@@ -34,10 +34,12 @@ class Letter:
 
 
 def booking_for(work: Work) -> dict[str, Any] | None:
-    """The booking result this email follows: the calendar receipt, else the message's copy."""
+    """The booking this email follows: the message's copy, else the settled calendar receipt."""
     if "calendar" not in work.settings.actions:
         return None
     d = work.delivery
+    if d.booking:
+        return d.booking  # what book decided, published with the event it made
     receipt = work.store.get_receipt(d.run_id, d.lead_doc_id, "calendar")
     if receipt and is_terminal(receipt):
         if receipt.get("outcome") == "booked":
@@ -45,8 +47,6 @@ def booking_for(work: Work) -> dict[str, Any] | None:
         if receipt.get("outcome") == "no_slot":
             return {"outcome": "no_slot"}
         return {"outcome": receipt.get("status"), "reason": receipt.get("reason")}
-    if d.booking:
-        return d.booking
     raise Retry("the calendar action has not settled yet")
 
 

@@ -3,7 +3,8 @@
 Parses a module's .tf files with python-hcl2, then expands `for_each` resources and `dynamic`
 blocks over the module's locals. It understands the expression forms the module uses for names
 and policies (references to `local.*`, `each.*`, `var.*` and dynamic iterators, `toset`,
-`{for k, v in ... : k => v if ...}`, `cond ? a : b`, list and scalar literals). Any other
+`{for k, v in ... : k => v if ...}`, `cond ? a : b`, `merge`, `lookup`, `tostring`, object, list
+and scalar literals). Any other
 expression stays a string with the references it contains substituted, e.g.
 `${google_pubsub_topic.topic["lead-calendar"].id}`, so tests can still see what it points at.
 """
@@ -203,6 +204,35 @@ class Module:
         if match := re.fullmatch(r"toset\((.+)\)", expression, re.S):
             values = self.evaluate(match.group(1), scope)
             return list(dict.fromkeys(values))
+        if match := re.fullmatch(r"tostring\((.+)\)", expression, re.S):
+            value = self.evaluate(match.group(1), scope)
+            if isinstance(value, dict | list):
+                raise Unresolved(expression)
+            return json.dumps(value) if isinstance(value, bool) or value is None else str(value)
+        if match := re.fullmatch(r"merge\((.*)\)", expression, re.S):
+            merged: dict[str, Any] = {}
+            for argument in split_arguments(match.group(1)):
+                value = self.evaluate(argument, scope)
+                if not isinstance(value, dict):
+                    raise Unresolved(expression)
+                merged.update(value)
+            return merged
+        if match := re.fullmatch(r"lookup\((.*)\)", expression, re.S):
+            arguments = split_arguments(match.group(1))
+            if len(arguments) != 3:
+                raise Unresolved(expression)
+            collection, key = (self.evaluate(a, scope) for a in arguments[:2])
+            if not isinstance(collection, dict):
+                raise Unresolved(expression)
+            if key in collection:
+                return collection[key]
+            return self.evaluate(arguments[2], scope)
+        if re.fullmatch(r"\{(?!\s*for\s).*\}", expression, re.S):
+            try:
+                parsed = hcl2.loads(f"value = {expression}\n", serialization_options=OPTIONS)
+            except Exception as error:  # python-hcl2 raises lark's errors
+                raise Unresolved(expression) from error
+            return self.resolve(parsed["value"], scope)
         if match := re.fullmatch(
             r"\{\s*for\s+(\w+)\s*,\s*(\w+)\s+in\s+(.+?)\s*:\s*\1\s*=>\s*\2\s*(?:if\s+(.+?))?\s*\}",
             expression,
@@ -253,6 +283,26 @@ def reference_pattern(scope: dict[str, Any]) -> re.Pattern[str]:
     """References into locals or the scope's roots (each, var, dynamic iterators, for variables)."""
     roots = "|".join(re.escape(root) for root in sorted({"local", *scope}, key=len, reverse=True))
     return re.compile(rf"(?<![\w.\"])(?:{roots})(?:\.[A-Za-z_][\w-]*)+(?![\w(])")
+
+
+def split_arguments(text: str) -> list[str]:
+    """A call's comma-separated arguments, splitting only outside brackets and strings."""
+    arguments, depth, quoted, start = [], 0, False, 0
+    for index, char in enumerate(text):
+        if char == '"' and (index == 0 or text[index - 1] != "\\"):
+            quoted = not quoted
+        elif quoted:
+            continue
+        elif char in "([{":
+            depth += 1
+        elif char in ")]}":
+            depth -= 1
+        elif char == "," and depth == 0:
+            arguments.append(text[start:index].strip())
+            start = index + 1
+    if text[start:].strip():
+        arguments.append(text[start:].strip())
+    return arguments
 
 
 def is_single_interpolation(text: str) -> bool:

@@ -24,6 +24,27 @@ PUSH_SPECS = [spec for spec in topology.FUNCTIONS if spec.subscription is not No
 PUBLISHES_TO = {
     "schedule": {topology.TOPIC_CALENDAR, topology.TOPIC_DRIVE, topology.TOPIC_NOTIFY},
     "book": {topology.TOPIC_NOTIFY},
+    # The sweeper re-publishes stale actions to their topics; it never calls Workspace.
+    "sweep": set(topology.ACTION_TOPICS.values()),
+}
+# Settings that only some functions get, beyond the ones every function gets.
+FUNCTION_ENV = {"sweep": {"LEADRUN_SWEEP_STALE_S": str(topology.SWEEP_STALE_S)}}
+COMMON_ENV = {
+    "GOOGLE_CLOUD_PROJECT",
+    "LEADRUN_GOOGLE_MODE",
+    "LEADRUN_DELEGATION_SA",
+    "LEADRUN_ALLOWED_ORIGINS",
+    "LEADRUN_WORKSPACE_SUBJECTS",
+    "LOG_EXECUTION_ID",
+}
+# The sweeper's collection-group query (common/store.py stale_receipts) needs this index.
+SWEEP_INDEX = {
+    "collectionGroup": "receipts",
+    "queryScope": "COLLECTION_GROUP",
+    "fields": [
+        {"fieldPath": "status", "order": "ASCENDING"},
+        {"fieldPath": "updatedAt", "order": "ASCENDING"},
+    ],
 }
 DELEGATES = {"book", "notify", "drive"}
 # What Terraform may pass to deploy.sh's apply (deploy.sh sets exactly these).
@@ -139,6 +160,9 @@ def test_functions_are_the_topology_functions(module: Module) -> None:
         assert env["LEADRUN_DELEGATION_SA"] == own_account
         assert env["GOOGLE_CLOUD_PROJECT"] == "${var.project_id}"
         assert env["LEADRUN_ALLOWED_ORIGINS"] == '${join(",", var.allowed_origins)}'
+        extra = FUNCTION_ENV.get(spec.name, {})
+        assert set(env) == COMMON_ENV | set(extra), spec.name
+        assert {name: env[name] for name in extra} == extra
         # Pub/Sub functions are triggered by our push subscriptions, not by an Eventarc trigger.
         assert "event_trigger" not in body
 
@@ -230,6 +254,26 @@ def test_no_broad_or_authoritative_iam(module: Module) -> None:
                 assert not role.endswith(".admin"), instance.address
 
 
+def test_sweep_is_ticked_by_cloud_scheduler_on_the_topology_schedule(module: Module) -> None:
+    assert module.local("sweep_topic") == topology.TOPIC_SWEEP
+    assert module.local("sweep_schedule") == topology.SWEEP_SCHEDULE
+    assert module.local("sweep_stale_s") == topology.SWEEP_STALE_S
+    assert topology.function("sweep").topic == topology.TOPIC_SWEEP
+    assert "cloudscheduler.googleapis.com" in module.local("apis")
+
+    jobs = module.instances("google_cloud_scheduler_job")
+    assert len(jobs) == 1, [job.address for job in jobs]
+    body = jobs[0].body
+    assert body["schedule"] == topology.SWEEP_SCHEDULE
+    assert body["time_zone"] == "UTC"
+    assert body["region"] == "${var.region}"
+    assert body["project"] == "${var.project_id}"
+    target = only_block(body, "pubsub_target")
+    assert target["topic_name"] == ref("google_pubsub_topic.topic", topology.TOPIC_SWEEP, "id")
+    assert target["data"] == '${base64encode("{}")}'
+    assert "http_target" not in body and "app_engine_http_target" not in body
+
+
 def test_firestore_rules_and_indexes_are_deployed(module: Module) -> None:
     assert module.local("firestore_rules_path") == "${path.module}/../../firestore.rules"
     assert (INFRA / "firestore.rules").is_file()
@@ -237,6 +281,24 @@ def test_firestore_rules_and_indexes_are_deployed(module: Module) -> None:
     assert isinstance(indexes["indexes"], list)
     for index in indexes["indexes"]:
         assert {"collectionGroup", "fields"} <= set(index), index
+    assert SWEEP_INDEX in indexes["indexes"]
+    # firestore.tf creates one google_firestore_index per entry of that file.
+    assert module.raw_locals["firestore_indexes"] == (
+        '${jsondecode(file("${path.module}/../../firestore.indexes.json")).indexes}'
+    )
+    (index_resource,) = [
+        body for rtype, _name, body in module.resources if rtype == "google_firestore_index"
+    ]
+    assert index_resource["for_each"] == "${local.firestore_indexes_keys}"
+    assert index_resource["collection"] == "${each.value.collectionGroup}"
+    assert index_resource["query_scope"] == '${try(each.value.queryScope, "COLLECTION")}'
+    assert module.raw_locals["firestore_indexes_keys"].startswith(
+        "${{for index in local.firestore_indexes : "
+    )
+    (fields,) = [d["fields"] for d in index_resource["dynamic"] if "fields" in d]
+    assert fields["for_each"] == "${each.value.fields}"
+    assert fields["content"][0]["field_path"] == "${fields.value.fieldPath}"
+    assert fields["content"][0]["order"] == "${try(fields.value.order, null)}"
     assert module.instances("google_firestore_database")
     assert module.instances("google_firebaserules_release")[0].body["name"] == "cloud.firestore"
     rules = (INFRA / "firestore.rules").read_text()

@@ -160,6 +160,21 @@ def _kill_worker(stack: Any, name: str) -> int:
     return pid
 
 
+def test_sweeper_publishes_an_action_whose_message_was_lost(client: LeadRunClient) -> None:
+    run_id = unique("lost")
+    body = request(run_id, [lead("lost", [slot(next_weekday(3))])], actions=["drive"])
+    parsed = ScheduleRequest.model_validate(body, strict=False)
+    store = client.store
+    store.open_run(run_id, "alice", False)
+    store.write_intake(run_id, plan_intake(store, parsed).writes)  # recorded; the publish "lost"
+    assert client.in_flight(run_id) == 1
+    client.wait_settled(run_id, timeout_s=90)
+    drive = _receipts(client, run_id)[("lost", "drive")]
+    assert drive["status"] == "done" and drive["outcome"] == "created"
+    assert len(_folders(client.sandbox.state(), run_id, "lost")) == 1
+    _assert_counts_equal_receipts(client, run_id)
+
+
 @pytest.mark.slow
 def test_fault_run_duplicates_and_a_crash_still_give_exactly_one_of_each(
     client: LeadRunClient, stack: Any, stack_env: dict[str, str], monkeypatch: pytest.MonkeyPatch

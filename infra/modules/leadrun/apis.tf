@@ -4,6 +4,7 @@ locals {
     "calendar-json.googleapis.com",
     "cloudbuild.googleapis.com",
     "cloudfunctions.googleapis.com",
+    "cloudscheduler.googleapis.com", # the sweeper's tick (scheduler.tf)
     "drive.googleapis.com",
     "firebaserules.googleapis.com",
     "firestore.googleapis.com",

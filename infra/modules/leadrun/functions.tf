@@ -1,6 +1,13 @@
-# Six Cloud Functions (2nd gen) built from four deploy units. HTTP functions are public at the
+# Seven Cloud Functions (2nd gen) built from four deploy units. HTTP functions are public at the
 # IAM layer because they verify Firebase ID tokens themselves (CONTRACT §2); Pub/Sub functions
 # accept only internal traffic, invoked by the push subscriptions' OIDC identity.
+
+# Settings only some functions read, by function name.
+locals {
+  function_env = {
+    sweep = { LEADRUN_SWEEP_STALE_S = tostring(local.sweep_stale_s) }
+  }
+}
 
 resource "google_service_account" "function" {
   for_each = local.functions
@@ -60,14 +67,14 @@ resource "google_cloudfunctions2_function" "function" {
     max_instance_count               = lookup(var.max_instances, each.key, var.default_max_instances)
     max_instance_request_concurrency = 1
 
-    environment_variables = {
+    environment_variables = merge({
       GOOGLE_CLOUD_PROJECT       = var.project_id
       LEADRUN_GOOGLE_MODE        = "workspace"
       LEADRUN_DELEGATION_SA      = google_service_account.function[each.key].email
       LEADRUN_ALLOWED_ORIGINS    = join(",", var.allowed_origins)
       LEADRUN_WORKSPACE_SUBJECTS = join(",", var.workspace_subjects)
       LOG_EXECUTION_ID           = "true"
-    }
+    }, lookup(local.function_env, each.key, {}))
 
     dynamic "secret_environment_variables" {
       for_each = lookup(var.function_secrets, each.key, {})

@@ -2,6 +2,7 @@
 #   every function       roles/datastore.user (receipts, counters, holds)
 #   schedule             publishes to lead-calendar, lead-drive, lead-notify
 #   book                 publishes to lead-notify
+#   sweep                publishes to lead-calendar, lead-drive, lead-notify (re-publishes stale actions)
 #   book, notify, drive  sign their own domain-wide-delegation JWTs (IAM signJwt, no key file)
 # Nothing else: no project-wide Pub/Sub, IAM or Storage roles.
 
@@ -11,6 +12,9 @@ locals {
     "schedule/lead-drive"    = { function = "schedule", topic = "lead-drive" }
     "schedule/lead-notify"   = { function = "schedule", topic = "lead-notify" }
     "book/lead-notify"       = { function = "book", topic = "lead-notify" }
+    "sweep/lead-calendar"    = { function = "sweep", topic = "lead-calendar" }
+    "sweep/lead-drive"       = { function = "sweep", topic = "lead-drive" }
+    "sweep/lead-notify"      = { function = "sweep", topic = "lead-notify" }
   }
 
   delegating_functions = ["book", "notify", "drive"]

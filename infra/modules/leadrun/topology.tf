@@ -2,8 +2,14 @@
 # Terraform cannot import Python, so tests/infra/test_terraform.py expands every resource
 # below and fails on any difference from common/topology.py: edit both together.
 locals {
-  topics            = ["lead-calendar", "lead-notify", "lead-drive", "lead-dead-letter"]
+  topics            = ["lead-calendar", "lead-notify", "lead-drive", "lead-dead-letter", "lead-sweep"]
   dead_letter_topic = "lead-dead-letter"
+
+  # Cloud Scheduler publishes to sweep_topic on sweep_schedule (UTC); the sweeper re-publishes
+  # pending receipts untouched for sweep_stale_s seconds (LEADRUN_SWEEP_STALE_S).
+  sweep_topic    = "lead-sweep"
+  sweep_schedule = "*/5 * * * *"
+  sweep_stale_s  = 600
 
   retry_min_backoff_s   = 10
   retry_max_backoff_s   = 600
@@ -60,6 +66,14 @@ locals {
       topic        = "lead-dead-letter"
       subscription = "lead-dead-letter-mark"
       dead_letter  = false # the dead-letter handler's own failures are retried, never re-dead-lettered
+    }
+    sweep = {
+      source_dir   = "diagnostics"
+      target       = "sweep"
+      signature    = "cloudevent"
+      topic        = "lead-sweep"
+      subscription = "lead-sweep-run"
+      dead_letter  = false # a failed tick is retried, and the next tick sweeps again anyway
     }
   }
 
