@@ -49,8 +49,15 @@ class PubSubBus:
             self._publisher = pubsub_v1.PublisherClient(batch_settings=settings)
         return self._publisher
 
-    def publish(self, messages: Iterable[Outgoing], timeout_s: float = 30.0) -> int:
-        """Publish all; raise if any was not accepted (the caller's receipts stay pending)."""
+    def publish(
+        self, messages: Iterable[Outgoing], timeout_s: float = 30.0, traceparent: str | None = None
+    ) -> int:
+        """Publish all; raise if any was not accepted (the caller's receipts stay pending).
+
+        `traceparent` rides along as an attribute, so every function's log lines of a lead join
+        the trace of the request that started it.
+        """
+        extra = {"traceparent": traceparent} if traceparent else {}
         pending = []
         for message in messages:
             topic = self.publisher.topic_path(self.project, ACTION_TOPICS[message.action])
@@ -61,6 +68,7 @@ class PubSubBus:
                     runId=message.run_id,
                     leadDocId=message.lead_doc_id,
                     action=message.action,
+                    **extra,
                 )
             )
         done, not_done = futures.wait(pending, timeout=timeout_s)

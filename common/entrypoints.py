@@ -139,8 +139,17 @@ def _schedule_post(uid: str, request: flask.Request) -> HttpResult:
     body = _body(request)
     if body is None:
         return _too_large()
-    trace = trace_field(app().settings.project, request.headers.get("traceparent"))
-    return handle_schedule(app().store, app().bus, uid, body, trace, hosts=app().settings.hosts)
+    traceparent = request.headers.get("traceparent")
+    trace = trace_field(app().settings.project, traceparent)
+    return handle_schedule(
+        app().store,
+        app().bus,
+        uid,
+        body,
+        trace,
+        hosts=app().settings.hosts,
+        traceparent=traceparent,
+    )
 
 
 def schedule_http(request: flask.Request) -> flask.Response:
@@ -183,7 +192,7 @@ def decode_delivery(event: CloudEvent) -> Delivery | None:
         )
         return None
     published = message.get("publishTime") or message.get("publish_time")
-    extensions = event.get_attributes()
+    traceparent = attributes.get("traceparent") or event.get_attributes().get("traceparent")
     return Delivery(
         run_id=parsed.runId,
         lead_doc_id=parsed.leadDocId,
@@ -193,7 +202,8 @@ def decode_delivery(event: CloudEvent) -> Delivery | None:
         if published
         else None,
         booking=parsed.booking,
-        trace=trace_field(app().settings.project, extensions.get("traceparent")),
+        trace=trace_field(app().settings.project, traceparent),
+        traceparent=traceparent,
     )
 
 

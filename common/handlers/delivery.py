@@ -44,6 +44,7 @@ class Delivery:
     publish_time: datetime | None
     booking: dict[str, Any] | None = None
     trace: str | None = None
+    traceparent: str | None = None
 
     @property
     def labels(self) -> dict[str, str]:
@@ -247,7 +248,7 @@ def handle_delivery(
             raise
     try:
         if work.follow_ups:
-            bus.publish(work.follow_ups)
+            bus.publish(work.follow_ups, traceparent=delivery.traceparent)
         store.finish(delivery.run_id, delivery.lead_doc_id, delivery.action, fields)
     except Exception as exc:
         # The effect is done (and idempotent): let the redelivery record it at once.

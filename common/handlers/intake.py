@@ -187,6 +187,7 @@ def handle_schedule(
     trace: str | None = None,
     *,
     hosts: HostAllowlist,
+    traceparent: str | None = None,
 ) -> HttpResult:
     """Validate and accept a schedule request (CONTRACT §3).
 
@@ -225,7 +226,7 @@ def handle_schedule(
             if attempt == INTAKE_ATTEMPTS - 1:
                 return error(503, "unavailable", "the run is being changed concurrently; retry")
     try:
-        published = bus.publish(plan.messages)
+        published = bus.publish(plan.messages, traceparent=traceparent)
     except Exception as exc:
         log(
             f"publish failed: {exc!r}",

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -167,3 +169,38 @@ def test_run_mode_conflict_is_409(client: LeadRunClient) -> None:
     answer = client.schedule(request(run_id, free_leads(1), dryRun=False))
     assert answer.status_code == 409
     assert answer.json()["error"]["code"] == "run_mode_conflict"
+
+
+def test_every_step_logs_one_json_line_joined_to_the_request_trace(
+    client: LeadRunClient, stack: object
+) -> None:
+    run_id = unique("logs")
+    trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
+    headers = {**client.auth(), "traceparent": f"00-{trace_id}-00f067aa0ba902b7-01"}
+    body = request(run_id, free_leads(1))
+    answer = client.session.post(client.env["SCHEDULE_URL"], json=body, headers=headers, timeout=60)
+    assert answer.status_code == 202
+    client.wait_settled(run_id, timeout_s=60)
+    logs = Path(stack.state_dir) / "logs"  # type: ignore[attr-defined]
+    lines = []
+    for name in ("schedule", "book", "notify", "drive"):
+        for text in (logs / f"{name}.log").read_text().splitlines():
+            if text.startswith("{") and run_id in text:
+                lines.append((name, json.loads(text)))
+    steps = {
+        (name, entry.get("logging.googleapis.com/labels", {}).get("action"))
+        for name, entry in lines
+    }
+    assert {
+        ("schedule", None),
+        ("book", "calendar"),
+        ("notify", "email"),
+        ("drive", "drive"),
+    } <= steps
+    for name, entry in lines:
+        assert entry["severity"] in ("INFO", "WARNING", "ERROR")
+        assert entry["logging.googleapis.com/trace"] == f"projects/leadrun-test/traces/{trace_id}"
+        if name != "schedule":
+            labels = entry["logging.googleapis.com/labels"]
+            assert labels == {"runId": run_id, "leadDocId": "lead-000", "action": labels["action"]}
+            assert {"messageId", "attempt", "outcome", "elapsedMs"} <= set(entry)

@@ -12,7 +12,7 @@ resource "google_firestore_database" "default" {
   name                              = "(default)"
   location_id                       = var.firestore_location
   type                              = "FIRESTORE_NATIVE"
-  concurrency_mode                  = "PESSIMISTIC" # transactions lock: receipts, counters and holds are contended
+  concurrency_mode                  = "OPTIMISTIC" # receipts and holds use writes guarded by update time; no locks
   point_in_time_recovery_enablement = "POINT_IN_TIME_RECOVERY_ENABLED"
   delete_protection_state           = var.firestore_delete_protection ? "DELETE_PROTECTION_ENABLED" : "DELETE_PROTECTION_DISABLED"
   deletion_policy                   = "ABANDON"
