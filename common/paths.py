@@ -22,6 +22,11 @@ def lead(run_id: str, lead_doc_id: str) -> str:
     return f"{RUNS}/{run_id}/leads/{lead_doc_id}"
 
 
+def run_settings(run_id: str, settings_id: str) -> str:
+    """Settings shared by the leads of one request (content-addressed, never changed)."""
+    return f"{RUNS}/{run_id}/settings/{settings_id}"
+
+
 def receipt(run_id: str, lead_doc_id: str, action: str) -> str:
     """The receipt of one action of one lead."""
     return f"{RUNS}/{run_id}/leads/{lead_doc_id}/receipts/{action}"

@@ -120,6 +120,4 @@ def new_receipt(
         "attempts": 0,
         "external": None,
         "error": None,
-        "lease": None,
-        "checkpoint": {},
     }

@@ -20,6 +20,7 @@ from google.cloud.firestore_v1.base_query import FieldFilter
 from google.cloud.firestore_v1.transaction import Transaction
 
 from common import paths
+from common.models import RunSettings
 from common.receipts import counted_keys, delta, fold, is_terminal, lead_keys
 
 # Matches the expanded search's grid: a 30-minute meeting touches two or three buckets.
@@ -78,6 +79,7 @@ class FirestoreStore:
         self.shards = shards
         self.lease = timedelta(seconds=lease_s)
         self._runs: dict[str, dict[str, Any]] = {}
+        self._settings: dict[str, RunSettings] = {}
 
     # -- counters -------------------------------------------------------------------------
     def _bump(self, writer: Any, run_id: str, changes: Mapping[str, int]) -> None:
@@ -174,7 +176,31 @@ class FirestoreStore:
                 receipts[lead_id][snap.id] = snap
         return {lead_id: (found[lead_id], receipts[lead_id]) for lead_id in found}
 
-    def write_intake(self, run_id: str, writes: list[IntakeWrite]) -> None:
+    def lead_settings(self, run_id: str, lead: Mapping[str, Any]) -> RunSettings:
+        """The settings a lead was submitted with (cached: a settings document never changes)."""
+        if "settings" in lead:  # written before settings were shared between leads
+            return RunSettings.model_validate(lead["settings"], strict=False)
+        settings_id = str(lead["settingsId"])
+        cached = self._settings.get(settings_id)
+        if cached is None:
+            snap = self.db.document(paths.run_settings(run_id, settings_id)).get()
+            if not snap.exists:
+                raise ReceiptMissing(f"settings {settings_id} of run {run_id}")
+            cached = RunSettings.model_validate(snap.to_dict(), strict=False)
+            if len(self._settings) > 1024:
+                self._settings.clear()
+            self._settings[settings_id] = cached
+        actions = lead_actions(lead)
+        if actions and actions != list(cached.actions):
+            return cached.model_copy(update={"actions": actions})
+        return cached
+
+    def write_intake(
+        self,
+        run_id: str,
+        writes: list[IntakeWrite],
+        settings: tuple[str, dict[str, Any]] | None = None,
+    ) -> None:
         """Commit new and reopened leads with their receipts and counters, in batches.
 
         New documents are created with a must-not-exist precondition and reopened receipts
@@ -184,6 +210,10 @@ class FirestoreStore:
         batch = self.db.batch()
         pending = 0
         changes: Counter[str] = Counter()
+        if settings is not None and writes:
+            # Content-addressed: writing it again writes the same thing.
+            batch.set(self.db.document(paths.run_settings(run_id, settings[0])), settings[1])
+            pending += 1
         for write in writes:
             if pending + write.size > WRITES_PER_BATCH:
                 self._bump(batch, run_id, dict(changes))
@@ -345,7 +375,7 @@ class FirestoreStore:
         refs = [
             self._receipt_ref(run_id, lead_id, action)
             for lead_id, lead in leads.items()
-            for action in (lead.get("settings") or {}).get("actions", ())
+            for action in lead_actions(lead)
         ]
         receipts: dict[str, dict[str, Any]] = {lead_id: {} for lead_id in leads}
         for start in range(0, len(refs), 300):
@@ -478,3 +508,8 @@ def intake_changes(
         before.update(counted_keys(old_receipts.get(action)))
         after.update(counted_keys(receipt))
     return Counter(delta(before, after))
+
+
+def lead_actions(lead: Mapping[str, Any]) -> list[str]:
+    """The actions requested for a lead document."""
+    return list(lead.get("actions") or (lead.get("settings") or {}).get("actions") or ())

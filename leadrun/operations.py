@@ -19,7 +19,7 @@ from typing import Any
 
 from common.bus import Outgoing, PubSubBus
 from common.receipts import is_terminal
-from common.store import FirestoreStore, ReceiptMissing
+from common.store import FirestoreStore, ReceiptMissing, lead_actions
 from common.topology import ACTION_TOPICS
 
 REOPEN_FIELDS: dict[str, Any] = {
@@ -91,7 +91,7 @@ def replay_run(store: FirestoreStore, bus: PubSubBus, run_id: str) -> ReplayResu
     for lead_id, lead, receipts in store.run_receipts(run_id):
         if lead.get("status") != "accepted":
             continue  # a rejected lead has nothing to do; resubmit it with a fix instead
-        actions = list((lead.get("settings") or {}).get("actions") or receipts)
+        actions = lead_actions(lead) or list(receipts)
         current = dict(receipts)
         for action in actions:
             if _reopenable(action, receipts) and reopen_receipt(store, run_id, lead_id, action):
@@ -156,7 +156,7 @@ def _redrive_one(
     if receipt.get("status") != "failed":
         result.settled += 1
         return "ack"
-    actions = list((lead.get("settings") or {}).get("actions") or [action])
+    actions = lead_actions(lead) or [action]
     receipts = {a: r for a in actions if (r := store.get_receipt(run, lead_id, a)) is not None}
     current = dict(receipts)
     for name in actions:

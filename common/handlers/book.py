@@ -8,7 +8,7 @@ after Google accepted the insert answers 409 and the existing event is recorded 
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -194,9 +194,7 @@ class Booker:
         if live and self.work.resumed:
             existing = self.calendar.get_event(self.subject, self.calendar_id, self.event_id)  # type: ignore[attr-defined]
             if existing is not None and existing.get("status") != "cancelled":
-                return self.booked(
-                    existing, bool(self.work.claim.receipt.get("checkpoint", {}).get("expanded"))
-                )
+                return self.booked(existing, not self._at_a_candidate(existing))
         meeting, expanded = self.choose()
         if meeting is None:
             return self.no_slot()
@@ -212,15 +210,17 @@ class Booker:
             }
             self._follow_up({"outcome": "booked", **external})
             return terminal("simulated", "booked", external=external)
-        self.work.store.checkpoint(
-            self.work.delivery.run_id,
-            self.work.delivery.lead_doc_id,
-            "calendar",
-            {"expanded": expanded},
-        )
         event = self._insert(meeting, hold)
         self.work.store.settle_slot(self.calendar_key, hold, self.owner, booked=True)
         return self.booked(event, expanded)
+
+    def _at_a_candidate(self, event: dict[str, Any]) -> bool:
+        """Whether an existing event starts at one of the lead's candidates (else: expanded)."""
+        start = (event.get("start") or {}).get("dateTime")
+        if not start:
+            return False
+        at = datetime.fromisoformat(start)
+        return any(slot.start == at for slot in self.work.lead.candidateSlots)
 
     def _span(self, meeting: Interval) -> tuple[Any, Any]:
         span = self.rules.needs_free(meeting)

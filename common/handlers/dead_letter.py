@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from common.handlers.delivery import Delivery, failed, settle_email_after_calendar
 from common.log import log
-from common.models import RunSettings
 from common.store import FirestoreStore, ReceiptMissing
 
 
@@ -28,7 +27,7 @@ def handle_dead_letter(store: FirestoreStore, delivery: Delivery, attempts: str 
     if changed and delivery.action == "calendar":
         lead = store.get_lead(delivery.run_id, delivery.lead_doc_id)
         if lead:
-            settings = RunSettings.model_validate(lead["settings"], strict=False)
+            settings = store.lead_settings(delivery.run_id, lead)
             settle_email_after_calendar(store, delivery, settings, "calendar_failed")
     log(
         "dead-lettered message recorded" if changed else "dead letter for a settled receipt",

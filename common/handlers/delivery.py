@@ -180,7 +180,7 @@ def handle_delivery(
         note("no such run or lead: message dropped", severity="ERROR", outcome="dropped")
         return "dropped"
     # Stored leads were validated on the way in; JSON strings become datetimes again here.
-    settings = RunSettings.model_validate(lead_doc["settings"], strict=False)
+    settings = store.lead_settings(delivery.run_id, lead_doc)
     lead = Lead.model_validate(lead_doc["lead"], strict=False)
     try:
         claim = store.claim(delivery.run_id, delivery.lead_doc_id, delivery.action, owner)

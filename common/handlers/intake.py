@@ -7,6 +7,8 @@ what may now succeed (a `no_slot` booking with new candidates, a failed action).
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,7 +22,7 @@ from common.log import log
 from common.models import Lead, RunSettings, ScheduleRequest, field_errors, valid_email
 from common.receipts import is_terminal, new_receipt
 from common.slots import Interval, split_candidates
-from common.store import FirestoreStore, IntakeWrite, intake_changes
+from common.store import FirestoreStore, IntakeWrite, intake_changes, lead_actions
 
 INTAKE_ATTEMPTS = 4
 
@@ -78,15 +80,26 @@ class _Plan:
     messages: list[Outgoing]
     accepted: list[dict[str, str]]
     rejected: list[dict[str, str]]
+    settings_id: str
+    settings: dict[str, Any]
 
 
-def _lead_doc(lead: Lead, settings: dict[str, Any], reason: str | None) -> dict[str, Any]:
+def _lead_doc(
+    lead: Lead, actions: list[str], settings_id: str, reason: str | None
+) -> dict[str, Any]:
     return {
         "lead": lead.model_dump(mode="json"),
-        "settings": settings,
+        "actions": actions,
+        "settingsId": settings_id,
         "status": "rejected" if reason else "accepted",
         "reason": reason,
     }
+
+
+def settings_key(settings: dict[str, Any]) -> str:
+    """The id of a settings document: its content's digest."""
+    encoded = json.dumps(settings, sort_keys=True, separators=(",", ":")).encode()
+    return hashlib.sha256(encoded).hexdigest()[:32]
 
 
 def _publishable(
@@ -115,7 +128,7 @@ def plan_intake(store: FirestoreStore, request: ScheduleRequest) -> _Plan:
     existing = store.snapshot_leads(
         request.runId, [lead.leadDocId for lead in request.leads], actions
     )
-    plan = _Plan([], [], [], [])
+    plan = _Plan([], [], [], [], settings_key(settings_doc), settings_doc)
     for lead in request.leads:
         reason = lead_problem(lead, settings)
         lead_id = lead.leadDocId
@@ -125,7 +138,7 @@ def plan_intake(store: FirestoreStore, request: ScheduleRequest) -> _Plan:
                 a: new_receipt(a, dry_run=request.dryRun, status=status, reason=reason)
                 for a in actions
             }
-            doc = _lead_doc(lead, settings_doc, reason)
+            doc = _lead_doc(lead, actions, plan.settings_id, reason)
             plan.writes.append(
                 IntakeWrite(
                     lead_id, doc, False, receipts, {}, intake_changes(None, doc, {}, receipts)
@@ -141,7 +154,7 @@ def plan_intake(store: FirestoreStore, request: ScheduleRequest) -> _Plan:
                 # A lead already on record is never clobbered by a worse copy of itself.
                 plan.rejected.append({"leadDocId": lead_id, "reason": reason})
                 continue
-            stored_actions = list((old_lead.get("settings") or {}).get("actions") or actions)
+            stored_actions = lead_actions(old_lead) or actions
             reopened: dict[str, dict[str, Any]] = {}
             calendar_reopened = "calendar" in old_receipts and _reopenable(
                 "calendar", old_receipts["calendar"], False
@@ -153,10 +166,11 @@ def plan_intake(store: FirestoreStore, request: ScheduleRequest) -> _Plan:
                     reopened[action] = {
                         **new_receipt(action, dry_run=request.dryRun),
                         "attempts": attempts,
+                        "lease": None,
                     }
             current = {**old_receipts, **reopened}
             if reopened:
-                doc = _lead_doc(lead, {**settings_doc, "actions": stored_actions}, None)
+                doc = _lead_doc(lead, stored_actions, plan.settings_id, None)
                 times = {a: receipt_snaps[a].update_time for a in reopened if a in receipt_snaps}
                 plan.writes.append(
                     IntakeWrite(
@@ -219,7 +233,7 @@ def handle_schedule(
     for attempt in range(INTAKE_ATTEMPTS):
         plan = plan_intake(store, request)
         try:
-            store.write_intake(request.runId, plan.writes)
+            store.write_intake(request.runId, plan.writes, (plan.settings_id, plan.settings))
             break
         except (gexc.Conflict, gexc.AlreadyExists, gexc.FailedPrecondition, gexc.Aborted):
             # A concurrent copy of this request wrote first: look again at what is stored.

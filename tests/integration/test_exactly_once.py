@@ -126,7 +126,10 @@ def test_message_older_than_max_age_is_recorded_and_dropped(
     parsed = ScheduleRequest.model_validate(body, strict=False)
     store = client.store
     store.open_run(run_id, "alice", False)
-    store.write_intake(run_id, plan_intake(store, parsed).writes)  # recorded, never published
+    plan = plan_intake(store, parsed)
+    store.write_intake(
+        run_id, plan.writes, (plan.settings_id, plan.settings)
+    )  # recorded, never published
     delivery = Delivery(run_id, "old", "drive", "m-1", datetime.now(UTC) - timedelta(hours=2))
     outcome = handle_delivery(
         store,
@@ -166,7 +169,10 @@ def test_sweeper_publishes_an_action_whose_message_was_lost(client: LeadRunClien
     parsed = ScheduleRequest.model_validate(body, strict=False)
     store = client.store
     store.open_run(run_id, "alice", False)
-    store.write_intake(run_id, plan_intake(store, parsed).writes)  # recorded; the publish "lost"
+    plan = plan_intake(store, parsed)
+    store.write_intake(
+        run_id, plan.writes, (plan.settings_id, plan.settings)
+    )  # recorded; the publish "lost"
     assert client.in_flight(run_id) == 1
     client.wait_settled(run_id, timeout_s=90)
     drive = _receipts(client, run_id)[("lost", "drive")]

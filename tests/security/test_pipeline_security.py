@@ -122,7 +122,8 @@ def test_a_message_cannot_turn_a_dry_run_live(
     parsed = ScheduleRequest.model_validate(body, strict=False)
     store = client.store
     store.open_run(run_id, "alice", True)
-    store.write_intake(run_id, plan_intake(store, parsed).writes)
+    plan = plan_intake(store, parsed)
+    store.write_intake(run_id, plan.writes, (plan.settings_id, plan.settings))
 
     monkeypatch.setenv("PUBSUB_EMULATOR_HOST", stack_env["PUBSUB_EMULATOR_HOST"])
     publisher = pubsub_v1.PublisherClient()
