@@ -118,18 +118,22 @@ def test_transient_failures_forever_are_dead_lettered_and_marked(client: LeadRun
     _assert_counts_equal_receipts(client, run_id)
 
 
+def _record_without_publishing(client: LeadRunClient, lead_id: str) -> str:
+    """Write a one-lead drive run as schedule does, then "lose" its publish: no message."""
+    run_id = unique(lead_id)
+    body = request(run_id, [lead(lead_id, [slot(next_weekday(3))])], actions=["drive"])
+    store = client.store
+    store.open_run(run_id, "alice", False)
+    plan = plan_intake(store, ScheduleRequest.model_validate(body, strict=False))
+    store.write_intake(run_id, plan.writes, (plan.settings_id, plan.settings))
+    return run_id
+
+
 def test_message_older_than_max_age_is_recorded_and_dropped(
     client: LeadRunClient, stack_env: dict[str, str]
 ) -> None:
-    run_id = unique("old")
-    body = request(run_id, [lead("old", [slot(next_weekday(3))])], actions=["drive"])
-    parsed = ScheduleRequest.model_validate(body, strict=False)
+    run_id = _record_without_publishing(client, "old")
     store = client.store
-    store.open_run(run_id, "alice", False)
-    plan = plan_intake(store, parsed)
-    store.write_intake(
-        run_id, plan.writes, (plan.settings_id, plan.settings)
-    )  # recorded, never published
     delivery = Delivery(run_id, "old", "drive", "m-1", datetime.now(UTC) - timedelta(hours=2))
     outcome = handle_delivery(
         store,
@@ -164,15 +168,7 @@ def _kill_worker(stack: Any, name: str) -> int:
 
 
 def test_sweeper_publishes_an_action_whose_message_was_lost(client: LeadRunClient) -> None:
-    run_id = unique("lost")
-    body = request(run_id, [lead("lost", [slot(next_weekday(3))])], actions=["drive"])
-    parsed = ScheduleRequest.model_validate(body, strict=False)
-    store = client.store
-    store.open_run(run_id, "alice", False)
-    plan = plan_intake(store, parsed)
-    store.write_intake(
-        run_id, plan.writes, (plan.settings_id, plan.settings)
-    )  # recorded; the publish "lost"
+    run_id = _record_without_publishing(client, "lost")
     assert client.in_flight(run_id) == 1
     client.wait_settled(run_id, timeout_s=90)
     drive = _receipts(client, run_id)[("lost", "drive")]
