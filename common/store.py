@@ -10,6 +10,7 @@ from __future__ import annotations
 import random
 from collections import Counter
 from collections.abc import Iterable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -27,6 +28,7 @@ from common.receipts import counted_keys, delta, fold, is_terminal, lead_keys
 HOLD_BUCKET = timedelta(minutes=15)
 OPTIMISTIC_ROUNDS = 12
 WRITES_PER_BATCH = 400
+_COMMITS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="intake-commit")
 
 
 # What a guarded write raises when the document changed since it was read.
@@ -210,6 +212,7 @@ class FirestoreStore:
         batch = self.db.batch()
         pending = 0
         changes: Counter[str] = Counter()
+        commits: list[Future[Any]] = []
         if settings is not None and writes:
             # Content-addressed: writing it again writes the same thing.
             batch.set(self.db.document(paths.run_settings(run_id, settings[0])), settings[1])
@@ -217,14 +220,17 @@ class FirestoreStore:
         for write in writes:
             if pending + write.size > WRITES_PER_BATCH:
                 self._bump(batch, run_id, dict(changes))
-                batch.commit()
+                # The emulator or Firestore commits one batch while this thread builds the next.
+                commits.append(_COMMITS.submit(batch.commit))
                 batch, pending, changes = self.db.batch(), 0, Counter()
             write.apply(self.db, batch, run_id)
             changes.update(write.changes)
             pending += write.size
         if pending:
             self._bump(batch, run_id, dict(changes))
-            batch.commit()
+            commits.append(_COMMITS.submit(batch.commit))
+        for commit in commits:
+            commit.result()  # every batch is waited for; the first failure is raised
 
     # -- receipts -------------------------------------------------------------------------
     def _receipt_ref(self, run_id: str, lead_doc_id: str, action: str) -> Any:
