@@ -229,8 +229,11 @@ class FirestoreStore:
         if pending:
             self._bump(batch, run_id, dict(changes))
             commits.append(_COMMITS.submit(batch.commit))
-        for commit in commits:
-            commit.result()  # every batch is waited for; the first failure is raised
+        # Wait for every batch before raising, so a retry never races this request's own commits.
+        errors = [commit.exception() for commit in commits]
+        for error in errors:
+            if error is not None:
+                raise error
 
     # -- receipts -------------------------------------------------------------------------
     def _receipt_ref(self, run_id: str, lead_doc_id: str, action: str) -> Any:
