@@ -21,6 +21,7 @@ from google.cloud.firestore_v1.base_query import FieldFilter
 from google.cloud.firestore_v1.transaction import Transaction
 
 from common import paths
+from common.fastwrite import add_create
 from common.models import RunSettings
 from common.receipts import counted_keys, delta, fold, is_terminal, lead_keys
 
@@ -493,7 +494,7 @@ class IntakeWrite:
             if self.lead_exists:
                 batch.set(ref, doc, merge=True)
             else:
-                batch.create(ref, {**doc, "createdAt": now})
+                add_create(batch, ref, {**doc, "createdAt": now})
         for action, receipt in self.receipts.items():
             ref = db.document(paths.receipt(run_id, self.lead_doc_id, action))
             doc = {**receipt, "updatedAt": now}
@@ -501,7 +502,7 @@ class IntakeWrite:
                 option = db.write_option(last_update_time=self.receipt_update_times[action])
                 batch.update(ref, doc, option=option)
             else:
-                batch.create(ref, {**doc, "createdAt": now})
+                add_create(batch, ref, {**doc, "createdAt": now})
 
 
 def intake_changes(
