@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import copy
 from datetime import UTC, datetime, timedelta
 from typing import Any
+
+from leadrun.leads import DEFAULT_SETTINGS
 
 REQUEST_SIZE = 500
 
@@ -46,15 +49,7 @@ def request(run_id: str, host: str, leads: list[dict[str, Any]]) -> dict[str, An
             "timeZone": "America/New_York",
             "name": "Hana Host",
         },
-        "meeting": {"title": "Intro call", "description": "Let's talk", "durationMinutes": 30},
-        "fallback": {
-            "expandDays": 5,
-            "workdayStart": "09:00",
-            "workdayEnd": "17:00",
-            "draftIfNoSlot": True,
-        },
-        "drive": {"parentFolderId": None},
-        "actions": ["calendar", "email", "drive"],
+        **copy.deepcopy(DEFAULT_SETTINGS),
         "leads": leads,
     }
 

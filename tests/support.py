@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import base64
+import copy
 import email
 import uuid
 from datetime import UTC, datetime, timedelta
 from email.policy import default
 from typing import Any
+
+from leadrun.leads import DEFAULT_SETTINGS
 
 
 def next_weekday(days_ahead: int = 2, hour: int = 15, minute: int = 0) -> datetime:
@@ -63,15 +66,7 @@ def request(
             "timeZone": "America/New_York",
             "name": "Hana Host",
         },
-        "meeting": {"title": "Intro call", "description": "Let's talk", "durationMinutes": 30},
-        "fallback": {
-            "expandDays": 5,
-            "workdayStart": "09:00",
-            "workdayEnd": "17:00",
-            "draftIfNoSlot": True,
-        },
-        "drive": {"parentFolderId": None},
-        "actions": ["calendar", "email", "drive"],
+        **copy.deepcopy(DEFAULT_SETTINGS),
         "leads": leads,
     }
     body.update(fields)

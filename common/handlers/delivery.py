@@ -218,48 +218,39 @@ def handle_delivery(
         bus=bus,
         now=now,
     )
+
+    def give_back(code: str, exc: BaseException, message: str, severity: str = "WARNING") -> None:
+        """Release the lease with the error, so the redelivery can go on at once."""
+        detail = str(exc) if code != "internal" else f"{type(exc).__name__}: {exc}"
+        store.release(
+            delivery.run_id,
+            delivery.lead_doc_id,
+            delivery.action,
+            owner,
+            {"code": code, "message": detail[:500]},
+        )
+        note(message, severity=severity, outcome="retry")
+
     try:
         fields = _with_quick_retries(effect, work, note)
     except PermanentError as exc:
         fields = failed("permanent_error", exc.code, exc.message)
     except Exception as exc:
         if is_transient(exc) or isinstance(exc, Retry):
-            store.release(
-                delivery.run_id,
-                delivery.lead_doc_id,
-                delivery.action,
-                owner,
-                {"code": "transient", "message": str(exc)[:500]},
-            )
-            note(f"transient error, retrying: {exc}", severity="WARNING", outcome="retry")
+            give_back("transient", exc, f"transient error, retrying: {exc}")
             raise Retry(str(exc)) from exc
-        if isinstance(exc, HttpError):
-            permanent = as_permanent(exc)
-            fields = failed("permanent_error", permanent.code, permanent.message)
-        else:
-            store.release(
-                delivery.run_id,
-                delivery.lead_doc_id,
-                delivery.action,
-                owner,
-                {"code": "internal", "message": f"{type(exc).__name__}: {exc}"[:500]},
-            )
-            note(f"unexpected error: {exc!r}", severity="ERROR", outcome="retry")
+        if not isinstance(exc, HttpError):
+            give_back("internal", exc, f"unexpected error: {exc!r}", severity="ERROR")
             raise
+        permanent = as_permanent(exc)
+        fields = failed("permanent_error", permanent.code, permanent.message)
     try:
         if work.follow_ups:
             bus.publish(work.follow_ups, traceparent=delivery.traceparent)
         store.finish(delivery.run_id, delivery.lead_doc_id, delivery.action, fields)
     except Exception as exc:
         # The effect is done (and idempotent): let the redelivery record it at once.
-        store.release(
-            delivery.run_id,
-            delivery.lead_doc_id,
-            delivery.action,
-            owner,
-            {"code": "record_failed", "message": str(exc)[:500]},
-        )
-        note(f"recording failed, retrying: {exc!r}", severity="WARNING", outcome="retry")
+        give_back("record_failed", exc, f"recording failed, retrying: {exc!r}")
         raise Retry(str(exc)) from exc
     if fields["status"] == "failed" and delivery.action == "calendar":
         settle_email_after_calendar(store, delivery, settings, "calendar_failed")
