@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import copy
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from leadrun.leads import DEFAULT_SETTINGS
+from leadrun.leads import example_request
 
 REQUEST_SIZE = 500
 
@@ -40,18 +39,7 @@ def lead(index: int, start: datetime) -> dict[str, Any]:
 
 def request(run_id: str, host: str, leads: list[dict[str, Any]]) -> dict[str, Any]:
     """A live schedule request (CONTRACT §3) with all three actions."""
-    return {
-        "runId": run_id,
-        "dryRun": False,
-        "host": {
-            "calendarId": host,
-            "senderEmail": host,
-            "timeZone": "America/New_York",
-            "name": "Hana Host",
-        },
-        **copy.deepcopy(DEFAULT_SETTINGS),
-        "leads": leads,
-    }
+    return example_request(run_id, host, leads)
 
 
 def run_requests(

@@ -18,6 +18,7 @@ In a CSV cell several slots are separated by `;`: `+2d15:00/30m; +3d10:00/+3d10:
 
 from __future__ import annotations
 
+import copy
 import csv
 import io
 import json
@@ -191,17 +192,24 @@ def _rfc3339(value: datetime) -> str:
 
 # -- settings ---------------------------------------------------------------------------------
 def merge_settings(*layers: Mapping[str, Any] | None) -> dict[str, Any]:
-    """Later layers win; the nested objects (host, meeting, ...) merge key by key."""
-    merged: dict[str, Any] = json.loads(json.dumps(DEFAULT_SETTINGS))
-    for layer in layers:
-        for key, value in (layer or {}).items():
-            if key not in SETTINGS_KEYS:
-                continue
-            if isinstance(value, Mapping) and isinstance(merged.get(key), dict):
-                merged[key] = {**merged[key], **value}
-            else:
-                merged[key] = value
-    return merged
+    """The defaults, then each layer: later layers win; nested objects merge key by key."""
+    return copy.deepcopy(_given(DEFAULT_SETTINGS, *layers))
+
+
+def example_request(run_id: str, host: str, leads: list[dict[str, Any]]) -> dict[str, Any]:
+    """A live request with the default settings and `host` as calendar and sender."""
+    return {
+        "runId": run_id,
+        "dryRun": False,
+        "host": {
+            "calendarId": host,
+            "senderEmail": host,
+            "timeZone": "America/New_York",
+            "name": "Hana Host",
+        },
+        **merge_settings(),
+        "leads": leads,
+    }
 
 
 def settings_problems(settings: Mapping[str, Any]) -> list[Problem]:

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import base64
-import copy
 import email
 import uuid
 from datetime import UTC, datetime, timedelta
 from email.policy import default
 from typing import Any
 
-from leadrun.leads import DEFAULT_SETTINGS
+from leadrun.leads import example_request
 
 
 def next_weekday(days_ahead: int = 2, hour: int = 15, minute: int = 0) -> datetime:
@@ -57,18 +56,7 @@ def request(
 ) -> dict[str, Any]:
     """A schedule request for `leads` with a host calendar nobody else books."""
     host = host or f"{unique('host')}@example.com"
-    body: dict[str, Any] = {
-        "runId": run_id,
-        "dryRun": False,
-        "host": {
-            "calendarId": host,
-            "senderEmail": host,
-            "timeZone": "America/New_York",
-            "name": "Hana Host",
-        },
-        **copy.deepcopy(DEFAULT_SETTINGS),
-        "leads": leads,
-    }
+    body = example_request(run_id, host, leads)
     body.update(fields)
     return body
 
@@ -99,3 +87,19 @@ def of_run(state: dict[str, Any], run_id: str, host: str) -> dict[str, list[dict
         if decode_raw(d["message"]["raw"])["From"].addresses[0].addr_spec == host
     ]
     return {"events": events, "messages": messages, "drafts": drafts}
+
+
+# Every Google method that writes: a dry run or a replay of a settled run calls none of them.
+WRITE_METHODS = (
+    "calendar.events.insert",
+    "gmail.users.messages.send",
+    "gmail.users.drafts.create",
+    "gmail.users.drafts.send",
+    "drive.files.create",
+)
+
+
+def receipts_by_key(client: Any, run_id: str) -> dict[tuple[str, str], dict[str, Any]]:
+    """A run's receipts keyed by (leadDocId, action)."""
+    rows = client.receipts(run_id)
+    return {(lead_id, action): r for lead_id, _, rs in rows for action, r in rs.items()}

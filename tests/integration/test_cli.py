@@ -11,17 +11,10 @@ import pytest
 
 from leadrun import cli
 from leadrun.client import LeadRunClient
-from tests.support import unique
+from tests.support import WRITE_METHODS, unique
 
 pytestmark = pytest.mark.integration
 
-WRITE_METHODS = (
-    "calendar.events.insert",
-    "gmail.users.messages.send",
-    "gmail.users.drafts.create",
-    "gmail.users.drafts.send",
-    "drive.files.create",
-)
 HEADER = "leadDocId,email,name,company,timeZone,candidateSlots,emailSubject,emailBody\n"
 
 

@@ -20,14 +20,19 @@ from common.handlers.delivery import Delivery, handle_delivery
 from common.handlers.intake import plan_intake
 from common.models import ScheduleRequest
 from leadrun.client import LeadRunClient
-from tests.support import decode_raw, free_leads, lead, next_weekday, of_run, request, slot, unique
+from tests.support import (
+    decode_raw,
+    free_leads,
+    lead,
+    next_weekday,
+    of_run,
+    receipts_by_key,
+    request,
+    slot,
+    unique,
+)
 
 pytestmark = pytest.mark.integration
-
-
-def _receipts(client: LeadRunClient, run_id: str) -> dict[tuple[str, str], dict[str, Any]]:
-    rows = client.receipts(run_id)
-    return {(lead_id, action): r for lead_id, _, rs in rows for action, r in rs.items()}
 
 
 def _folders(state: dict[str, Any], run_id: str, lead_id: str) -> list[dict[str, Any]]:
@@ -35,7 +40,7 @@ def _folders(state: dict[str, Any], run_id: str, lead_id: str) -> list[dict[str,
     return [f for f in state["folders"] if (f.get("appProperties") or {}).get("leadrunKey") == tag]
 
 
-def _assert_counts_equal_receipts(client: LeadRunClient, run_id: str) -> dict[str, Any]:
+def _assert_counts_equalreceipts_by_key(client: LeadRunClient, run_id: str) -> dict[str, Any]:
     funnel = client.diagnostics(run_id).json()
     recount = client.recount(run_id)
     assert funnel["counts"] == {**recount["counts"], "sourced": 0, "filtered": 0}
@@ -63,7 +68,7 @@ def test_effect_applied_then_response_failed_is_recorded_once(
     client.wait_settled(run_id, timeout_s=90)
     state = client.sandbox.state()
     mine = of_run(state, run_id, host)
-    receipts = _receipts(client, run_id)
+    receipts = receipts_by_key(client, run_id)
     assert {r["status"] for r in receipts.values()} == {"done"}
     assert len(mine["events"]) == 2
     assert len(mine["messages"]) == 2 and mine["drafts"] == []
@@ -76,7 +81,7 @@ def test_effect_applied_then_response_failed_is_recorded_once(
         ]
         assert len(sent) == 1
         assert receipts[(lead_id, "email")]["external"]["messageId"] == sent[0]["id"]
-    _assert_counts_equal_receipts(client, run_id)
+    _assert_counts_equalreceipts_by_key(client, run_id)
 
 
 def test_permanent_error_ends_failed_with_reason(client: LeadRunClient) -> None:
@@ -85,11 +90,11 @@ def test_permanent_error_ends_failed_with_reason(client: LeadRunClient) -> None:
     client.sandbox.fault("drive.files.create", 400, 1.0)
     assert client.schedule(body).status_code == 202
     funnel = client.wait_settled(run_id, timeout_s=60)
-    drive = _receipts(client, run_id)[("lead-000", "drive")]
+    drive = receipts_by_key(client, run_id)[("lead-000", "drive")]
     assert (drive["status"], drive["reason"]) == ("failed", "permanent_error")
     assert drive["error"]["code"].startswith("http_400")
     assert funnel["counts"]["failed"] == 1 and funnel["reasons"]["permanent_error"] == 1
-    _assert_counts_equal_receipts(client, run_id)
+    _assert_counts_equalreceipts_by_key(client, run_id)
 
 
 def test_unknown_calendar_fails_and_the_email_is_not_left_pending(client: LeadRunClient) -> None:
@@ -98,7 +103,7 @@ def test_unknown_calendar_fails_and_the_email_is_not_left_pending(client: LeadRu
     body["host"]["calendarId"] = "nobody@calendar.invalid"
     assert client.schedule(body).status_code == 202
     client.wait_settled(run_id, timeout_s=60)
-    receipts = _receipts(client, run_id)
+    receipts = receipts_by_key(client, run_id)
     assert receipts[("lead-000", "calendar")]["reason"] == "permanent_error"
     assert receipts[("lead-000", "email")]["status"] == "rejected"
     assert receipts[("lead-000", "email")]["reason"] == "calendar_failed"
@@ -111,11 +116,11 @@ def test_transient_failures_forever_are_dead_lettered_and_marked(client: LeadRun
     client.sandbox.fault("drive.files.create", 503, 1.0)
     assert client.schedule(body).status_code == 202
     funnel = client.wait_settled(run_id, timeout_s=120)
-    drive = _receipts(client, run_id)[("lead-000", "drive")]
+    drive = receipts_by_key(client, run_id)[("lead-000", "drive")]
     assert (drive["status"], drive["reason"]) == ("failed", "dead_lettered")
     assert drive["attempts"] >= 5
     assert funnel["counts"]["failed"] == 1 and funnel["reasons"]["dead_lettered"] == 1
-    _assert_counts_equal_receipts(client, run_id)
+    _assert_counts_equalreceipts_by_key(client, run_id)
 
 
 def _record_without_publishing(client: LeadRunClient, lead_id: str) -> str:
@@ -143,9 +148,9 @@ def test_message_older_than_max_age_is_recorded_and_dropped(
         max_age=timedelta(hours=1),
     )
     assert outcome == "expired"
-    drive = _receipts(client, run_id)[("old", "drive")]
+    drive = receipts_by_key(client, run_id)[("old", "drive")]
     assert (drive["status"], drive["reason"]) == ("failed", "expired")
-    _assert_counts_equal_receipts(client, run_id)
+    _assert_counts_equalreceipts_by_key(client, run_id)
 
 
 def _worker_pid(stack: Any, name: str) -> int | None:
@@ -171,10 +176,10 @@ def test_sweeper_publishes_an_action_whose_message_was_lost(client: LeadRunClien
     run_id = _record_without_publishing(client, "lost")
     assert client.in_flight(run_id) == 1
     client.wait_settled(run_id, timeout_s=90)
-    drive = _receipts(client, run_id)[("lost", "drive")]
+    drive = receipts_by_key(client, run_id)[("lost", "drive")]
     assert drive["status"] == "done" and drive["outcome"] == "created"
     assert len(_folders(client.sandbox.state(), run_id, "lost")) == 1
-    _assert_counts_equal_receipts(client, run_id)
+    _assert_counts_equalreceipts_by_key(client, run_id)
 
 
 @pytest.mark.slow
@@ -220,7 +225,7 @@ def test_fault_run_duplicates_and_a_crash_still_give_exactly_one_of_each(
     client.sandbox.clear_faults()
     state = client.sandbox.state()
     mine = of_run(state, run_id, host)
-    receipts = _receipts(client, run_id)
+    receipts = receipts_by_key(client, run_id)
     assert all(r["status"] in ("done", "failed") for r in receipts.values())
     failed = {k: r for k, r in receipts.items() if r["status"] == "failed"}
     assert all(r["reason"] == "dead_lettered" for r in failed.values()), failed
@@ -242,6 +247,6 @@ def test_fault_run_duplicates_and_a_crash_still_give_exactly_one_of_each(
             assert len(_folders(state, run_id, lead_id)) == 1
     assert mine["drafts"] == []
     assert len(failed) <= 2, f"too many dead letters for this fault rate: {sorted(failed)}"
-    funnel = _assert_counts_equal_receipts(client, run_id)
+    funnel = _assert_counts_equalreceipts_by_key(client, run_id)
     assert _worker_pid(stack, "notify") not in (None, crashed), "notify was not restarted"
     print(f"\nfault run: calls={state['calls']} failed={len(failed)} counts={funnel['counts']}")

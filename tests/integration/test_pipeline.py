@@ -11,25 +11,20 @@ import pytest
 
 from common.slots import format_meeting_time
 from leadrun.client import LeadRunClient
-from tests.support import decode_raw, free_leads, lead, next_weekday, of_run, request, slot, unique
-
-pytestmark = pytest.mark.integration
-
-WRITE_METHODS = (
-    "calendar.events.insert",
-    "gmail.users.messages.send",
-    "gmail.users.drafts.create",
-    "gmail.users.drafts.send",
-    "drive.files.create",
+from tests.support import (
+    WRITE_METHODS,
+    decode_raw,
+    free_leads,
+    lead,
+    next_weekday,
+    of_run,
+    receipts_by_key,
+    request,
+    slot,
+    unique,
 )
 
-
-def _receipts(client: LeadRunClient, run_id: str) -> dict[tuple[str, str], dict]:
-    return {
-        (lead_id, action): r
-        for lead_id, _, rs in client.receipts(run_id)
-        for action, r in rs.items()
-    }
+pytestmark = pytest.mark.integration
 
 
 def test_five_leads_get_events_emails_and_folders(client: LeadRunClient) -> None:
@@ -43,7 +38,7 @@ def test_five_leads_get_events_emails_and_folders(client: LeadRunClient) -> None
     ]
 
     funnel = client.wait_settled(run_id, timeout_s=60)
-    receipts = _receipts(client, run_id)
+    receipts = receipts_by_key(client, run_id)
     assert len(receipts) == 15
     assert {r["status"] for r in receipts.values()} == {"done"}
     state = client.sandbox.state()
@@ -100,7 +95,7 @@ def test_dry_run_writes_nothing_to_google(client: LeadRunClient) -> None:
     }
     for kind in ("events", "messages", "drafts", "folders"):
         assert len(after[kind]) == len(before[kind])
-    receipts = _receipts(client, run_id)
+    receipts = receipts_by_key(client, run_id)
     assert len(receipts) == 15
     assert {r["status"] for r in receipts.values()} == {"simulated"}
     assert all(r["dryRun"] for r in receipts.values())
@@ -112,7 +107,7 @@ def test_dry_run_writes_nothing_to_google(client: LeadRunClient) -> None:
     assert funnel["counts"]["simulated"] == 15 and funnel["counts"]["booked"] == 5
 
 
-def test_lead_without_email_is_rejected_with_receipts(client: LeadRunClient) -> None:
+def test_lead_without_email_is_rejected_withreceipts_by_key(client: LeadRunClient) -> None:
     run_id = unique("run")
     start = next_weekday(3)
     leads = [
@@ -127,7 +122,7 @@ def test_lead_without_email_is_rejected_with_receipts(client: LeadRunClient) -> 
         {"leadDocId": "bad", "reason": "invalid_email"},
     ]
     funnel = client.wait_settled(run_id, timeout_s=60)
-    receipts = _receipts(client, run_id)
+    receipts = receipts_by_key(client, run_id)
     assert {receipts[("nomail", a)]["reason"] for a in ("calendar", "email", "drive")} == {
         "no_email"
     }

@@ -8,14 +8,19 @@ from datetime import datetime, timedelta
 import pytest
 
 from leadrun.client import LeadRunClient
-from tests.support import decode_raw, iso, lead, next_weekday, of_run, request, slot, unique
+from tests.support import (
+    decode_raw,
+    iso,
+    lead,
+    next_weekday,
+    of_run,
+    receipts_by_key,
+    request,
+    slot,
+    unique,
+)
 
 pytestmark = pytest.mark.integration
-
-
-def _receipts(client: LeadRunClient, run_id: str) -> dict[tuple[str, str], dict]:
-    rows = client.receipts(run_id)
-    return {(lead_id, action): r for lead_id, _, rs in rows for action, r in rs.items()}
 
 
 def _span(event: dict) -> tuple[datetime, datetime]:
@@ -41,7 +46,7 @@ def test_twenty_leads_sharing_three_slots_never_overlap(client: LeadRunClient) -
     starts = [s for s, _ in spans]
     for candidate in shared:
         assert starts.count(datetime.fromisoformat(candidate["start"])) == 1
-    receipts = _receipts(client, run_id)
+    receipts = receipts_by_key(client, run_id)
     expanded = [r for r in receipts.values() if r["external"]["expanded"]]
     assert len(expanded) == 17
 
@@ -54,13 +59,13 @@ def test_busy_candidates_book_in_the_expanded_window(client: LeadRunClient) -> N
     client.sandbox.busy(host, iso(start - timedelta(hours=1)), iso(start + timedelta(hours=1)))
     assert client.schedule(body).status_code == 202
     client.wait_settled(run_id, timeout_s=60)
-    calendar = _receipts(client, run_id)[("busy", "calendar")]
+    calendar = receipts_by_key(client, run_id)[("busy", "calendar")]
     assert calendar["outcome"] == "booked" and calendar["external"]["expanded"] is True
     booked = datetime.fromisoformat(calendar["external"]["start"])
     assert (
         not start - timedelta(hours=1) - timedelta(minutes=30) < booked < start + timedelta(hours=1)
     )
-    assert _receipts(client, run_id)[("busy", "email")]["outcome"] == "sent"
+    assert receipts_by_key(client, run_id)[("busy", "email")]["outcome"] == "sent"
 
 
 def test_nothing_free_drafts_an_availability_request(client: LeadRunClient) -> None:
@@ -72,7 +77,7 @@ def test_nothing_free_drafts_an_availability_request(client: LeadRunClient) -> N
     client.sandbox.busy(host, iso(start - timedelta(days=1)), iso(start + timedelta(days=7)))
     assert client.schedule(body).status_code == 202
     funnel = client.wait_settled(run_id, timeout_s=60)
-    receipts = _receipts(client, run_id)
+    receipts = receipts_by_key(client, run_id)
     assert receipts[("full", "calendar")]["outcome"] == "no_slot"
     assert receipts[("full", "calendar")]["reason"] == "no_slot"
     assert receipts[("full", "email")]["outcome"] == "drafted"
@@ -92,7 +97,7 @@ def test_no_slot_without_drafting_rejects_the_email(client: LeadRunClient) -> No
     client.sandbox.busy(body["host"]["calendarId"], iso(start), iso(start + timedelta(hours=1)))
     assert client.schedule(body).status_code == 202
     client.wait_settled(run_id, timeout_s=60)
-    email = _receipts(client, run_id)[("x", "email")]
+    email = receipts_by_key(client, run_id)[("x", "email")]
     assert (email["status"], email["reason"]) == ("rejected", "no_slot")
 
 
@@ -107,13 +112,13 @@ def test_no_slot_lead_sent_again_with_free_slots_is_booked_and_confirmed(
     client.sandbox.busy(host, iso(start), iso(start + timedelta(minutes=30)))
     assert client.schedule(body).status_code == 202
     client.wait_settled(run_id, timeout_s=60)
-    assert _receipts(client, run_id)[("retry", "calendar")]["outcome"] == "no_slot"
+    assert receipts_by_key(client, run_id)[("retry", "calendar")]["outcome"] == "no_slot"
 
     free = start + timedelta(hours=2)
     body["leads"][0]["candidateSlots"] = [slot(free)]
     assert client.schedule(body).status_code == 202
     funnel = client.wait_settled(run_id, timeout_s=60)
-    receipts = _receipts(client, run_id)
+    receipts = receipts_by_key(client, run_id)
     assert receipts[("retry", "calendar")]["outcome"] == "booked"
     assert datetime.fromisoformat(receipts[("retry", "calendar")]["external"]["start"]) == free
     assert receipts[("retry", "email")]["outcome"] == "sent"
