@@ -21,6 +21,8 @@ class Outgoing:
     lead_doc_id: str
     action: str
     booking: dict[str, Any] | None = None
+    # action -> update time of the pending receipt schedule created (`store.encode_version`)
+    versions: dict[str, str] | None = None
 
     def data(self) -> bytes:
         """The JSON body every subscriber decodes."""
@@ -31,6 +33,8 @@ class Outgoing:
         }
         if self.booking is not None:
             body["booking"] = self.booking
+        if self.versions:
+            body["versions"] = self.versions
         return json.dumps(body, separators=(",", ":")).encode()
 
 

@@ -202,6 +202,9 @@ def decode_delivery(event: CloudEvent) -> Delivery | None:
         if published
         else None,
         booking=parsed.booking,
+        versions={k: v for k, v in parsed.versions.items() if isinstance(v, str) and len(v) <= 32}
+        if isinstance(parsed.versions, dict)
+        else {},
         trace=trace_field(app().settings.project, traceparent),
         traceparent=traceparent,
     )

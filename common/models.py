@@ -297,6 +297,9 @@ class LeadMessage(BaseModel):
     leadDocId: Id
     action: Action
     booking: dict[str, Any] | None = None
+    # action -> the pending receipt's creation time: a hint only (one that does not match
+    # costs a read), so whatever it holds never makes the message undecodable
+    versions: Any = None
 
 
 Status = Literal["pending", "done", "simulated", "rejected", "failed"]

@@ -16,9 +16,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from google.api_core import exceptions as gexc
+from google.api_core.datetime_helpers import DatetimeWithNanoseconds
 from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 from google.cloud.firestore_v1.transaction import Transaction
+from google.protobuf.timestamp_pb2 import Timestamp
 
 from common import paths
 from common.fastwrite import add_create
@@ -44,13 +46,36 @@ class ReceiptMissing(Exception):
     """A message names a receipt that schedule never wrote."""
 
 
+def encode_version(update_time: Any) -> str:
+    """A document's update time as `seconds.nanos`, to carry in a message."""
+    pb = update_time.timestamp_pb()
+    return f"{pb.seconds}.{pb.nanos:09d}"
+
+
+def decode_version(text: Any) -> DatetimeWithNanoseconds | None:
+    """The update time `encode_version` wrote, or None for anything else."""
+    if not isinstance(text, str):
+        return None
+    seconds, dot, nanos = text.partition(".")
+    if not (dot and seconds.isdigit() and nanos.isdigit() and len(nanos) == 9):
+        return None
+    return DatetimeWithNanoseconds.from_timestamp_pb(
+        Timestamp(seconds=int(seconds), nanos=int(nanos))
+    )
+
+
 @dataclass
 class Claim:
-    """A delivery's hold on one receipt, or the news that there is nothing to do."""
+    """A delivery's hold on one receipt, or the news that there is nothing to do.
+
+    `version` is the receipt's update time as this delivery last wrote it: while it still
+    matches, the receipt is exactly `receipt`, so the next write needs no read first.
+    """
 
     terminal: bool
     receipt: dict[str, Any] = field(default_factory=dict)
     attempt: int = 0
+    version: Any = None
 
     @property
     def resumed(self) -> bool:
@@ -64,6 +89,14 @@ class SlotHold:
 
     start: datetime
     end: datetime
+
+
+@dataclass
+class SlotClaim:
+    """The answer to a slot claim: conflicting holds, or (none) the versions of ours."""
+
+    conflicts: list[SlotHold]
+    versions: dict[str, Any] = field(default_factory=dict)  # hold path -> our write's time
 
 
 def _shard_update(changes: Mapping[str, int]) -> dict[str, Any]:
@@ -203,38 +236,46 @@ class FirestoreStore:
         run_id: str,
         writes: list[IntakeWrite],
         settings: tuple[str, dict[str, Any]] | None = None,
-    ) -> None:
+    ) -> dict[tuple[str, str], Any]:
         """Commit new and reopened leads with their receipts and counters, in batches.
 
         New documents are created with a must-not-exist precondition and reopened receipts
         with a last-update precondition, so two concurrent identical requests cannot both
         count a lead: the loser's batch fails and schedule re-reads.
+
+        Returns the update time of every receipt created here ((leadDocId, action) -> time):
+        a message that carries it lets the first delivery claim without reading.
         """
         batch = self.db.batch()
-        pending = 0
+        labels: list[tuple[str, str] | None] = []  # what each write of `batch` is
         changes: Counter[str] = Counter()
-        commits: list[Future[Any]] = []
+        commits: list[tuple[Future[Any], list[tuple[str, str] | None]]] = []
         if settings is not None and writes:
             # Content-addressed: writing it again writes the same thing.
             batch.set(self.db.document(paths.run_settings(run_id, settings[0])), settings[1])
-            pending += 1
+            labels.append(None)
         for write in writes:
-            if pending + write.size > WRITES_PER_BATCH:
+            if len(labels) + write.size > WRITES_PER_BATCH:
                 self._bump(batch, run_id, dict(changes))
                 # The emulator or Firestore commits one batch while this thread builds the next.
-                commits.append(_COMMITS.submit(batch.commit))
-                batch, pending, changes = self.db.batch(), 0, Counter()
-            write.apply(self.db, batch, run_id)
+                commits.append((_COMMITS.submit(batch.commit), labels))
+                batch, labels, changes = self.db.batch(), [], Counter()
+            labels.extend(write.apply(self.db, batch, run_id))
             changes.update(write.changes)
-            pending += write.size
-        if pending:
+        if labels:
             self._bump(batch, run_id, dict(changes))
-            commits.append(_COMMITS.submit(batch.commit))
+            commits.append((_COMMITS.submit(batch.commit), labels))
         # Wait for every batch before raising, so a retry never races this request's own commits.
-        errors = [commit.exception() for commit in commits]
+        errors = [commit.exception() for commit, _ in commits]
         for error in errors:
             if error is not None:
                 raise error
+        versions: dict[tuple[str, str], Any] = {}
+        for commit, batch_labels in commits:
+            for label, result in zip(batch_labels, commit.result(), strict=False):
+                if label is not None:
+                    versions[label] = result.update_time
+        return versions
 
     # -- receipts -------------------------------------------------------------------------
     def _receipt_ref(self, run_id: str, lead_doc_id: str, action: str) -> Any:
@@ -251,14 +292,45 @@ class FirestoreStore:
             return self.db.write_option(last_update_time=snap.update_time)
         return self.db.write_option(exists=False)
 
-    def claim(self, run_id: str, lead_doc_id: str, action: str, owner: str) -> Claim:
+    def claim(
+        self,
+        run_id: str,
+        lead_doc_id: str,
+        action: str,
+        owner: str,
+        created: DatetimeWithNanoseconds | None = None,
+    ) -> Claim:
         """Take the receipt's lease for this delivery (CONTRACT §4 state machine).
 
         Optimistic: read, then write guarded by the read's update time; a concurrent change
         makes the write fail and the receipt is read again. Cheaper than a transaction, and no
         lock is left behind by an instance that dies in the middle.
+
+        `created`: the update time schedule's message carries for the pending receipt it
+        created. The first delivery writes its lease guarded by that time, with no read; any
+        change since (another delivery, a reopen) fails the write and the read path decides.
         """
         ref = self._receipt_ref(run_id, lead_doc_id, action)
+        if created is not None:
+            now = datetime.now(UTC)
+            lease = {"owner": owner, "expiresAt": now + self.lease}
+            try:
+                result = ref.update(
+                    {"attempts": 1, "lease": lease, "updatedAt": firestore.SERVER_TIMESTAMP},
+                    option=self.db.write_option(last_update_time=created),
+                )
+            except CHANGED:
+                pass
+            else:
+                fresh: dict[str, Any] = {
+                    "action": action,
+                    "status": "pending",
+                    "outcome": None,
+                    "reason": None,
+                    "attempts": 1,
+                    "lease": lease,
+                }
+                return Claim(terminal=False, receipt=fresh, attempt=1, version=result.update_time)
         for _ in range(OPTIMISTIC_ROUNDS):
             snap = ref.get()
             if not snap.exists:
@@ -271,25 +343,50 @@ class FirestoreStore:
             if held.get("owner") not in (None, owner) and held.get("expiresAt", now) > now:
                 raise LeaseHeld(ref.path)
             attempt = int(receipt.get("attempts") or 0) + 1
-            update = {
+            update: dict[str, Any] = {
                 "attempts": attempt,
                 "lease": {"owner": owner, "expiresAt": now + self.lease},
                 "updatedAt": firestore.SERVER_TIMESTAMP,
             }
             try:
-                ref.update(update, option=self._guarded(snap))
+                result = ref.update(update, option=self._guarded(snap))
             except CHANGED:
                 continue
             receipt["attempts"] = attempt
-            return Claim(terminal=False, receipt=receipt, attempt=attempt)
+            receipt["lease"] = update["lease"]
+            return Claim(
+                terminal=False, receipt=receipt, attempt=attempt, version=result.update_time
+            )
         raise LeaseHeld(f"{ref.path}: changing too often")
 
     def checkpoint(
-        self, run_id: str, lead_doc_id: str, action: str, values: dict[str, Any]
+        self,
+        run_id: str,
+        lead_doc_id: str,
+        action: str,
+        values: dict[str, Any],
+        claim: Claim | None = None,
     ) -> None:
-        """Record progress inside an effect (e.g. a Gmail draft id) before the next step."""
+        """Record progress inside an effect (e.g. a Gmail draft id) before the next step.
+
+        With the delivery's `claim`, the write is guarded by its version and moves it on, so
+        `finish` can still write without reading; if the receipt changed meanwhile, the
+        checkpoint is written anyway and `finish` reads first.
+        """
         ref = self._receipt_ref(run_id, lead_doc_id, action)
-        ref.update({f"checkpoint.{k}": v for k, v in values.items()})
+        update = {f"checkpoint.{k}": v for k, v in values.items()}
+        if claim is not None and claim.version is not None:
+            try:
+                result = ref.update(
+                    update, option=self.db.write_option(last_update_time=claim.version)
+                )
+            except CHANGED:
+                claim.version = None
+            else:
+                claim.version = result.update_time
+                claim.receipt["checkpoint"] = {**(claim.receipt.get("checkpoint") or {}), **values}
+                return
+        ref.update(update)
 
     def finish(
         self,
@@ -299,13 +396,32 @@ class FirestoreStore:
         fields: dict[str, Any],
         *,
         only_if_open: bool = True,
+        claim: Claim | None = None,
     ) -> bool:
         """Move a receipt to a new state with its counters; False if it was already terminal.
 
         The receipt update (guarded by the update time read) and the counter increments are one
-        atomic batch, so a transition is counted exactly once.
+        atomic batch, so a transition is counted exactly once. With the delivery's `claim`
+        still current (its version), the receipt is known without reading it.
         """
         ref = self._receipt_ref(run_id, lead_doc_id, action)
+        if claim is not None and claim.version is not None:
+            version, claim.version = claim.version, None
+            old = claim.receipt
+            batch = self.db.batch()
+            batch.update(
+                ref,
+                {**fields, "lease": None, "updatedAt": firestore.SERVER_TIMESTAMP},
+                option=self.db.write_option(last_update_time=version),
+            )
+            new = {**old, **fields, "lease": None}
+            self._bump(batch, run_id, delta(counted_keys(old), counted_keys(new)))
+            try:
+                batch.commit()
+            except CHANGED:
+                pass
+            else:
+                return True
         for _ in range(OPTIMISTIC_ROUNDS):
             snap = ref.get()
             if not snap.exists:
@@ -405,15 +521,37 @@ class FirestoreStore:
         ids = self._hold_ids(calendar_key, hold.start, hold.end)
         return [self.db.document(paths.hold(hold_id)) for hold_id in ids]
 
+    def _hold_doc(
+        self, calendar_key: str, hold: SlotHold, owner: str, expires: datetime
+    ) -> dict[str, Any]:
+        return {
+            "calendarKey": calendar_key,
+            "owner": owner,
+            "start": hold.start,
+            "end": hold.end,
+            "booked": False,
+            "expiresAt": expires,
+        }
+
     def claim_slot(
         self, calendar_key: str, hold: SlotHold, owner: str, ttl: timedelta
-    ) -> list[SlotHold]:
+    ) -> SlotClaim:
         """Hold every bucket `hold` touches; returns conflicting holds (none: held).
 
-        One read of the buckets, then one batch guarded by what was read (create the missing,
-        update the expired or our own); if another claim got in between, read again.
+        First a batch that creates every bucket (must not exist): the usual case, one write.
+        If one exists, read the buckets and write one batch guarded by what was read (create
+        the missing, update the expired or our own); if another claim got in between, again.
         """
         refs = self._hold_refs(calendar_key, hold)
+        batch = self.db.batch()
+        for ref in refs:
+            batch.create(ref, self._hold_doc(calendar_key, hold, owner, datetime.now(UTC) + ttl))
+        try:
+            results = batch.commit()
+        except CHANGED:
+            pass
+        else:
+            return SlotClaim([], self._versions(refs, results))
         for _ in range(OPTIMISTIC_ROUNDS):
             now = datetime.now(UTC)
             snaps = list(self.db.get_all(refs))
@@ -423,15 +561,8 @@ class FirestoreStore:
                 if data and data.get("owner") != owner and data.get("expiresAt", now) > now:
                     conflicts.append(SlotHold(data["start"], data["end"]))
             if conflicts:
-                return conflicts
-            doc = {
-                "calendarKey": calendar_key,
-                "owner": owner,
-                "start": hold.start,
-                "end": hold.end,
-                "booked": False,
-                "expiresAt": now + ttl,
-            }
+                return SlotClaim(conflicts)
+            doc = self._hold_doc(calendar_key, hold, owner, now + ttl)
             batch = self.db.batch()
             for snap in snaps:
                 if snap.exists:
@@ -439,15 +570,44 @@ class FirestoreStore:
                 else:
                     batch.create(snap.reference, doc)
             try:
-                batch.commit()
+                results = batch.commit()
             except CHANGED:
                 continue
-            return []
+            return SlotClaim([], self._versions(refs, results))
         raise LeaseHeld(f"slot claims on {calendar_key} are changing too often")
 
-    def settle_slot(self, calendar_key: str, hold: SlotHold, owner: str, *, booked: bool) -> None:
-        """After the insert: keep a booked hold until the meeting ends, or release it."""
+    @staticmethod
+    def _versions(refs: list[Any], results: list[Any]) -> dict[str, Any]:
+        return {ref.path: result.update_time for ref, result in zip(refs, results, strict=True)}
+
+    def settle_slot(
+        self,
+        calendar_key: str,
+        hold: SlotHold,
+        owner: str,
+        *,
+        booked: bool,
+        versions: Mapping[str, Any] | None = None,
+    ) -> None:
+        """After the insert: keep a booked hold until the meeting ends, or release it.
+
+        `versions` (from `claim_slot`) guard the write without reading first; if a hold
+        changed since, the holds are read and settled as they are.
+        """
         refs = self._hold_refs(calendar_key, hold)
+        if versions and all(ref.path in versions for ref in refs):
+            batch = self.db.batch()
+            for ref in refs:
+                option = self.db.write_option(last_update_time=versions[ref.path])
+                if booked:
+                    batch.update(ref, {"booked": True, "expiresAt": hold.end}, option=option)
+                else:
+                    batch.delete(ref, option=option)
+            try:
+                batch.commit()
+                return
+            except CHANGED:
+                pass
         for _ in range(OPTIMISTIC_ROUNDS):
             batch = self.db.batch()
             for snap in self.db.get_all(refs):
@@ -485,9 +645,11 @@ class IntakeWrite:
         """How many writes this takes in a batch."""
         return (1 if self.lead is not None else 0) + len(self.receipts)
 
-    def apply(self, db: firestore.Client, batch: Any, run_id: str) -> None:
-        """Add this lead's writes to `batch`."""
+    def apply(self, db: firestore.Client, batch: Any, run_id: str) -> list[tuple[str, str] | None]:
+        """Add this lead's writes to `batch`; returns, for each write in order, the
+        (leadDocId, action) of a pending receipt it creates, else None."""
         now = firestore.SERVER_TIMESTAMP
+        labels: list[tuple[str, str] | None] = []
         if self.lead is not None:
             ref = db.document(paths.lead(run_id, self.lead_doc_id))
             doc = {**self.lead, "updatedAt": now}
@@ -495,14 +657,19 @@ class IntakeWrite:
                 batch.set(ref, doc, merge=True)
             else:
                 add_create(batch, ref, {**doc, "createdAt": now})
+            labels.append(None)
         for action, receipt in self.receipts.items():
             ref = db.document(paths.receipt(run_id, self.lead_doc_id, action))
             doc = {**receipt, "updatedAt": now}
             if action in self.receipt_update_times:
                 option = db.write_option(last_update_time=self.receipt_update_times[action])
                 batch.update(ref, doc, option=option)
+                labels.append(None)
             else:
                 add_create(batch, ref, {**doc, "createdAt": now})
+                created = receipt.get("status") == "pending" and not receipt.get("attempts")
+                labels.append((self.lead_doc_id, action) if created else None)
+        return labels
 
 
 def intake_changes(

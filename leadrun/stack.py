@@ -114,6 +114,27 @@ _GCLOUD_ENV = {
     "CLOUDSDK_COMPONENT_MANAGER_DISABLE_UPDATE_CHECK": "true",
     "CLOUDSDK_CORE_DISABLE_USAGE_REPORTING": "true",
 }
+# The emulators are JVMs started fresh with every stack. Measured (docs/decisions/0006): with the
+# JVM's defaults, C2 compilation takes more CPU than the emulators' own work for a whole run, on
+# two cores shared with everything else. C1 only and the serial collector halve their CPU.
+DEFAULT_EMULATOR_JAVA_OPTS = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"
+
+
+def _emulator_env() -> dict[str, str]:
+    """The environment of an emulator: gcloud's settings and the JVM options.
+
+    LEADRUN_EMULATOR_JAVA_OPTS replaces the options (empty: the JVM's defaults); options already
+    in JAVA_TOOL_OPTIONS come first, so ours win where both set the same flag.
+    """
+    options = os.environ.get("LEADRUN_EMULATOR_JAVA_OPTS", DEFAULT_EMULATOR_JAVA_OPTS)
+    inherited = os.environ.get("JAVA_TOOL_OPTIONS", "")
+    env = dict(_GCLOUD_ENV)
+    combined = f"{inherited} {options}".strip()
+    if combined:
+        env["JAVA_TOOL_OPTIONS"] = combined
+    return env
+
+
 _BIND_ERRORS = ("address already in use", "bindexception", "connection in use", "errno 98")
 _TERM_GRACE_S = 5.0
 _FOREIGN_GRACE_S = 2.0
@@ -805,7 +826,7 @@ def start_stack(
                 f"--host-port={HOST}:{port}",
                 f"--project={project}",
                 f"--data-dir={state_dir / 'pubsub-data'}",
-            ], dict(_GCLOUD_ENV)
+            ], _emulator_env()
         if name == FIRESTORE:
             return [
                 gcloud,
@@ -813,7 +834,7 @@ def start_stack(
                 "firestore",
                 "start",
                 f"--host-port={HOST}:{port}",
-            ], dict(_GCLOUD_ENV)
+            ], _emulator_env()
         if name == SANDBOX:
             values = {"python": python, "port": str(port), "project": project}
             return [part.format(**values) for part in sandbox_template], {

@@ -76,16 +76,19 @@ class Booker:
         self.event_id = keys.event_id(work.delivery.run_id, work.delivery.lead_doc_id)
         self.owner = keys.hold_owner(work.delivery.run_id, work.delivery.lead_doc_id)
         self.calendar_key = keys.calendar_key(self.calendar_id, work.delivery.run_id, work.dry_run)
+        self.hold_versions: dict[str, Any] = {}  # of the holds this delivery last claimed
 
     # -- slot choice -------------------------------------------------------------------
     def _claim(self, meeting: Interval) -> list[Interval]:
         span = self.rules.needs_free(meeting)
         # Claim the buffered span but record the meeting itself, so a lead that meets the
         # conflict applies its own buffers to it.
-        conflicts = self.work.store.claim_slot(
+        claimed = self.work.store.claim_slot(
             self.calendar_key, SlotHold(span.start, span.end), self.owner, HOLD_TTL
         )
-        return [Interval(c.start, c.end) for c in conflicts if c.start < c.end]
+        if not claimed.conflicts:
+            self.hold_versions = claimed.versions
+        return [Interval(c.start, c.end) for c in claimed.conflicts if c.start < c.end]
 
     def _reserve(self, pick: Callable[[list[Interval]], Interval | None]) -> Interval | None:
         holds: list[Interval] = []
@@ -176,7 +179,11 @@ class Booker:
     def _follow_up(self, booking: dict[str, Any]) -> None:
         if "email" in self.work.settings.actions:
             d = self.work.delivery
-            self.work.follow_ups.append(Outgoing(d.run_id, d.lead_doc_id, "email", booking))
+            # The email receipt's version, as schedule created it, rides along to notify.
+            versions = {"email": d.versions["email"]} if "email" in d.versions else None
+            self.work.follow_ups.append(
+                Outgoing(d.run_id, d.lead_doc_id, "email", booking, versions)
+            )
 
     def no_slot(self) -> dict[str, Any]:
         """The receipt when nothing is free: the email action turns into a draft."""
@@ -200,7 +207,9 @@ class Booker:
             return self.no_slot()
         hold = SlotHold(*self._span(meeting))
         if not live:
-            self.work.store.settle_slot(self.calendar_key, hold, self.owner, booked=True)
+            self.work.store.settle_slot(
+                self.calendar_key, hold, self.owner, booked=True, versions=self.hold_versions
+            )
             external = {
                 "start": meeting.start.astimezone(ZoneInfo(self.host_zone)).isoformat(),
                 "end": meeting.end.astimezone(ZoneInfo(self.host_zone)).isoformat(),
@@ -211,7 +220,9 @@ class Booker:
             self._follow_up({"outcome": "booked", **external})
             return terminal("simulated", "booked", external=external)
         event = self._insert(meeting, hold)
-        self.work.store.settle_slot(self.calendar_key, hold, self.owner, booked=True)
+        self.work.store.settle_slot(
+            self.calendar_key, hold, self.owner, booked=True, versions=self.hold_versions
+        )
         return self.booked(event, expanded)
 
     def _at_a_candidate(self, event: dict[str, Any]) -> bool:
@@ -239,11 +250,19 @@ class Booker:
                         "event_cancelled", "this lead's event was deleted from the calendar"
                     ) from error
                 if existing is not None:
-                    self.work.store.settle_slot(self.calendar_key, hold, self.owner, booked=False)
+                    self.work.store.settle_slot(
+                        self.calendar_key,
+                        hold,
+                        self.owner,
+                        booked=False,
+                        versions=self.hold_versions,
+                    )
                     return existing
                 raise Retry("event id taken but the event is not readable yet") from error
             if int(error.resp.status) < 500 and int(error.resp.status) != 429:
-                self.work.store.settle_slot(self.calendar_key, hold, self.owner, booked=False)
+                self.work.store.settle_slot(
+                    self.calendar_key, hold, self.owner, booked=False, versions=self.hold_versions
+                )
             raise
 
 

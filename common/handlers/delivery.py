@@ -23,7 +23,7 @@ from common.bus import Outgoing, PubSubBus
 from common.errors import PermanentError, as_permanent, is_transient
 from common.log import log
 from common.models import Lead, RunSettings
-from common.store import Claim, FirestoreStore, LeaseHeld, ReceiptMissing
+from common.store import Claim, FirestoreStore, LeaseHeld, ReceiptMissing, decode_version
 
 QUICK_TRIES = 3
 QUICK_BACKOFF_S = 0.2
@@ -43,6 +43,7 @@ class Delivery:
     message_id: str
     publish_time: datetime | None
     booking: dict[str, Any] | None = None
+    versions: dict[str, str] = field(default_factory=dict)  # see `Outgoing.versions`
     trace: str | None = None
     traceparent: str | None = None
 
@@ -183,7 +184,13 @@ def handle_delivery(
     settings = store.lead_settings(delivery.run_id, lead_doc)
     lead = Lead.model_validate(lead_doc["lead"], strict=False)
     try:
-        claim = store.claim(delivery.run_id, delivery.lead_doc_id, delivery.action, owner)
+        claim = store.claim(
+            delivery.run_id,
+            delivery.lead_doc_id,
+            delivery.action,
+            owner,
+            created=decode_version(delivery.versions.get(delivery.action)),
+        )
     except ReceiptMissing:
         note("no receipt for this action: message dropped", severity="ERROR", outcome="dropped")
         return "dropped"
@@ -202,7 +209,7 @@ def handle_delivery(
     now = datetime.now(UTC)
     if delivery.publish_time and now - delivery.publish_time > max_age:
         fields = failed("expired", "expired", f"message older than {max_age}; replay to retry")
-        store.finish(delivery.run_id, delivery.lead_doc_id, delivery.action, fields)
+        store.finish(delivery.run_id, delivery.lead_doc_id, delivery.action, fields, claim=claim)
         if delivery.action == "calendar":
             settle_email_after_calendar(store, delivery, settings, "calendar_failed")
         note("message too old: recorded and dropped", severity="WARNING", outcome="expired")
@@ -247,7 +254,7 @@ def handle_delivery(
     try:
         if work.follow_ups:
             bus.publish(work.follow_ups, traceparent=delivery.traceparent)
-        store.finish(delivery.run_id, delivery.lead_doc_id, delivery.action, fields)
+        store.finish(delivery.run_id, delivery.lead_doc_id, delivery.action, fields, claim=claim)
     except Exception as exc:
         # The effect is done (and idempotent): let the redelivery record it at once.
         give_back("record_failed", exc, f"recording failed, retrying: {exc!r}")

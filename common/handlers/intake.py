@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from google.api_core import exceptions as gexc
@@ -22,7 +22,7 @@ from common.log import log
 from common.models import Lead, RunSettings, ScheduleRequest, field_errors, valid_email
 from common.receipts import is_terminal, new_receipt
 from common.slots import Interval, split_candidates
-from common.store import FirestoreStore, IntakeWrite, intake_changes, lead_actions
+from common.store import FirestoreStore, IntakeWrite, encode_version, intake_changes, lead_actions
 
 INTAKE_ATTEMPTS = 4
 
@@ -117,6 +117,23 @@ def _publishable(
         ):
             continue  # book publishes it with the booking result
         out.append(Outgoing(run_id, lead_id, action))
+    return out
+
+
+def with_versions(messages: list[Outgoing], created: dict[tuple[str, str], Any]) -> list[Outgoing]:
+    """Each message with the versions of the pending receipts this request created for it.
+
+    A calendar message also carries the email receipt's, for the notify message book sends.
+    """
+    out = []
+    for message in messages:
+        wanted = (message.action, "email") if message.action == "calendar" else (message.action,)
+        versions = {
+            action: encode_version(created[(message.lead_doc_id, action)])
+            for action in wanted
+            if (message.lead_doc_id, action) in created
+        }
+        out.append(replace(message, versions=versions or None))
     return out
 
 
@@ -233,14 +250,16 @@ def handle_schedule(
     for attempt in range(INTAKE_ATTEMPTS):
         plan = plan_intake(store, request)
         try:
-            store.write_intake(request.runId, plan.writes, (plan.settings_id, plan.settings))
+            created = store.write_intake(
+                request.runId, plan.writes, (plan.settings_id, plan.settings)
+            )
             break
         except (gexc.Conflict, gexc.AlreadyExists, gexc.FailedPrecondition, gexc.Aborted):
             # A concurrent copy of this request wrote first: look again at what is stored.
             if attempt == INTAKE_ATTEMPTS - 1:
                 return error(503, "unavailable", "the run is being changed concurrently; retry")
     try:
-        published = bus.publish(plan.messages, traceparent=traceparent)
+        published = bus.publish(with_versions(plan.messages, created), traceparent=traceparent)
     except Exception as exc:
         log(
             f"publish failed: {exc!r}",

@@ -142,7 +142,11 @@ class Mailer:
         if draft_id is None:
             draft_id = str(self.gmail.create_draft(self.sender, self.raw())["id"])
             self.work.store.checkpoint(
-                d.run_id, d.lead_doc_id, "email", {"draftId": draft_id, "kind": letter.kind}
+                d.run_id,
+                d.lead_doc_id,
+                "email",
+                {"draftId": draft_id, "kind": letter.kind},
+                claim=self.work.claim,
             )
         if not letter.send:
             return self.drafted(draft_id)

@@ -1,0 +1,183 @@
+"""Writes without reading first: receipt and hold versions, against the Firestore emulator.
+
+Schedule's message carries the update time of each pending receipt it created; a delivery claims
+with a write guarded by that time, and later writes are guarded by the time of its own last write.
+Whenever the document changed in between, the guarded write fails and the read path decides, so
+what is stored and counted is the same as if every step had read first.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from google.cloud import firestore
+
+from common import paths
+from common.handlers.delivery import terminal
+from common.receipts import new_receipt
+from common.store import (
+    FirestoreStore,
+    IntakeWrite,
+    LeaseHeld,
+    SlotHold,
+    decode_version,
+    encode_version,
+    intake_changes,
+)
+
+pytestmark = pytest.mark.integration
+
+BOOKED = terminal("done", "booked", external={"eventId": "e1"})
+
+
+def _intake(
+    store: FirestoreStore, actions: tuple[str, ...] = ("calendar", "email")
+) -> tuple[str, str, dict]:
+    run_id, lead_id = f"versions-{uuid.uuid4().hex[:10]}", "lead-1"
+    lead = {"lead": {"leadDocId": lead_id}, "actions": list(actions), "status": "accepted"}
+    receipts = {action: new_receipt(action, dry_run=False) for action in actions}
+    write = IntakeWrite(
+        lead_doc_id=lead_id,
+        lead=lead,
+        lead_exists=False,
+        receipts=receipts,
+        receipt_update_times={},
+        changes=intake_changes(None, lead, {}, receipts),
+    )
+    created = store.write_intake(run_id, [write])
+    return run_id, lead_id, created
+
+
+def _receipt(db: firestore.Client, run_id: str, lead_id: str, action: str) -> dict:
+    return db.document(paths.receipt(run_id, lead_id, action)).get().to_dict() or {}
+
+
+@pytest.fixture()
+def store(db: firestore.Client) -> FirestoreStore:
+    return FirestoreStore(db, lease_s=60)
+
+
+def test_intake_returns_the_stored_update_time_of_each_created_receipt(
+    db: firestore.Client, store: FirestoreStore
+) -> None:
+    run_id, lead_id, created = _intake(store)
+    assert set(created) == {(lead_id, "calendar"), (lead_id, "email")}
+    for (lead, action), version in created.items():
+        stored = db.document(paths.receipt(run_id, lead, action)).get().update_time
+        assert decode_version(encode_version(version)) == stored
+
+
+def test_claim_with_the_created_version_then_finish_counts_once(
+    db: firestore.Client, store: FirestoreStore
+) -> None:
+    run_id, lead_id, created = _intake(store)
+    claim = store.claim(run_id, lead_id, "calendar", "d1", created=created[(lead_id, "calendar")])
+    assert (claim.terminal, claim.attempt, claim.version is not None) == (False, 1, True)
+    stored = _receipt(db, run_id, lead_id, "calendar")
+    assert stored["attempts"] == 1 and stored["lease"]["owner"] == "d1"
+
+    assert store.finish(run_id, lead_id, "calendar", BOOKED, claim=claim)
+    stored = _receipt(db, run_id, lead_id, "calendar")
+    assert (stored["status"], stored["outcome"], stored["lease"]) == ("done", "booked", None)
+    counts = store.counters(run_id)["counts"]
+    assert (counts["booked"], counts["pending"], counts["accepted"]) == (1, 1, 1)
+
+
+def test_a_duplicate_with_the_same_version_reads_and_finds_the_lease_taken(
+    store: FirestoreStore,
+) -> None:
+    run_id, lead_id, created = _intake(store)
+    version = created[(lead_id, "calendar")]
+    first = store.claim(run_id, lead_id, "calendar", "d1", created=version)
+    with pytest.raises(LeaseHeld):
+        store.claim(run_id, lead_id, "calendar", "d2", created=version)
+    store.finish(run_id, lead_id, "calendar", BOOKED, claim=first)
+    again = store.claim(run_id, lead_id, "calendar", "d3", created=version)
+    assert again.terminal and again.receipt["outcome"] == "booked"
+
+
+def test_a_version_that_no_longer_matches_takes_the_read_path(
+    db: firestore.Client, store: FirestoreStore
+) -> None:
+    run_id, lead_id, created = _intake(store)
+    version = created[(lead_id, "calendar")]
+    # An earlier delivery claimed, failed and gave the lease back: attempts is 1 now.
+    store.claim(run_id, lead_id, "calendar", "d1", created=version)
+    store.release(run_id, lead_id, "calendar", "d1", {"code": "transient", "message": "503"})
+    claim = store.claim(run_id, lead_id, "calendar", "d2", created=version)
+    assert claim.attempt == 2 and claim.resumed
+    assert _receipt(db, run_id, lead_id, "calendar")["attempts"] == 2
+
+
+def test_finish_with_a_stale_claim_rereads_and_never_counts_twice(
+    db: firestore.Client, store: FirestoreStore
+) -> None:
+    run_id, lead_id, created = _intake(store)
+    slow = store.claim(run_id, lead_id, "calendar", "d1", created=created[(lead_id, "calendar")])
+    # Its lease expires; another delivery takes over and finishes first.
+    ref = db.document(paths.receipt(run_id, lead_id, "calendar"))
+    ref.update({"lease.expiresAt": datetime.now(UTC) - timedelta(seconds=1)})
+    other = store.claim(run_id, lead_id, "calendar", "d2")
+    assert store.finish(run_id, lead_id, "calendar", BOOKED, claim=other)
+    assert not store.finish(run_id, lead_id, "calendar", BOOKED, claim=slow)
+    assert store.counters(run_id)["counts"]["booked"] == 1
+
+
+def test_checkpoint_moves_the_version_so_finish_still_needs_no_read(
+    db: firestore.Client, store: FirestoreStore
+) -> None:
+    run_id, lead_id, created = _intake(store)
+    claim = store.claim(run_id, lead_id, "email", "d1", created=created[(lead_id, "email")])
+    before = claim.version
+    store.checkpoint(run_id, lead_id, "email", {"draftId": "r1", "kind": "confirmation"}, claim)
+    assert claim.version is not None and claim.version != before
+    assert claim.receipt["checkpoint"] == {"draftId": "r1", "kind": "confirmation"}
+    assert store.finish(run_id, lead_id, "email", terminal("done", "sent"), claim=claim)
+    stored = _receipt(db, run_id, lead_id, "email")
+    assert (stored["status"], stored["checkpoint"]["draftId"]) == ("done", "r1")
+
+
+def test_checkpoint_on_a_changed_receipt_is_still_written(
+    db: firestore.Client, store: FirestoreStore
+) -> None:
+    run_id, lead_id, created = _intake(store)
+    claim = store.claim(run_id, lead_id, "email", "d1", created=created[(lead_id, "email")])
+    db.document(paths.receipt(run_id, lead_id, "email")).update({"error": {"code": "x"}})
+    store.checkpoint(run_id, lead_id, "email", {"draftId": "r2", "kind": "confirmation"}, claim)
+    assert claim.version is None
+    assert _receipt(db, run_id, lead_id, "email")["checkpoint"]["draftId"] == "r2"
+    assert store.finish(run_id, lead_id, "email", terminal("done", "sent"), claim=claim)
+    assert store.counters(run_id)["counts"]["sent"] == 1
+
+
+def _fresh_hold(minutes: int) -> tuple[str, SlotHold]:
+    start = datetime(2026, 12, 1, 15, 0, tzinfo=UTC)
+    return f"cal-{uuid.uuid4().hex[:8]}", SlotHold(start, start + timedelta(minutes=minutes))
+
+
+def test_slot_claims_create_without_reading_and_see_each_other(
+    db: firestore.Client, store: FirestoreStore
+) -> None:
+    key, hold = _fresh_hold(30)
+    mine = store.claim_slot(key, hold, "lead-a", timedelta(minutes=5))
+    assert mine.conflicts == [] and len(mine.versions) == 2
+    theirs = store.claim_slot(key, hold, "lead-b", timedelta(minutes=5))
+    assert set(theirs.conflicts) == {hold}
+
+    store.settle_slot(key, hold, "lead-a", booked=True, versions=mine.versions)
+    docs = [db.document(path).get().to_dict() or {} for path in mine.versions]
+    assert all(d["booked"] and d["owner"] == "lead-a" for d in docs)
+    assert all(d["expiresAt"] == hold.end for d in docs)
+
+
+def test_settle_with_stale_versions_settles_what_is_there(
+    db: firestore.Client, store: FirestoreStore
+) -> None:
+    key, hold = _fresh_hold(15)
+    mine = store.claim_slot(key, hold, "lead-a", timedelta(minutes=5))
+    (path,) = mine.versions
+    db.document(path).update({"expiresAt": datetime.now(UTC) + timedelta(minutes=9)})
+    store.settle_slot(key, hold, "lead-a", booked=False, versions=mine.versions)
+    assert not db.document(path).get().exists
