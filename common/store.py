@@ -91,6 +91,16 @@ class SlotHold:
     end: datetime
 
 
+@dataclass(frozen=True)
+class Settlement:
+    """Holds to keep as booked, written in the same commit as the booking's receipt."""
+
+    calendar_key: str
+    hold: SlotHold
+    owner: str
+    versions: Mapping[str, Any]
+
+
 @dataclass
 class SlotClaim:
     """The answer to a slot claim: conflicting holds, or (none) the versions of ours."""
@@ -397,14 +407,19 @@ class FirestoreStore:
         *,
         only_if_open: bool = True,
         claim: Claim | None = None,
+        settle: Settlement | None = None,
     ) -> bool:
         """Move a receipt to a new state with its counters; False if it was already terminal.
 
         The receipt update (guarded by the update time read) and the counter increments are one
         atomic batch, so a transition is counted exactly once. With the delivery's `claim`
-        still current (its version), the receipt is known without reading it.
+        still current (its version), the receipt is known without reading it, and `settle`'s
+        holds are kept as booked in the same commit; otherwise they are settled on their own.
         """
         ref = self._receipt_ref(run_id, lead_doc_id, action)
+        if settle is not None and not self._versioned(settle):
+            self.settle_slot(settle.calendar_key, settle.hold, settle.owner, booked=True)
+            settle = None
         if claim is not None and claim.version is not None:
             version, claim.version = claim.version, None
             old = claim.receipt
@@ -416,12 +431,29 @@ class FirestoreStore:
             )
             new = {**old, **fields, "lease": None}
             self._bump(batch, run_id, delta(counted_keys(old), counted_keys(new)))
+            if settle is not None:
+                self._add_settlement(batch, settle.calendar_key, settle.hold, settle.versions)
             try:
                 batch.commit()
             except CHANGED:
                 pass
             else:
                 return True
+        try:
+            return self._finish_read_first(ref, run_id, fields, only_if_open)
+        finally:
+            if settle is not None:
+                self.settle_slot(
+                    settle.calendar_key,
+                    settle.hold,
+                    settle.owner,
+                    booked=True,
+                    versions=settle.versions,
+                )
+
+    def _finish_read_first(
+        self, ref: Any, run_id: str, fields: dict[str, Any], only_if_open: bool
+    ) -> bool:
         for _ in range(OPTIMISTIC_ROUNDS):
             snap = ref.get()
             if not snap.exists:
@@ -576,6 +608,18 @@ class FirestoreStore:
             return SlotClaim([], self._versions(refs, results))
         raise LeaseHeld(f"slot claims on {calendar_key} are changing too often")
 
+    def _versioned(self, settle: Settlement) -> bool:
+        refs = self._hold_refs(settle.calendar_key, settle.hold)
+        return all(ref.path in settle.versions for ref in refs)
+
+    def _add_settlement(
+        self, batch: Any, calendar_key: str, hold: SlotHold, versions: Mapping[str, Any]
+    ) -> None:
+        """Keep the holds as booked until the meeting ends, each guarded by its version."""
+        for ref in self._hold_refs(calendar_key, hold):
+            option = self.db.write_option(last_update_time=versions[ref.path])
+            batch.update(ref, {"booked": True, "expiresAt": hold.end}, option=option)
+
     @staticmethod
     def _versions(refs: list[Any], results: list[Any]) -> dict[str, Any]:
         return {ref.path: result.update_time for ref, result in zip(refs, results, strict=True)}
@@ -595,14 +639,17 @@ class FirestoreStore:
         changed since, the holds are read and settled as they are.
         """
         refs = self._hold_refs(calendar_key, hold)
-        if versions and all(ref.path in versions for ref in refs):
+        if versions is not None and self._versioned(
+            Settlement(calendar_key, hold, owner, versions)
+        ):
             batch = self.db.batch()
-            for ref in refs:
-                option = self.db.write_option(last_update_time=versions[ref.path])
-                if booked:
-                    batch.update(ref, {"booked": True, "expiresAt": hold.end}, option=option)
-                else:
-                    batch.delete(ref, option=option)
+            if booked:
+                self._add_settlement(batch, calendar_key, hold, versions)
+            else:
+                for ref in refs:
+                    batch.delete(
+                        ref, option=self.db.write_option(last_update_time=versions[ref.path])
+                    )
             try:
                 batch.commit()
                 return

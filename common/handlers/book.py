@@ -30,7 +30,7 @@ from common.slots import (
     first_free_expanded,
     split_candidates,
 )
-from common.store import SlotHold
+from common.store import Settlement, SlotHold
 
 HOLD_TTL = timedelta(minutes=5)
 MAX_CLAIM_ROUNDS = 60
@@ -207,9 +207,7 @@ class Booker:
             return self.no_slot()
         hold = SlotHold(*self._span(meeting))
         if not live:
-            self.work.store.settle_slot(
-                self.calendar_key, hold, self.owner, booked=True, versions=self.hold_versions
-            )
+            self._keep(hold)
             external = {
                 "start": meeting.start.astimezone(ZoneInfo(self.host_zone)).isoformat(),
                 "end": meeting.end.astimezone(ZoneInfo(self.host_zone)).isoformat(),
@@ -220,10 +218,11 @@ class Booker:
             self._follow_up({"outcome": "booked", **external})
             return terminal("simulated", "booked", external=external)
         event = self._insert(meeting, hold)
-        self.work.store.settle_slot(
-            self.calendar_key, hold, self.owner, booked=True, versions=self.hold_versions
-        )
         return self.booked(event, expanded)
+
+    def _keep(self, hold: SlotHold) -> None:
+        """Keep the holds as booked, in the same commit that finishes the receipt."""
+        self.work.settle = Settlement(self.calendar_key, hold, self.owner, self.hold_versions)
 
     def _at_a_candidate(self, event: dict[str, Any]) -> bool:
         """Whether an existing event starts at one of the lead's candidates (else: expanded)."""
@@ -240,7 +239,9 @@ class Booker:
     def _insert(self, meeting: Interval, hold: SlotHold) -> dict[str, Any]:
         calendar: GoogleCalendar = self.calendar  # type: ignore[assignment]
         try:
-            return calendar.insert_event(self.subject, self.calendar_id, self.event_body(meeting))
+            event = calendar.insert_event(self.subject, self.calendar_id, self.event_body(meeting))
+            self._keep(hold)
+            return event
         except HttpError as error:
             if int(error.resp.status) == 409:
                 # An earlier attempt made it (or is making it): record that event.

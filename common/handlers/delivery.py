@@ -23,7 +23,14 @@ from common.bus import Outgoing, PubSubBus
 from common.errors import PermanentError, as_permanent, is_transient
 from common.log import log
 from common.models import Lead, RunSettings
-from common.store import Claim, FirestoreStore, LeaseHeld, ReceiptMissing, decode_version
+from common.store import (
+    Claim,
+    FirestoreStore,
+    LeaseHeld,
+    ReceiptMissing,
+    Settlement,
+    decode_version,
+)
 
 QUICK_TRIES = 3
 QUICK_BACKOFF_S = 0.2
@@ -66,6 +73,7 @@ class Work:
     bus: PubSubBus
     now: datetime
     follow_ups: list[Outgoing] = field(default_factory=list)
+    settle: Settlement | None = None  # holds to keep as booked, with the receipt's commit
     tries: int = 1
 
     @property
@@ -138,6 +146,7 @@ def _with_quick_retries(effect: Effect, work: Work, note: Callable[..., None]) -
     for attempt in range(1, QUICK_TRIES + 1):
         work.tries = attempt
         work.follow_ups.clear()
+        work.settle = None
         try:
             return effect(work)
         except Exception as exc:
@@ -254,7 +263,14 @@ def handle_delivery(
     try:
         if work.follow_ups:
             bus.publish(work.follow_ups, traceparent=delivery.traceparent)
-        store.finish(delivery.run_id, delivery.lead_doc_id, delivery.action, fields, claim=claim)
+        store.finish(
+            delivery.run_id,
+            delivery.lead_doc_id,
+            delivery.action,
+            fields,
+            claim=claim,
+            settle=work.settle,
+        )
     except Exception as exc:
         # The effect is done (and idempotent): let the redelivery record it at once.
         give_back("record_failed", exc, f"recording failed, retrying: {exc!r}")

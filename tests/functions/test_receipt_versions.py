@@ -21,6 +21,7 @@ from common.store import (
     FirestoreStore,
     IntakeWrite,
     LeaseHeld,
+    Settlement,
     SlotHold,
     decode_version,
     encode_version,
@@ -181,3 +182,32 @@ def test_settle_with_stale_versions_settles_what_is_there(
     db.document(path).update({"expiresAt": datetime.now(UTC) + timedelta(minutes=9)})
     store.settle_slot(key, hold, "lead-a", booked=False, versions=mine.versions)
     assert not db.document(path).get().exists
+
+
+def test_finish_keeps_the_holds_as_booked_in_the_same_commit(
+    db: firestore.Client, store: FirestoreStore
+) -> None:
+    run_id, lead_id, created = _intake(store)
+    claim = store.claim(run_id, lead_id, "calendar", "d1", created=created[(lead_id, "calendar")])
+    key, hold = _fresh_hold(30)
+    held = store.claim_slot(key, hold, "lead-a", timedelta(minutes=5))
+    settle = Settlement(key, hold, "lead-a", held.versions)
+    assert store.finish(run_id, lead_id, "calendar", BOOKED, claim=claim, settle=settle)
+    docs = [db.document(path).get().to_dict() or {} for path in held.versions]
+    assert all(d["booked"] and d["expiresAt"] == hold.end for d in docs)
+    assert _receipt(db, run_id, lead_id, "calendar")["status"] == "done"
+
+
+def test_finish_with_a_stale_claim_still_keeps_the_holds(
+    db: firestore.Client, store: FirestoreStore
+) -> None:
+    run_id, lead_id, created = _intake(store)
+    claim = store.claim(run_id, lead_id, "calendar", "d1", created=created[(lead_id, "calendar")])
+    db.document(paths.receipt(run_id, lead_id, "calendar")).update({"error": {"code": "x"}})
+    key, hold = _fresh_hold(15)
+    held = store.claim_slot(key, hold, "lead-a", timedelta(minutes=5))
+    settle = Settlement(key, hold, "lead-a", held.versions)
+    assert store.finish(run_id, lead_id, "calendar", BOOKED, claim=claim, settle=settle)
+    (path,) = held.versions
+    assert (db.document(path).get().to_dict() or {})["booked"] is True
+    assert store.counters(run_id)["counts"]["booked"] == 1
