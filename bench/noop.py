@@ -3,13 +3,15 @@
 `bench.ceiling` generates a functions directory whose `main.py` files re-export these. They keep
 the pipeline's message shape so the same push subscriptions carry the same count per lead:
 `schedule` publishes one `lead-calendar` and one `lead-drive` message per lead, `book` publishes
-one `lead-notify` message per delivery, and every subscriber then just acknowledges. Each
+one `lead-notify` message per delivery (each with receipt versions and the lead, as the real
+ones carry), and every subscriber then just acknowledges. Each
 delivery appends one byte to `<BENCH_COUNT_DIR>/<K_SERVICE>.count` (O_APPEND, atomic), so the
 benchmark reads counts as file sizes and the last delivery's time as the file's mtime.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import threading
@@ -20,6 +22,8 @@ from cloudevents.http import CloudEvent
 
 from common.bus import Outgoing, PubSubBus
 
+_ACTIONS = ("calendar", "email", "drive")
+_VERSION = "1764000000.123456789"  # a receipt version of the same length as Firestore's
 _fd: dict[int, int] = {}
 _bus: dict[int, PubSubBus] = {}
 _lock = threading.Lock()
@@ -62,29 +66,42 @@ def _publisher() -> PubSubBus:
     return bus
 
 
-def _ids(event: CloudEvent) -> dict[str, Any]:
+def _message(event: CloudEvent) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(attributes, decoded data) of a push delivery."""
     data: dict[str, Any] = event.data if isinstance(event.data, dict) else {}
-    return dict((data.get("message") or {}).get("attributes") or {})
+    message = data.get("message") or {}
+    body = json.loads(base64.b64decode(message.get("data") or "") or b"{}")
+    return dict(message.get("attributes") or {}), body
 
 
 def schedule(request: flask.Request) -> flask.Response:
-    """Accept the POST and publish what the real schedule publishes for fresh leads."""
+    """Accept the POST and publish what the real schedule publishes for fresh leads: one
+    calendar and one drive message per lead, each with receipt versions and the lead."""
     body = json.loads(request.get_data() or b"{}")
     run_id = str(body.get("runId") or "run")
-    leads = [str(lead.get("leadDocId")) for lead in body.get("leads") or []]
-    messages = [
-        Outgoing(run_id, lead_id, action) for lead_id in leads for action in ("calendar", "drive")
-    ]
+    leads = body.get("leads") or []
+    messages = []
+    for lead in leads:
+        lead_id = str(lead.get("leadDocId"))
+        carried = {"lead": lead, "actions": list(_ACTIONS), "settingsId": "0" * 32}
+        for action, versions in (
+            ("calendar", {"calendar": _VERSION, "email": _VERSION}),
+            ("drive", {"drive": _VERSION}),
+        ):
+            messages.append(Outgoing(run_id, lead_id, action, None, versions, carried))
     _publisher().publish(messages)
-    answer = {"runId": run_id, "accepted": [{"leadDocId": i} for i in leads], "rejected": []}
+    accepted = [{"leadDocId": str(lead.get("leadDocId"))} for lead in leads]
+    answer = {"runId": run_id, "accepted": accepted, "rejected": []}
     return flask.Response(json.dumps(answer), status=202, mimetype="application/json")
 
 
 def book(event: CloudEvent) -> None:
     """Acknowledge, and publish the one notify message the real booking publishes."""
-    ids = _ids(event)
+    ids, body = _message(event)
     run_id, lead_id = str(ids.get("runId")), str(ids.get("leadDocId"))
-    _publisher().publish([Outgoing(run_id, lead_id, "email", _BOOKING)])
+    versions = {"email": (body.get("versions") or {}).get("email", _VERSION)}
+    message = Outgoing(run_id, lead_id, "email", _BOOKING, versions, body.get("lead"))
+    _publisher().publish([message])
     _count()
 
 

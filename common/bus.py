@@ -23,6 +23,9 @@ class Outgoing:
     booking: dict[str, Any] | None = None
     # action -> update time of the pending receipt schedule created (`store.encode_version`)
     versions: dict[str, str] | None = None
+    # The lead document's `lead`, `actions` and `settingsId`, as written in the same commit that
+    # created the receipts those versions belong to (decision 0006).
+    lead: dict[str, Any] | None = None
 
     def data(self) -> bytes:
         """The JSON body every subscriber decodes."""
@@ -35,7 +38,17 @@ class Outgoing:
             body["booking"] = self.booking
         if self.versions:
             body["versions"] = self.versions
+        if self.lead is not None:
+            body["lead"] = self.lead
         return json.dumps(body, separators=(",", ":")).encode()
+
+
+CARRIED_LEAD_FIELDS = ("lead", "actions", "settingsId")
+
+
+def carried_lead(lead_doc: dict[str, Any]) -> dict[str, Any]:
+    """What a message carries of a lead document: what a subscriber needs to act on it."""
+    return {key: lead_doc[key] for key in CARRIED_LEAD_FIELDS if key in lead_doc}
 
 
 class PubSubBus:

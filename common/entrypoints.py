@@ -205,6 +205,7 @@ def decode_delivery(event: CloudEvent) -> Delivery | None:
         versions={k: v for k, v in parsed.versions.items() if isinstance(v, str) and len(v) <= 32}
         if isinstance(parsed.versions, dict)
         else {},
+        lead_doc=parsed.lead if isinstance(parsed.lead, dict) and "lead" in parsed.lead else None,
         trace=trace_field(app().settings.project, traceparent),
         traceparent=traceparent,
     )

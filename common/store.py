@@ -76,6 +76,7 @@ class Claim:
     receipt: dict[str, Any] = field(default_factory=dict)
     attempt: int = 0
     version: Any = None
+    fresh: bool = False  # claimed with schedule's version: the receipt was untouched till now
 
     @property
     def resumed(self) -> bool:
@@ -340,7 +341,13 @@ class FirestoreStore:
                     "attempts": 1,
                     "lease": lease,
                 }
-                return Claim(terminal=False, receipt=fresh, attempt=1, version=result.update_time)
+                return Claim(
+                    terminal=False,
+                    receipt=fresh,
+                    attempt=1,
+                    version=result.update_time,
+                    fresh=True,
+                )
         for _ in range(OPTIMISTIC_ROUNDS):
             snap = ref.get()
             if not snap.exists:
@@ -686,11 +693,13 @@ class IntakeWrite:
     receipts: dict[str, dict[str, Any]]  # action -> full receipt to write
     receipt_update_times: dict[str, Any]  # action -> update_time precondition (reopened)
     changes: Counter[str]
+    # action -> update_time of a pending receipt to give a new version (the lead is rewritten)
+    touched: dict[str, Any] = field(default_factory=dict)
 
     @property
     def size(self) -> int:
         """How many writes this takes in a batch."""
-        return (1 if self.lead is not None else 0) + len(self.receipts)
+        return (1 if self.lead is not None else 0) + len(self.receipts) + len(self.touched)
 
     def apply(self, db: firestore.Client, batch: Any, run_id: str) -> list[tuple[str, str] | None]:
         """Add this lead's writes to `batch`; returns, for each write in order, the
@@ -716,6 +725,11 @@ class IntakeWrite:
                 add_create(batch, ref, {**doc, "createdAt": now})
                 created = receipt.get("status") == "pending" and not receipt.get("attempts")
                 labels.append((self.lead_doc_id, action) if created else None)
+        for action, update_time in self.touched.items():
+            ref = db.document(paths.receipt(run_id, self.lead_doc_id, action))
+            option = db.write_option(last_update_time=update_time)
+            batch.update(ref, {"updatedAt": now}, option=option)
+            labels.append(None)
         return labels
 
 

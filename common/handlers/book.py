@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 from googleapiclient.errors import HttpError
 
 from common import keys
-from common.bus import Outgoing
+from common.bus import Outgoing, carried_lead
 from common.errors import PermanentError
 from common.google_apis import CalendarFreeBusy, GoogleCalendar
 from common.handlers.delivery import Retry, Work, terminal
@@ -181,8 +181,9 @@ class Booker:
             d = self.work.delivery
             # The email receipt's version, as schedule created it, rides along to notify.
             versions = {"email": d.versions["email"]} if "email" in d.versions else None
+            lead = carried_lead(self.work.lead_doc) if versions else None
             self.work.follow_ups.append(
-                Outgoing(d.run_id, d.lead_doc_id, "email", booking, versions)
+                Outgoing(d.run_id, d.lead_doc_id, "email", booking, versions, lead)
             )
 
     def no_slot(self) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from typing import Any
 
 from google.api_core import exceptions as gexc
 from googleapiclient.errors import HttpError
+from pydantic import ValidationError
 
 from common.bus import Outgoing, PubSubBus
 from common.errors import PermanentError, as_permanent, is_transient
@@ -51,6 +52,7 @@ class Delivery:
     publish_time: datetime | None
     booking: dict[str, Any] | None = None
     versions: dict[str, str] = field(default_factory=dict)  # see `Outgoing.versions`
+    lead_doc: dict[str, Any] | None = None  # see `Outgoing.lead`
     trace: str | None = None
     traceparent: str | None = None
 
@@ -66,6 +68,7 @@ class Work:
 
     delivery: Delivery
     run: dict[str, Any]
+    lead_doc: dict[str, Any]
     lead: Lead
     settings: RunSettings
     claim: Claim
@@ -159,6 +162,17 @@ def _with_quick_retries(effect: Effect, work: Work, note: Callable[..., None]) -
     raise AssertionError("unreachable")
 
 
+def _lead_of(lead_doc: dict[str, Any]) -> Lead | None:
+    """The lead of a lead document; None if it does not hold a valid one.
+
+    Stored leads were validated on the way in; JSON strings become datetimes again here.
+    """
+    try:
+        return Lead.model_validate(lead_doc.get("lead"), strict=False)
+    except ValidationError:
+        return None
+
+
 def handle_delivery(
     store: FirestoreStore,
     bus: PubSubBus,
@@ -185,13 +199,9 @@ def handle_delivery(
         )
 
     run = store.run_mode(delivery.run_id)
-    lead_doc = store.get_lead(delivery.run_id, delivery.lead_doc_id)
-    if run is None or lead_doc is None:
-        note("no such run or lead: message dropped", severity="ERROR", outcome="dropped")
+    if run is None:
+        note("no such run: message dropped", severity="ERROR", outcome="dropped")
         return "dropped"
-    # Stored leads were validated on the way in; JSON strings become datetimes again here.
-    settings = store.lead_settings(delivery.run_id, lead_doc)
-    lead = Lead.model_validate(lead_doc["lead"], strict=False)
     try:
         claim = store.claim(
             delivery.run_id,
@@ -214,6 +224,25 @@ def handle_delivery(
     if claim.terminal:
         note("already terminal: nothing to do", outcome="duplicate")
         return "duplicate"
+    # The lead as schedule wrote it, carried by the message, holds only while the receipt is
+    # still as schedule created it in the same commit (decision 0006); else read it.
+    lead_doc, lead = None, None
+    if claim.fresh and delivery.lead_doc is not None:
+        lead_doc, lead = delivery.lead_doc, _lead_of(delivery.lead_doc)
+    if lead is None:
+        lead_doc = store.get_lead(delivery.run_id, delivery.lead_doc_id)
+        lead = _lead_of(lead_doc) if lead_doc is not None else None
+    if lead_doc is None or lead is None:
+        store.release(
+            delivery.run_id,
+            delivery.lead_doc_id,
+            delivery.action,
+            owner,
+            {"code": "no_lead", "message": "the lead document is missing"},
+        )
+        note("no such lead: message dropped", severity="ERROR", outcome="dropped")
+        return "dropped"
+    settings = store.lead_settings(delivery.run_id, lead_doc)
 
     now = datetime.now(UTC)
     if delivery.publish_time and now - delivery.publish_time > max_age:
@@ -227,6 +256,7 @@ def handle_delivery(
     work = Work(
         delivery=delivery,
         run=run,
+        lead_doc=lead_doc,
         lead=lead,
         settings=settings,
         claim=claim,

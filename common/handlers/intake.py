@@ -16,7 +16,7 @@ from typing import Any
 from google.api_core import exceptions as gexc
 from pydantic import ValidationError
 
-from common.bus import Outgoing, PubSubBus
+from common.bus import Outgoing, PubSubBus, carried_lead
 from common.config import HostAllowlist
 from common.log import log
 from common.models import Lead, RunSettings, ScheduleRequest, field_errors, valid_email
@@ -120,8 +120,13 @@ def _publishable(
     return out
 
 
-def with_versions(messages: list[Outgoing], created: dict[tuple[str, str], Any]) -> list[Outgoing]:
-    """Each message with the versions of the pending receipts this request created for it.
+def with_versions(
+    messages: list[Outgoing],
+    created: dict[tuple[str, str], Any],
+    leads: dict[str, dict[str, Any]],
+) -> list[Outgoing]:
+    """Each message with the versions of the pending receipts this request created for it,
+    and then with the lead document written in the same commit (decision 0006).
 
     A calendar message also carries the email receipt's, for the notify message book sends.
     """
@@ -133,7 +138,14 @@ def with_versions(messages: list[Outgoing], created: dict[tuple[str, str], Any])
             for action in wanted
             if (message.lead_doc_id, action) in created
         }
-        out.append(replace(message, versions=versions or None))
+        lead = leads.get(message.lead_doc_id) if message.action in versions else None
+        out.append(
+            replace(
+                message,
+                versions=versions or None,
+                lead=carried_lead(lead) if lead is not None else None,
+            )
+        )
     return out
 
 
@@ -189,6 +201,13 @@ def plan_intake(store: FirestoreStore, request: ScheduleRequest) -> _Plan:
             if reopened:
                 doc = _lead_doc(lead, stored_actions, plan.settings_id, None)
                 times = {a: receipt_snaps[a].update_time for a in reopened if a in receipt_snaps}
+                # Receipts still pending from before get a new version with the new lead
+                # document, so no message carrying the old lead can claim them unread.
+                touched = {
+                    a: snap.update_time
+                    for a, snap in receipt_snaps.items()
+                    if a not in reopened and not is_terminal(old_receipts[a])
+                }
                 plan.writes.append(
                     IntakeWrite(
                         lead_id,
@@ -197,6 +216,7 @@ def plan_intake(store: FirestoreStore, request: ScheduleRequest) -> _Plan:
                         reopened,
                         times,
                         intake_changes(old_lead, doc, old_receipts, reopened),
+                        touched,
                     )
                 )
             if old_lead.get("status") == "rejected" and not reopened:
@@ -259,7 +279,9 @@ def handle_schedule(
             if attempt == INTAKE_ATTEMPTS - 1:
                 return error(503, "unavailable", "the run is being changed concurrently; retry")
     try:
-        published = bus.publish(with_versions(plan.messages, created), traceparent=traceparent)
+        written = {w.lead_doc_id: w.lead for w in plan.writes if w.lead is not None}
+        messages = with_versions(plan.messages, created, written)
+        published = bus.publish(messages, traceparent=traceparent)
     except Exception as exc:
         log(
             f"publish failed: {exc!r}",

@@ -8,6 +8,7 @@ what is stored and counted is the same as if every step had read first.
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -15,7 +16,10 @@ import pytest
 from google.cloud import firestore
 
 from common import paths
+from common.bus import Outgoing
 from common.handlers.delivery import terminal
+from common.handlers.intake import plan_intake, with_versions
+from common.models import ScheduleRequest
 from common.receipts import new_receipt
 from common.store import (
     FirestoreStore,
@@ -27,6 +31,7 @@ from common.store import (
     encode_version,
     intake_changes,
 )
+from tests.support import lead, next_weekday, request, slot, unique
 
 pytestmark = pytest.mark.integration
 
@@ -65,8 +70,8 @@ def test_intake_returns_the_stored_update_time_of_each_created_receipt(
 ) -> None:
     run_id, lead_id, created = _intake(store)
     assert set(created) == {(lead_id, "calendar"), (lead_id, "email")}
-    for (lead, action), version in created.items():
-        stored = db.document(paths.receipt(run_id, lead, action)).get().update_time
+    for (lead_doc_id, action), version in created.items():
+        stored = db.document(paths.receipt(run_id, lead_doc_id, action)).get().update_time
         assert decode_version(encode_version(version)) == stored
 
 
@@ -211,3 +216,52 @@ def test_finish_with_a_stale_claim_still_keeps_the_holds(
     (path,) = held.versions
     assert (db.document(path).get().to_dict() or {})["booked"] is True
     assert store.counters(run_id)["counts"]["booked"] == 1
+
+
+def _accept(store: FirestoreStore, body: dict) -> list[Outgoing]:
+    """What schedule does with `body`: plan, write, and the messages it would publish."""
+    request = ScheduleRequest.model_validate_json(json.dumps(body))
+    store.open_run(request.runId, "uid-1", False)
+    plan = plan_intake(store, request)
+    created = store.write_intake(request.runId, plan.writes, (plan.settings_id, plan.settings))
+    written = {w.lead_doc_id: w.lead for w in plan.writes if w.lead is not None}
+    return with_versions(plan.messages, created, written)
+
+
+def test_messages_carry_the_lead_written_with_their_receipts(store: FirestoreStore) -> None:
+    run_id = unique("versions")
+    messages = _accept(store, request(run_id, [lead("lead-1", [slot(next_weekday())])]))
+    by_action = {m.action: m for m in messages}
+    assert set(by_action) == {"calendar", "drive"}  # the email follows the booking
+    calendar = by_action["calendar"]
+    assert set(calendar.versions or {}) == {"calendar", "email"}
+    assert calendar.lead is not None and calendar.lead["lead"]["email"] == "lead-1@acme.test"
+    assert set(calendar.lead) == {"lead", "actions", "settingsId"}
+    claim = store.claim(
+        run_id, "lead-1", "calendar", "d1", created=decode_version(calendar.versions["calendar"])
+    )
+    assert claim.fresh
+
+
+def test_rewriting_a_lead_gives_its_pending_receipts_new_versions(
+    db: firestore.Client, store: FirestoreStore
+) -> None:
+    run_id = unique("versions")
+    first = _accept(store, request(run_id, [lead("lead-1", [slot(next_weekday())])]))
+    drive = next(m for m in first if m.action == "drive")
+    # The booking found no slot; the lead engine sends the lead again with a new address while
+    # the first drive message is still on its way.
+    calendar = store.claim(run_id, "lead-1", "calendar", "d1")
+    store.finish(
+        run_id, "lead-1", "calendar", terminal("done", "no_slot", reason="no_slot"), claim=calendar
+    )
+    store.finish(run_id, "lead-1", "email", terminal("done", "drafted"))
+    again = request(run_id, [lead("lead-1", [slot(next_weekday(3))], email="ana@new.test")])
+    _accept(store, again)
+    stored = db.document(paths.lead(run_id, "lead-1")).get().to_dict() or {}
+    assert stored["lead"]["email"] == "ana@new.test"
+    # The old drive message no longer matches: its delivery reads the lead instead.
+    claim = store.claim(
+        run_id, "lead-1", "drive", "d2", created=decode_version((drive.versions or {})["drive"])
+    )
+    assert not claim.fresh and claim.attempt == 1
