@@ -23,7 +23,14 @@ from google.cloud.firestore_v1.transaction import Transaction
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from common import paths
-from common.fastwrite import add_create
+from common.fastwrite import (
+    RawCommit,
+    Unsupported,
+    add_create,
+    create_write,
+    increment_write,
+    update_write,
+)
 from common.models import RunSettings
 from common.receipts import counted_keys, delta, fold, is_terminal, lead_keys
 
@@ -123,10 +130,30 @@ class FirestoreStore:
 
     def __init__(self, client: firestore.Client, shards: int = 8, lease_s: int = 120) -> None:
         self.db = client
+        self._raw_commit = RawCommit(client)
         self.shards = shards
         self.lease = timedelta(seconds=lease_s)
         self._runs: dict[str, dict[str, Any]] = {}
         self._settings: dict[str, RunSettings] = {}
+
+    # -- commits of known writes -----------------------------------------------------------
+    def _commit(self, ops: list[Op]) -> list[Any]:
+        """Commit `ops` atomically; the update time of each, in order.
+
+        Raw protobuf writes (`common.fastwrite`: the same `Write`s, without proto-plus) unless a
+        value needs the library; errors are the library's either way.
+        """
+        try:
+            writes = [op.raw() for op in ops]
+        except Unsupported:
+            batch = self.db.batch()
+            for op in ops:
+                op.add_to(self.db, batch)
+            return [result.update_time for result in batch.commit()]
+        return self._raw_commit(writes)
+
+    def _shard(self, run_id: str) -> Any:
+        return self.db.document(paths.counter_shard(run_id, random.randrange(self.shards)))
 
     # -- counters -------------------------------------------------------------------------
     def _bump(self, writer: Any, run_id: str, changes: Mapping[str, int]) -> None:
@@ -325,11 +352,9 @@ class FirestoreStore:
         if created is not None:
             now = datetime.now(UTC)
             lease = {"owner": owner, "expiresAt": now + self.lease}
+            update = {"attempts": 1, "lease": lease, "updatedAt": firestore.SERVER_TIMESTAMP}
             try:
-                result = ref.update(
-                    {"attempts": 1, "lease": lease, "updatedAt": firestore.SERVER_TIMESTAMP},
-                    option=self.db.write_option(last_update_time=created),
-                )
+                (version,) = self._commit([Op("update", ref, update, created)])
             except CHANGED:
                 pass
             else:
@@ -341,13 +366,7 @@ class FirestoreStore:
                     "attempts": 1,
                     "lease": lease,
                 }
-                return Claim(
-                    terminal=False,
-                    receipt=fresh,
-                    attempt=1,
-                    version=result.update_time,
-                    fresh=True,
-                )
+                return Claim(terminal=False, receipt=fresh, attempt=1, version=version, fresh=True)
         for _ in range(OPTIMISTIC_ROUNDS):
             snap = ref.get()
             if not snap.exists:
@@ -360,7 +379,7 @@ class FirestoreStore:
             if held.get("owner") not in (None, owner) and held.get("expiresAt", now) > now:
                 raise LeaseHeld(ref.path)
             attempt = int(receipt.get("attempts") or 0) + 1
-            update: dict[str, Any] = {
+            update = {
                 "attempts": attempt,
                 "lease": {"owner": owner, "expiresAt": now + self.lease},
                 "updatedAt": firestore.SERVER_TIMESTAMP,
@@ -394,13 +413,10 @@ class FirestoreStore:
         update = {f"checkpoint.{k}": v for k, v in values.items()}
         if claim is not None and claim.version is not None:
             try:
-                result = ref.update(
-                    update, option=self.db.write_option(last_update_time=claim.version)
-                )
+                (claim.version,) = self._commit([Op("update", ref, update, claim.version)])
             except CHANGED:
                 claim.version = None
             else:
-                claim.version = result.update_time
                 claim.receipt["checkpoint"] = {**(claim.receipt.get("checkpoint") or {}), **values}
                 return
         ref.update(update)
@@ -430,18 +446,15 @@ class FirestoreStore:
         if claim is not None and claim.version is not None:
             version, claim.version = claim.version, None
             old = claim.receipt
-            batch = self.db.batch()
-            batch.update(
-                ref,
-                {**fields, "lease": None, "updatedAt": firestore.SERVER_TIMESTAMP},
-                option=self.db.write_option(last_update_time=version),
-            )
-            new = {**old, **fields, "lease": None}
-            self._bump(batch, run_id, delta(counted_keys(old), counted_keys(new)))
+            update = {**fields, "lease": None, "updatedAt": firestore.SERVER_TIMESTAMP}
+            ops = [Op("update", ref, update, version)]
+            changes = delta(counted_keys(old), counted_keys({**old, **fields, "lease": None}))
+            if changes:
+                ops.append(Op("increment", self._shard(run_id), changes))
             if settle is not None:
-                self._add_settlement(batch, settle.calendar_key, settle.hold, settle.versions)
+                ops.extend(self._settlement(settle.calendar_key, settle.hold, settle.versions))
             try:
-                batch.commit()
+                self._commit(ops)
             except CHANGED:
                 pass
             else:
@@ -582,15 +595,13 @@ class FirestoreStore:
         the missing, update the expired or our own); if another claim got in between, again.
         """
         refs = self._hold_refs(calendar_key, hold)
-        batch = self.db.batch()
-        for ref in refs:
-            batch.create(ref, self._hold_doc(calendar_key, hold, owner, datetime.now(UTC) + ttl))
+        doc = self._hold_doc(calendar_key, hold, owner, datetime.now(UTC) + ttl)
         try:
-            results = batch.commit()
+            created = self._commit([Op("create", ref, doc) for ref in refs])
         except CHANGED:
             pass
         else:
-            return SlotClaim([], self._versions(refs, results))
+            return SlotClaim([], {ref.path: time for ref, time in zip(refs, created, strict=True)})
         for _ in range(OPTIMISTIC_ROUNDS):
             now = datetime.now(UTC)
             snaps = list(self.db.get_all(refs))
@@ -619,13 +630,15 @@ class FirestoreStore:
         refs = self._hold_refs(settle.calendar_key, settle.hold)
         return all(ref.path in settle.versions for ref in refs)
 
-    def _add_settlement(
-        self, batch: Any, calendar_key: str, hold: SlotHold, versions: Mapping[str, Any]
-    ) -> None:
+    def _settlement(
+        self, calendar_key: str, hold: SlotHold, versions: Mapping[str, Any]
+    ) -> list[Op]:
         """Keep the holds as booked until the meeting ends, each guarded by its version."""
-        for ref in self._hold_refs(calendar_key, hold):
-            option = self.db.write_option(last_update_time=versions[ref.path])
-            batch.update(ref, {"booked": True, "expiresAt": hold.end}, option=option)
+        kept = {"booked": True, "expiresAt": hold.end}
+        return [
+            Op("update", ref, kept, versions[ref.path])
+            for ref in self._hold_refs(calendar_key, hold)
+        ]
 
     @staticmethod
     def _versions(refs: list[Any], results: list[Any]) -> dict[str, Any]:
@@ -649,10 +662,14 @@ class FirestoreStore:
         if versions is not None and self._versioned(
             Settlement(calendar_key, hold, owner, versions)
         ):
-            batch = self.db.batch()
             if booked:
-                self._add_settlement(batch, calendar_key, hold, versions)
-            else:
+                try:
+                    self._commit(self._settlement(calendar_key, hold, versions))
+                    return
+                except CHANGED:
+                    pass
+            batch = self.db.batch()
+            if not booked:
                 for ref in refs:
                     batch.delete(
                         ref, option=self.db.write_option(last_update_time=versions[ref.path])
@@ -681,6 +698,36 @@ class FirestoreStore:
                 return
             except CHANGED:
                 continue
+
+
+@dataclass(frozen=True)
+class Op:
+    """One write of a commit: `update` (guarded by `version`, else must exist), `create`
+    (must not exist) or `increment` (`{"group.name": n}`, merged)."""
+
+    kind: str
+    ref: Any
+    data: Mapping[str, Any]
+    version: Any = None
+
+    def raw(self) -> Any:
+        """The raw protobuf `Write` (`Unsupported` if a value needs the library)."""
+        name = self.ref._document_path
+        if self.kind == "update":
+            return update_write(name, self.data, self.version)
+        if self.kind == "create":
+            return create_write(name, dict(self.data))
+        return increment_write(name, self.data)
+
+    def add_to(self, db: firestore.Client, batch: Any) -> None:
+        """The same write through the library."""
+        if self.kind == "update":
+            option = db.write_option(last_update_time=self.version) if self.version else None
+            batch.update(self.ref, dict(self.data), option=option)
+        elif self.kind == "create":
+            batch.create(self.ref, dict(self.data))
+        else:
+            batch.set(self.ref, _shard_update(self.data), merge=True)
 
 
 @dataclass

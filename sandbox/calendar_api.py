@@ -74,6 +74,22 @@ def event_bounds(event: dict[str, Any]) -> tuple[datetime, datetime]:
     return out[0], out[1]
 
 
+def _cached_bounds(state: SandboxState, event: dict[str, Any]) -> tuple[datetime, datetime]:
+    """`event_bounds`, remembered by the event's start and end as written (a freeBusy query
+    would otherwise parse every event of the calendar again)."""
+    start, end = event.get("start") or {}, event.get("end") or {}
+    key = tuple(
+        when.get(part) for when in (start, end) for part in ("dateTime", "date", "timeZone")
+    )
+    found = state.bounds_cache.get(key)
+    if found is None:
+        found = event_bounds(event)
+        if len(state.bounds_cache) > 100_000:
+            state.bounds_cache.clear()
+        state.bounds_cache[key] = found
+    return found
+
+
 def meet_code(request_id: str) -> str:
     """A deterministic ``abc-defg-hij`` Meet code for a conference request id."""
     digest = hashlib.sha256(request_id.encode()).digest()
@@ -286,7 +302,7 @@ def freebusy_query(state: SandboxState, call: ApiCall) -> dict[str, Any]:
             for event in state.events.get(calendar_id, {}).values():
                 if event.get("status") == "cancelled" or event.get("transparency") == "transparent":
                     continue
-                spans.append(event_bounds(event))
+                spans.append(_cached_bounds(state, event))
             clipped = [(max(s, lo), min(e, hi)) for s, e in spans if s < hi and e > lo]
             calendars[calendar_id] = {
                 "busy": [

@@ -66,6 +66,8 @@ class SandboxState:
         self.event_order: list[tuple[str, str]] = []
         self.busy: dict[str, list[tuple[datetime, datetime]]] = {}
         self.busy_raw: list[dict[str, str]] = []
+        # an event's (start, end) as written -> parsed bounds (see calendar_api._cached_bounds)
+        self.bounds_cache: dict[tuple[Any, ...], tuple[datetime, datetime]] = {}
         self.messages: dict[str, dict[str, Any]] = {}
         self.message_meta: dict[str, Any] = {}
         self.drafts: dict[str, str] = {}
