@@ -22,7 +22,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--accept-requests", type=int, default=None, help="500-lead POSTs timed (20)"
     )
     parser.add_argument(
-        "--quick", action="store_true", help="smoke run: 200 leads, 5 accept requests"
+        "--rounds",
+        type=int,
+        default=None,
+        help="end-to-end and ceiling runs taken in turn; the median ratio reports (3)",
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="smoke run: 200 leads, 5 accept requests, 1 round"
     )
     parser.add_argument(
         "--profile",
@@ -42,8 +48,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     leads = args.leads if args.leads is not None else (200 if args.quick else 1000)
     accept = args.accept_requests if args.accept_requests is not None else (5 if args.quick else 20)
-    if leads < 1 or accept < 1:
-        print("--leads and --accept-requests must be positive", file=sys.stderr)
+    rounds = args.rounds if args.rounds is not None else (1 if args.quick else 3)
+    if leads < 1 or accept < 1 or rounds < 1:
+        print("--leads, --accept-requests and --rounds must be positive", file=sys.stderr)
         return 2
 
     def say(message: str) -> None:
@@ -54,16 +61,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     options = runner.Options(
         leads=leads,
         accept_requests=accept,
+        rounds=rounds,
         profile_dir=args.profile,
         keep_dir=args.keep,
         progress=say,
     )
     try:
-        e2e, accept_figures, top = runner.run(options)
+        e2es, accept_figures, tops = runner.run(options)
     except runner.BenchError as exc:
         print(f"bench: {exc}", file=sys.stderr)
         return 1
-    result = report.summary(e2e, accept_figures, top, slots)
+    result = report.summary(e2es, accept_figures, tops, slots)
     print(report.table(result))
     if args.profile is not None:
         print(f"\nwhere the handlers' wall time goes (py-spy --idle, 100 Hz; {args.profile})")

@@ -98,6 +98,7 @@ class Options:
     profile_dir: Path | None = None
     keep_dir: Path | None = None
     settle_timeout_s: float = 900.0
+    rounds: int = 3  # end to end and ceiling in turn; the round with the median ratio reports
     progress: Any = field(default=print)
 
 
@@ -151,11 +152,14 @@ def warm_up(stack: Stack, leads: int = WARM_UP_LEADS) -> None:
     _settle(client, "bench-warm-up", leads, 120)
 
 
-def end_to_end(stack: Stack, options: Options, count_dir: Path) -> EndToEnd:
-    """Phase 1: N leads through the whole pipeline; phase 4's counters read around it."""
+def end_to_end(stack: Stack, options: Options, count_dir: Path, round_no: int = 0) -> EndToEnd:
+    """Phase 1: N leads through the whole pipeline; phase 4's counters read around it.
+
+    Each round is a run of its own on host calendars of its own, so it books like the first.
+    """
     client = LeadRunClient(stack.env, uid="bench")
-    run_id = "bench-e2e"
-    bodies = run_requests(run_id, options.leads, options.request_size)
+    run_id = f"bench-e2e-{round_no}"
+    bodies = run_requests(run_id, options.leads, options.request_size, f"host-r{round_no}")
     calls_before = Counter(client.sandbox.state()["calls"])
     time.sleep(FLUSH_S)  # the warm-up's last operations reach the hook's files first
     fs_before = measure.firestore_counts(count_dir)
@@ -228,19 +232,34 @@ def accept_latency(stack: Stack, options: Options) -> Accept:
     return Accept(timings, cpu, options.request_size, max(0.0, others))
 
 
-def ceiling(stack: Stack, options: Options, count_dir: Path) -> Ceiling:
-    """Phase 2: the same requests through no-op functions, until every delivery arrived."""
+def _count_files(count_dir: Path) -> dict[str, Path]:
+    return {name: count_dir / f"{name}.count" for name in ("book", "notify", "drive")}
+
+
+def _delivered(count_dir: Path) -> dict[str, int]:
+    """Deliveries so far to each no-op subscriber (one byte each in its count file)."""
+    return {n: p.stat().st_size if p.exists() else 0 for n, p in _count_files(count_dir).items()}
+
+
+def ceiling_warm_up(stack: Stack, count_dir: Path) -> None:
+    """The same warm-up leads through the no-op functions."""
     client = LeadRunClient(stack.env, uid="bench")
-    bodies = run_requests("bench-ceiling", options.leads, options.request_size)
-    files = {name: count_dir / f"{name}.count" for name in ("book", "notify", "drive")}
-
-    def sizes() -> dict[str, int]:
-        return {n: p.stat().st_size if p.exists() else 0 for n, p in files.items()}
-
     _post_all(client, run_requests("bench-warm-up", WARM_UP_LEADS, host_prefix="warm-up"))
     deadline = time.monotonic() + 120
-    while min(sizes().values()) < WARM_UP_LEADS and time.monotonic() < deadline:
+    while min(_delivered(count_dir).values()) < WARM_UP_LEADS and time.monotonic() < deadline:
         time.sleep(0.05)
+
+
+def ceiling(stack: Stack, options: Options, count_dir: Path, round_no: int = 0) -> Ceiling:
+    """Phase 2: the same requests through no-op functions, until every delivery arrived."""
+    client = LeadRunClient(stack.env, uid="bench")
+    run_id = f"bench-ceiling-{round_no}"
+    bodies = run_requests(run_id, options.leads, options.request_size, f"host-r{round_no}")
+    files = _count_files(count_dir)
+
+    def sizes() -> dict[str, int]:
+        return _delivered(count_dir)
+
     base = sizes()
     cpu_before = measure.cpu_seconds(stack)
     busy_before = measure.machine_busy_seconds()
@@ -262,8 +281,9 @@ def ceiling(stack: Stack, options: Options, count_dir: Path) -> Ceiling:
     return Ceiling(options.leads, last - started, delivered, cpu, max(0.0, others))
 
 
-def run(options: Options) -> tuple[EndToEnd, Accept, Ceiling]:
-    """Phases 1, 3, 4 on the pipeline's stack, then phase 2 on a no-op stack."""
+def run(options: Options) -> tuple[list[EndToEnd], Accept, list[Ceiling]]:
+    """Both stacks side by side; rounds of phase 1 (with 4) and phase 2 taken in turn, so each
+    ratio compares two runs a few seconds apart; then phase 3 on the pipeline's stack."""
     root = (
         Path(tempfile.mkdtemp(prefix="leadrun-bench-"))
         if options.keep_dir is None
@@ -278,31 +298,43 @@ def run(options: Options) -> tuple[EndToEnd, Accept, Ceiling]:
     }
     say = options.progress
     spy = options.profile_dir
-    say(f"starting the pipeline stack (state in {root / 'pipeline'})")
-    with running_stack(root / "pipeline", "bench-pipeline", extra_env=env) as stack:
+    noop_dir = write_noop_functions(root / "noop-functions")
+    noop_counts = root / "noop-counts"
+    noop_counts.mkdir(exist_ok=True)
+    noop_env = {"BENCH_COUNT_DIR": str(noop_counts)}
+    say(f"starting the pipeline stack and the ceiling stack (no-op functions) in {root}")
+    e2es: list[EndToEnd] = []
+    tops: list[Ceiling] = []
+    with (
+        running_stack(root / "pipeline", "bench-pipeline", extra_env=env) as stack,
+        running_stack(root / "ceiling", "bench-ceiling", noop_dir, noop_env) as noop,
+    ):
         warm_up(stack)
-        say(f"end to end: {options.leads} leads in requests of {options.request_size}")
+        ceiling_warm_up(noop, noop_counts)
         names = ("schedule", "book", "notify", "drive", "diagnostics")
-        with profiler.profiling(stack, names, spy, "e2e") if spy else contextlib.nullcontext():
-            e2e = end_to_end(stack, options, count_dir)
-        say(f"  settled in {e2e.seconds:.1f}s; accept latency: {options.accept_requests} POSTs")
+        for round_no in range(options.rounds):
+            say(f"round {round_no + 1}/{options.rounds}: {options.leads} leads end to end")
+            with (
+                profiler.profiling(stack, names, spy, f"e2e{round_no}")
+                if spy
+                else contextlib.nullcontext()
+            ):
+                e2es.append(end_to_end(stack, options, count_dir, round_no))
+            tops.append(ceiling(noop, options, noop_counts, round_no))
+            say(
+                f"  end to end {e2es[-1].seconds:.1f}s, ceiling {tops[-1].seconds:.1f}s: "
+                f"ratio {e2es[-1].leads_per_s / tops[-1].leads_per_s:.3f}"
+            )
+        say(f"accept latency: {options.accept_requests} POSTs")
         with (
             profiler.profiling(stack, ("schedule",), spy, "accept")
             if spy
             else (contextlib.nullcontext())
         ):
             accept = accept_latency(stack, options)
-    noop_dir = write_noop_functions(root / "noop-functions")
-    noop_counts = root / "noop-counts"
-    noop_counts.mkdir(exist_ok=True)
-    say("starting the ceiling stack (no-op functions)")
-    noop_env = {"BENCH_COUNT_DIR": str(noop_counts)}
-    with running_stack(root / "ceiling", "bench-ceiling", noop_dir, noop_env) as stack:
-        top = ceiling(stack, options, noop_counts)
-        say(f"  ceiling settled in {top.seconds:.1f}s")
     if options.keep_dir is None:
         shutil.rmtree(root, ignore_errors=True)
-    return e2e, accept, top
+    return e2es, accept, tops
 
 
 def percentile(values: list[float], q: float) -> float:
