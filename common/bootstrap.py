@@ -46,7 +46,7 @@ class App:
 
     @cached_property
     def services(self) -> ServiceCache:
-        """googleapiclient services, per thread and impersonated user."""
+        """googleapiclient collections per thread; HTTP clients per thread and impersonated user."""
         return ServiceCache(self.settings)
 
     def calendar_for(self, dry_run: bool) -> CalendarFreeBusy:

@@ -6,7 +6,6 @@ same public interface (CONTRACT §3, §6, §7) and read the same receipts (§4).
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -121,13 +120,12 @@ class LeadRunClient:
             from google.cloud import firestore
 
             from common.store import FirestoreStore
+            from leadrun.emulators import emulator_address
 
-            os.environ.setdefault(
-                "FIRESTORE_EMULATOR_HOST", self.env.get("FIRESTORE_EMULATOR_HOST", "")
-            )
-            if not os.environ["FIRESTORE_EMULATOR_HOST"]:
-                del os.environ["FIRESTORE_EMULATOR_HOST"]
-            self._store = FirestoreStore(firestore.Client(project=self.env["GOOGLE_CLOUD_PROJECT"]))
+            emulator = self.env.get("FIRESTORE_EMULATOR_HOST")
+            with emulator_address("FIRESTORE_EMULATOR_HOST", emulator):
+                client = firestore.Client(project=self.env["GOOGLE_CLOUD_PROJECT"])
+            self._store = FirestoreStore(client)
         return self._store
 
     def receipts(self, run_id: str) -> list[tuple[str, dict[str, Any], dict[str, Any]]]:

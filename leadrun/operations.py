@@ -258,25 +258,15 @@ def subscription_path(project: str, name: str) -> str:
 @contextmanager
 def pubsub_clients(env: Mapping[str, str]) -> Iterator[tuple[PubSubBus, Any]]:
     """A publisher bus and a subscriber client for `env` (the emulator when it names one)."""
-    import os
-
     from google.cloud import pubsub_v1  # type: ignore[attr-defined]
 
-    emulator = env.get("PUBSUB_EMULATOR_HOST")
-    saved = os.environ.get("PUBSUB_EMULATOR_HOST")
-    # The client reads the emulator address when it is built: set it for exactly that moment.
-    if emulator:
-        os.environ["PUBSUB_EMULATOR_HOST"] = emulator
-    try:
+    from leadrun.emulators import emulator_address
+
+    # The clients read the emulator address when they are built: set it for exactly that moment.
+    with emulator_address("PUBSUB_EMULATOR_HOST", env.get("PUBSUB_EMULATOR_HOST")):
         bus = PubSubBus(env["GOOGLE_CLOUD_PROJECT"])
         _ = bus.publisher
         subscriber = pubsub_v1.SubscriberClient()
-    finally:
-        if emulator:
-            if saved is None:
-                os.environ.pop("PUBSUB_EMULATOR_HOST", None)
-            else:
-                os.environ["PUBSUB_EMULATOR_HOST"] = saved
     try:
         yield bus, subscriber
     finally:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -199,3 +200,16 @@ def test_every_step_logs_one_json_line_joined_to_the_request_trace(
             labels = entry["logging.googleapis.com/labels"]
             assert labels == {"runId": run_id, "leadDocId": "lead-000", "action": labels["action"]}
             assert {"messageId", "attempt", "outcome", "elapsedMs"} <= set(entry)
+
+
+def test_a_client_reads_its_own_stack_whatever_the_environment_names(
+    client: LeadRunClient, stack_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run_id = unique("run")
+    assert client.schedule(request(run_id, free_leads(1))).status_code == 202
+    client.wait_settled(run_id, timeout_s=60)
+    # Another stack's emulator, e.g. inherited from a parent process that ran a client of its own.
+    monkeypatch.setenv("FIRESTORE_EMULATOR_HOST", "127.0.0.1:9")
+    fresh = LeadRunClient(stack_env, uid="alice")
+    assert [lead_id for lead_id, _, _ in fresh.receipts(run_id)] == ["lead-000"]
+    assert os.environ["FIRESTORE_EMULATOR_HOST"] == "127.0.0.1:9"  # left as it was
