@@ -233,15 +233,14 @@ def handle_delivery(
         lead_doc = store.get_lead(delivery.run_id, delivery.lead_doc_id)
         lead = _lead_of(lead_doc) if lead_doc is not None else None
     if lead_doc is None or lead is None:
-        store.release(
-            delivery.run_id,
-            delivery.lead_doc_id,
-            delivery.action,
-            owner,
-            {"code": "no_lead", "message": "the lead document is missing"},
+        # Schedule writes a lead with its receipts, so this is damage, not a race: say so in
+        # the receipt rather than leave it pending for the sweeper to publish again and again.
+        fields = failed(
+            "permanent_error", "lead_missing", "the lead document is missing or invalid"
         )
-        note("no such lead: message dropped", severity="ERROR", outcome="dropped")
-        return "dropped"
+        store.finish(delivery.run_id, delivery.lead_doc_id, delivery.action, fields, claim=claim)
+        note("no readable lead: recorded as failed", severity="ERROR", outcome="permanent_error")
+        return "permanent_error"
     settings = store.lead_settings(delivery.run_id, lead_doc)
 
     now = datetime.now(UTC)

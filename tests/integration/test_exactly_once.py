@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from common import keys
+from common import keys, paths
 from common.bus import Outgoing, PubSubBus
 from common.handlers.delivery import Delivery, handle_delivery
 from common.handlers.intake import plan_intake
@@ -151,6 +151,27 @@ def test_message_older_than_max_age_is_recorded_and_dropped(
     drive = receipts_by_key(client, run_id)[("old", "drive")]
     assert (drive["status"], drive["reason"]) == ("failed", "expired")
     _assert_counts_equalreceipts_by_key(client, run_id)
+
+
+def test_a_receipt_whose_lead_is_gone_is_recorded_as_failed_not_left_pending(
+    client: LeadRunClient, stack_env: dict[str, str]
+) -> None:
+    run_id = _record_without_publishing(client, "gone")
+    store = client.store
+    store.db.document(paths.lead(run_id, "gone")).delete()  # damage no request can cause
+    delivery = Delivery(run_id, "gone", "drive", "m-2", datetime.now(UTC))
+    outcome = handle_delivery(
+        store,
+        PubSubBus(stack_env["GOOGLE_CLOUD_PROJECT"]),
+        delivery,
+        lambda work: pytest.fail("a lead that is not there must not be acted on"),
+        max_age=timedelta(hours=1),
+    )
+    assert outcome == "permanent_error"
+    drive = store.get_receipt(run_id, "gone", "drive") or {}
+    assert (drive["status"], drive["reason"]) == ("failed", "permanent_error")
+    assert drive["error"]["code"] == "lead_missing" and drive["lease"] is None
+    assert store.counters(run_id)["counts"]["failed"] == 1
 
 
 def _worker_pid(stack: Any, name: str) -> int | None:
