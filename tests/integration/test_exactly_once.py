@@ -134,19 +134,30 @@ def _record_without_publishing(client: LeadRunClient, lead_id: str) -> str:
     return run_id
 
 
+def _deliver_drive(
+    client: LeadRunClient,
+    stack_env: dict[str, str],
+    run_id: str,
+    lead_id: str,
+    published: datetime,
+    what: str,
+) -> str:
+    """One drive delivery handled in this process, with an effect that must not run."""
+    return handle_delivery(
+        client.store,
+        PubSubBus(stack_env["GOOGLE_CLOUD_PROJECT"]),
+        Delivery(run_id, lead_id, "drive", f"m-{lead_id}", published),
+        lambda work: pytest.fail(f"{what} must not act"),
+        max_age=timedelta(hours=1),
+    )
+
+
 def test_message_older_than_max_age_is_recorded_and_dropped(
     client: LeadRunClient, stack_env: dict[str, str]
 ) -> None:
     run_id = _record_without_publishing(client, "old")
-    store = client.store
-    delivery = Delivery(run_id, "old", "drive", "m-1", datetime.now(UTC) - timedelta(hours=2))
-    outcome = handle_delivery(
-        store,
-        PubSubBus(stack_env["GOOGLE_CLOUD_PROJECT"]),
-        delivery,
-        lambda work: pytest.fail("an expired message must not act"),
-        max_age=timedelta(hours=1),
-    )
+    published = datetime.now(UTC) - timedelta(hours=2)
+    outcome = _deliver_drive(client, stack_env, run_id, "old", published, "an expired message")
     assert outcome == "expired"
     drive = receipts_by_key(client, run_id)[("old", "drive")]
     assert (drive["status"], drive["reason"]) == ("failed", "expired")
@@ -159,14 +170,7 @@ def test_a_receipt_whose_lead_is_gone_is_recorded_as_failed_not_left_pending(
     run_id = _record_without_publishing(client, "gone")
     store = client.store
     store.db.document(paths.lead(run_id, "gone")).delete()  # damage no request can cause
-    delivery = Delivery(run_id, "gone", "drive", "m-2", datetime.now(UTC))
-    outcome = handle_delivery(
-        store,
-        PubSubBus(stack_env["GOOGLE_CLOUD_PROJECT"]),
-        delivery,
-        lambda work: pytest.fail("a lead that is not there must not be acted on"),
-        max_age=timedelta(hours=1),
-    )
+    outcome = _deliver_drive(client, stack_env, run_id, "gone", datetime.now(UTC), "a lost lead")
     assert outcome == "permanent_error"
     drive = store.get_receipt(run_id, "gone", "drive") or {}
     assert (drive["status"], drive["reason"]) == ("failed", "permanent_error")
