@@ -1,6 +1,6 @@
 """Receipt values and what each one counts for in diagnostics (pure).
 
-Counters move in the same Firestore transaction as the receipt transition they count, by the
+Counters move in the same atomic Firestore commit as the receipt transition they count, by the
 difference between what the old and the new receipt count for; so a recount of receipts always
 equals the counters, whatever was redelivered.
 """
