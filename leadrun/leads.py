@@ -460,35 +460,28 @@ def settings_from_flags(
     parent_folder: str | None = None,
 ) -> dict[str, Any]:
     """The settings the command-line flags give (only those given)."""
-    out: dict[str, Any] = {}
-    host: dict[str, Any] = {}
-    if host_email:
-        host.update(calendarId=host_email, senderEmail=host_email)
-    if host_tz:
-        host["timeZone"] = host_tz
-    if host_name is not None:
-        host["name"] = host_name
-    if host:
-        out["host"] = host
-    meeting: dict[str, Any] = {}
-    if title is not None:
-        meeting["title"] = title
-    if duration is not None:
-        meeting["durationMinutes"] = duration
-    if meeting:
-        out["meeting"] = meeting
-    fallback: dict[str, Any] = {}
-    if expand_days is not None:
-        fallback["expandDays"] = expand_days
-    if workday:
-        start, _, end = workday.partition("-")
-        fallback.update(workdayStart=start.strip(), workdayEnd=end.strip())
-    if no_draft:
-        fallback["draftIfNoSlot"] = False
-    if fallback:
-        out["fallback"] = fallback
-    if actions:
-        out["actions"] = [a.strip() for a in actions.split(",") if a.strip()]
-    if parent_folder:
-        out["drive"] = {"parentFolderId": parent_folder}
-    return out
+    start, _, end = (workday or "").partition("-")
+    host = _present(
+        calendarId=host_email or None,
+        senderEmail=host_email or None,
+        timeZone=host_tz or None,
+        name=host_name,
+    )
+    fallback = _present(
+        expandDays=expand_days,
+        workdayStart=start.strip() if workday else None,
+        workdayEnd=end.strip() if workday else None,
+        draftIfNoSlot=False if no_draft else None,
+    )
+    return _present(
+        host=host or None,
+        meeting=_present(title=title, durationMinutes=duration) or None,
+        fallback=fallback or None,
+        actions=[a.strip() for a in actions.split(",") if a.strip()] if actions else None,
+        drive={"parentFolderId": parent_folder} if parent_folder else None,
+    )
+
+
+def _present(**fields: Any) -> dict[str, Any]:
+    """`fields` without the ones not given (None)."""
+    return {key: value for key, value in fields.items() if value is not None}

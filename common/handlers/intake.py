@@ -120,18 +120,15 @@ def _publishable(
     return out
 
 
-def with_versions(
-    messages: list[Outgoing],
-    created: dict[tuple[str, str], Any],
-    leads: dict[str, dict[str, Any]],
-) -> list[Outgoing]:
-    """Each message with the versions of the pending receipts this request created for it,
-    and then with the lead document written in the same commit (decision 0006).
-
-    A calendar message also carries the email receipt's, for the notify message book sends.
+def committed_messages(plan: _Plan, created: dict[tuple[str, str], Any]) -> list[Outgoing]:
+    """The plan's messages, once its writes are committed: each with the versions of the pending
+    receipts the commit created for it, and then with the lead document written in the same
+    commit (decision 0006). A calendar message also carries the email receipt's version, for the
+    notify message book sends.
     """
+    leads = {w.lead_doc_id: w.lead for w in plan.writes if w.lead is not None}
     out = []
-    for message in messages:
+    for message in plan.messages:
         wanted = (message.action, "email") if message.action == "calendar" else (message.action,)
         versions = {
             action: encode_version(created[(message.lead_doc_id, action)])
@@ -279,9 +276,7 @@ def handle_schedule(
             if attempt == INTAKE_ATTEMPTS - 1:
                 return error(503, "unavailable", "the run is being changed concurrently; retry")
     try:
-        written = {w.lead_doc_id: w.lead for w in plan.writes if w.lead is not None}
-        messages = with_versions(plan.messages, created, written)
-        published = bus.publish(messages, traceparent=traceparent)
+        published = bus.publish(committed_messages(plan, created), traceparent=traceparent)
     except Exception as exc:
         log(
             f"publish failed: {exc!r}",

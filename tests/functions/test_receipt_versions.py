@@ -8,20 +8,24 @@ what is stored and counted is the same as if every step had read first.
 
 from __future__ import annotations
 
+import base64
 import json
 import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from cloudevents.http import CloudEvent
 from google.cloud import firestore
 
 from common import paths
-from common.bus import Outgoing
-from common.handlers.delivery import terminal
-from common.handlers.intake import plan_intake, with_versions
+from common.bus import Outgoing, PubSubBus
+from common.entrypoints import decode_delivery
+from common.handlers.delivery import Delivery, Work, handle_delivery, terminal
+from common.handlers.intake import committed_messages, plan_intake
 from common.models import ScheduleRequest
 from common.receipts import new_receipt
 from common.store import (
+    Claim,
     FirestoreStore,
     IntakeWrite,
     LeaseHeld,
@@ -131,11 +135,22 @@ def test_finish_with_a_stale_claim_rereads_and_never_counts_twice(
     assert store.counters(run_id)["counts"]["booked"] == 1
 
 
+def _fresh_claim(
+    db: firestore.Client, store: FirestoreStore, action: str, *, changed: bool = False
+) -> tuple[str, str, Claim]:
+    """A first delivery's claim of a new receipt; with `changed`, the receipt is then changed
+    behind the claim's back (as another writer would), so the claim's version is stale."""
+    run_id, lead_id, created = _intake(store)
+    claim = store.claim(run_id, lead_id, action, "d1", created=created[(lead_id, action)])
+    if changed:
+        db.document(paths.receipt(run_id, lead_id, action)).update({"error": {"code": "x"}})
+    return run_id, lead_id, claim
+
+
 def test_checkpoint_moves_the_version_so_finish_still_needs_no_read(
     db: firestore.Client, store: FirestoreStore
 ) -> None:
-    run_id, lead_id, created = _intake(store)
-    claim = store.claim(run_id, lead_id, "email", "d1", created=created[(lead_id, "email")])
+    run_id, lead_id, claim = _fresh_claim(db, store, "email")
     before = claim.version
     store.checkpoint(run_id, lead_id, "email", {"draftId": "r1", "kind": "confirmation"}, claim)
     assert claim.version is not None and claim.version != before
@@ -148,9 +163,7 @@ def test_checkpoint_moves_the_version_so_finish_still_needs_no_read(
 def test_checkpoint_on_a_changed_receipt_is_still_written(
     db: firestore.Client, store: FirestoreStore
 ) -> None:
-    run_id, lead_id, created = _intake(store)
-    claim = store.claim(run_id, lead_id, "email", "d1", created=created[(lead_id, "email")])
-    db.document(paths.receipt(run_id, lead_id, "email")).update({"error": {"code": "x"}})
+    run_id, lead_id, claim = _fresh_claim(db, store, "email", changed=True)
     store.checkpoint(run_id, lead_id, "email", {"draftId": "r2", "kind": "confirmation"}, claim)
     assert claim.version is None
     assert _receipt(db, run_id, lead_id, "email")["checkpoint"]["draftId"] == "r2"
@@ -192,8 +205,7 @@ def test_settle_with_stale_versions_settles_what_is_there(
 def test_finish_keeps_the_holds_as_booked_in_the_same_commit(
     db: firestore.Client, store: FirestoreStore
 ) -> None:
-    run_id, lead_id, created = _intake(store)
-    claim = store.claim(run_id, lead_id, "calendar", "d1", created=created[(lead_id, "calendar")])
+    run_id, lead_id, claim = _fresh_claim(db, store, "calendar")
     key, hold = _fresh_hold(30)
     held = store.claim_slot(key, hold, "lead-a", timedelta(minutes=5))
     settle = Settlement(key, hold, "lead-a", held.versions)
@@ -206,9 +218,7 @@ def test_finish_keeps_the_holds_as_booked_in_the_same_commit(
 def test_finish_with_a_stale_claim_still_keeps_the_holds(
     db: firestore.Client, store: FirestoreStore
 ) -> None:
-    run_id, lead_id, created = _intake(store)
-    claim = store.claim(run_id, lead_id, "calendar", "d1", created=created[(lead_id, "calendar")])
-    db.document(paths.receipt(run_id, lead_id, "calendar")).update({"error": {"code": "x"}})
+    run_id, lead_id, claim = _fresh_claim(db, store, "calendar", changed=True)
     key, hold = _fresh_hold(15)
     held = store.claim_slot(key, hold, "lead-a", timedelta(minutes=5))
     settle = Settlement(key, hold, "lead-a", held.versions)
@@ -224,8 +234,7 @@ def _accept(store: FirestoreStore, body: dict) -> list[Outgoing]:
     store.open_run(request.runId, "uid-1", False)
     plan = plan_intake(store, request)
     created = store.write_intake(request.runId, plan.writes, (plan.settings_id, plan.settings))
-    written = {w.lead_doc_id: w.lead for w in plan.writes if w.lead is not None}
-    return with_versions(plan.messages, created, written)
+    return committed_messages(plan, created)
 
 
 def test_messages_carry_the_lead_written_with_their_receipts(store: FirestoreStore) -> None:
@@ -265,3 +274,56 @@ def test_rewriting_a_lead_gives_its_pending_receipts_new_versions(
         run_id, "lead-1", "drive", "d2", created=decode_version((drive.versions or {})["drive"])
     )
     assert not claim.fresh and claim.attempt == 1
+
+
+def test_hints_a_message_carries_never_make_it_undecodable(function_env: dict[str, str]) -> None:
+    body = {
+        "runId": "run-1",
+        "leadDocId": "lead-1",
+        "action": "drive",
+        "versions": {"drive": 5, "calendar": "9" * 40, "email": "not-a-time"},
+        "lead": "not a lead document",
+    }
+    event = CloudEvent(
+        {"type": "google.cloud.pubsub.topic.v1.messagePublished", "source": "//test", "id": "e1"},
+        {
+            "message": {
+                "data": base64.b64encode(json.dumps(body).encode()).decode(),
+                "attributes": {"runId": "run-1", "leadDocId": "lead-1", "action": "drive"},
+                "messageId": "m-1",
+            }
+        },
+    )
+    delivery = decode_delivery(event)
+    assert delivery is not None and (delivery.run_id, delivery.action) == ("run-1", "drive")
+    assert delivery.versions == {"email": "not-a-time"}  # kept as text, worthless as a version
+    assert decode_version(delivery.versions["email"]) is None
+    assert delivery.lead_doc is None
+
+
+def test_a_carried_lead_that_does_not_validate_is_read_from_firestore(
+    store: FirestoreStore, function_env: dict[str, str]
+) -> None:
+    run_id = unique("versions")
+    messages = _accept(store, request(run_id, [lead("lead-1", [slot(next_weekday())])]))
+    drive = next(m for m in messages if m.action == "drive")
+    broken = {**(drive.lead or {}), "lead": {"leadDocId": "lead-1", "email": 7}}
+    seen: list[str | None] = []
+
+    def effect(work: Work) -> dict:
+        seen.append(work.lead.email)
+        return terminal("done", "created")
+
+    delivery = Delivery(
+        run_id,
+        "lead-1",
+        "drive",
+        "m-1",
+        datetime.now(UTC),
+        versions=drive.versions or {},
+        lead_doc=broken,
+    )
+    bus = PubSubBus(function_env["GOOGLE_CLOUD_PROJECT"])
+    assert handle_delivery(store, bus, delivery, effect, max_age=timedelta(hours=1)) == "created"
+    assert seen == ["lead-1@acme.test"]
+    assert (store.get_receipt(run_id, "lead-1", "drive") or {})["status"] == "done"

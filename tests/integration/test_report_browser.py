@@ -1,7 +1,8 @@
 """`leadrun report` opened in a real browser: Debian's chromium, driven by Playwright.
 
-CI (`.ci/run`) installs chromium first, so this always runs there; on a machine without it the
-test is skipped with a message that says plainly that it did not run.
+CI (`.ci/run`) installs chromium first, so this always runs there, and fails there if chromium is
+missing (CI is set); on a developer's machine without it the test is skipped with a message that
+says plainly that it did not run.
 """
 
 from __future__ import annotations
@@ -34,9 +35,11 @@ CHROMIUM_ARGS = [
 
 
 def chromium_path() -> str:
-    """Debian's chromium, or a skip that says the test did not run."""
+    """Debian's chromium; without it, a failure in CI and elsewhere a plain "did not run"."""
     path = shutil.which("chromium") or "/usr/bin/chromium"
     if not os.path.exists(path):
+        if os.environ.get("CI"):
+            pytest.fail("chromium not installed in CI: .ci/run must install it first")
         pytest.skip("chromium not installed: the browser test did not run")
     return path
 

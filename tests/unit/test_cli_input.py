@@ -270,3 +270,39 @@ def test_bad_rows_exit_2_before_any_stack_is_needed(
     err = capsys.readouterr().err
     assert "1 problem(s); nothing was sent" in err
     assert "line 3: leadDocId:" in err
+
+
+def test_flags_give_exactly_the_settings_they_name() -> None:
+    assert settings_from_flags() == {}
+    assert settings_from_flags(host_tz="Europe/Lisbon", duration=45) == {
+        "host": {"timeZone": "Europe/Lisbon"},
+        "meeting": {"durationMinutes": 45},
+    }
+    assert settings_from_flags(
+        host_email="h@example.com",
+        host_tz="UTC",
+        host_name="Hana",
+        title="Intro",
+        duration=30,
+        expand_days=3,
+        workday="09:00 - 17:00",
+        no_draft=True,
+        actions="calendar, drive,",
+        parent_folder="folder-1",
+    ) == {
+        "host": {
+            "calendarId": "h@example.com",
+            "senderEmail": "h@example.com",
+            "timeZone": "UTC",
+            "name": "Hana",
+        },
+        "meeting": {"title": "Intro", "durationMinutes": 30},
+        "fallback": {
+            "expandDays": 3,
+            "workdayStart": "09:00",
+            "workdayEnd": "17:00",
+            "draftIfNoSlot": False,
+        },
+        "actions": ["calendar", "drive"],
+        "drive": {"parentFolderId": "folder-1"},
+    }
