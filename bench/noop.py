@@ -3,8 +3,8 @@
 `bench.ceiling` generates a functions directory whose `main.py` files re-export these. They keep
 the pipeline's message shape so the same push subscriptions carry the same count per lead:
 `schedule` publishes one `lead-calendar` and one `lead-drive` message per lead, `book` publishes
-one `lead-notify` message per delivery (each with receipt versions and the lead, as the real
-ones carry), and every subscriber then just acknowledges. Each
+one `lead-notify` message per delivery (with the booking, as the real one carries), and every
+subscriber then just acknowledges. Each
 delivery appends one byte to `<BENCH_COUNT_DIR>/<K_SERVICE>.count` (O_APPEND, atomic), so the
 benchmark reads counts as file sizes and the last delivery's time as the file's mtime.
 """
@@ -22,8 +22,6 @@ from cloudevents.http import CloudEvent
 
 from common.bus import Outgoing, PubSubBus
 
-_ACTIONS = ("calendar", "email", "drive")
-_VERSION = "1764000000.123456789"  # a receipt version of the same length as Firestore's
 _fd: dict[int, int] = {}
 _bus: dict[int, PubSubBus] = {}
 _lock = threading.Lock()
@@ -76,19 +74,14 @@ def _message(event: CloudEvent) -> tuple[dict[str, Any], dict[str, Any]]:
 
 def schedule(request: flask.Request) -> flask.Response:
     """Accept the POST and publish what the real schedule publishes for fresh leads: one
-    calendar and one drive message per lead, each with receipt versions and the lead."""
+    calendar and one drive message per lead."""
     body = json.loads(request.get_data() or b"{}")
     run_id = str(body.get("runId") or "run")
     leads = body.get("leads") or []
     messages = []
     for lead in leads:
         lead_id = str(lead.get("leadDocId"))
-        carried = {"lead": lead, "actions": list(_ACTIONS), "settingsId": "0" * 32}
-        for action, versions in (
-            ("calendar", {"calendar": _VERSION, "email": _VERSION}),
-            ("drive", {"drive": _VERSION}),
-        ):
-            messages.append(Outgoing(run_id, lead_id, action, None, versions, carried))
+        messages += [Outgoing(run_id, lead_id, action) for action in ("calendar", "drive")]
     _publisher().publish(messages)
     accepted = [{"leadDocId": str(lead.get("leadDocId"))} for lead in leads]
     answer = {"runId": run_id, "accepted": accepted, "rejected": []}
@@ -97,10 +90,9 @@ def schedule(request: flask.Request) -> flask.Response:
 
 def book(event: CloudEvent) -> None:
     """Acknowledge, and publish the one notify message the real booking publishes."""
-    ids, body = _message(event)
+    ids, _ = _message(event)
     run_id, lead_id = str(ids.get("runId")), str(ids.get("leadDocId"))
-    versions = {"email": (body.get("versions") or {}).get("email", _VERSION)}
-    message = Outgoing(run_id, lead_id, "email", _BOOKING, versions, body.get("lead"))
+    message = Outgoing(run_id, lead_id, "email", _BOOKING)
     _publisher().publish([message])
     _count()
 

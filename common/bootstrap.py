@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 from functools import cached_property, lru_cache
 
 from google.cloud import firestore
@@ -10,6 +11,7 @@ from google.cloud import firestore
 from common.auth import CertificateCache, FirebaseVerifier
 from common.bus import PubSubBus
 from common.config import Settings, settings
+from common.firestore_documents import FirestoreDocuments
 from common.google_apis import (
     CalendarFreeBusy,
     DriveFolders,
@@ -17,7 +19,10 @@ from common.google_apis import (
     GoogleCalendar,
     ServiceCache,
 )
-from common.store import FirestoreStore
+from common.handlers.delivery import Deps
+from common.holds import SlotHolds
+from common.ports import Tools
+from common.store import Store
 
 
 @dataclass
@@ -27,12 +32,20 @@ class App:
     settings: Settings
 
     @cached_property
-    def store(self) -> FirestoreStore:
+    def documents(self) -> FirestoreDocuments:
         """Firestore (the emulator when FIRESTORE_EMULATOR_HOST is set)."""
         client = firestore.Client(project=self.settings.project)
-        return FirestoreStore(
-            client, shards=self.settings.counter_shards, lease_s=self.settings.lease_s
-        )
+        return FirestoreDocuments(client, shards=self.settings.counter_shards)
+
+    @cached_property
+    def store(self) -> Store:
+        """Runs, leads and receipts."""
+        return Store(self.documents, lease_s=self.settings.lease_s)
+
+    @cached_property
+    def holds(self) -> SlotHolds:
+        """Slot holds against double booking."""
+        return SlotHolds(self.documents)
 
     @cached_property
     def bus(self) -> PubSubBus:
@@ -49,17 +62,31 @@ class App:
         """googleapiclient collections per thread; HTTP clients per thread and impersonated user."""
         return ServiceCache(self.settings)
 
-    def calendar_for(self, dry_run: bool) -> CalendarFreeBusy:
-        """A dry run gets a calendar that can only read busy times."""
-        return CalendarFreeBusy(self.services) if dry_run else GoogleCalendar(self.services)
+    @cached_property
+    def live_tools(self) -> Tools:
+        """Everything a live run may use of Google."""
+        calendar = GoogleCalendar(self.services)
+        return Tools(calendar, calendar, GmailMailer(self.services), DriveFolders(self.services))
 
-    def gmail_for(self, dry_run: bool) -> GmailMailer | None:
-        """A dry run gets no mailbox at all."""
-        return None if dry_run else GmailMailer(self.services)
+    @cached_property
+    def dry_tools(self) -> Tools:
+        """A dry run gets a calendar that can only read busy times, and no writer at all."""
+        return Tools(CalendarFreeBusy(self.services))
 
-    def drive_for(self, dry_run: bool) -> DriveFolders | None:
-        """A dry run gets no Drive at all."""
-        return None if dry_run else DriveFolders(self.services)
+    def tools_for(self, dry_run: bool) -> Tools:
+        """What a run in this mode may use of Google."""
+        return self.dry_tools if dry_run else self.live_tools
+
+    @cached_property
+    def deps(self) -> Deps:
+        """What every subscriber's delivery handling needs."""
+        return Deps(
+            self.store,
+            self.holds,
+            self.bus,
+            self.tools_for,
+            timedelta(seconds=self.settings.max_message_age_s),
+        )
 
 
 @lru_cache(maxsize=1)

@@ -21,11 +21,6 @@ class Outgoing:
     lead_doc_id: str
     action: str
     booking: dict[str, Any] | None = None
-    # action -> update time of the pending receipt schedule created (`store.encode_version`)
-    versions: dict[str, str] | None = None
-    # The lead document's `lead`, `actions` and `settingsId`, as written in the same commit that
-    # created the receipts those versions belong to (decision 0006).
-    lead: dict[str, Any] | None = None
 
     def data(self) -> bytes:
         """The JSON body every subscriber decodes."""
@@ -36,19 +31,7 @@ class Outgoing:
         }
         if self.booking is not None:
             body["booking"] = self.booking
-        if self.versions:
-            body["versions"] = self.versions
-        if self.lead is not None:
-            body["lead"] = self.lead
         return json.dumps(body, separators=(",", ":")).encode()
-
-
-CARRIED_LEAD_FIELDS = ("lead", "actions", "settingsId")
-
-
-def carried_lead(lead_doc: dict[str, Any]) -> dict[str, Any]:
-    """What a message carries of a lead document: what a subscriber needs to act on it."""
-    return {key: lead_doc[key] for key in CARRIED_LEAD_FIELDS if key in lead_doc}
 
 
 class PubSubBus:

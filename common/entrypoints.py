@@ -15,13 +15,13 @@ from pydantic import ValidationError
 
 from common.auth import CertificatesUnavailable, Unauthenticated
 from common.bootstrap import app
-from common.handlers.book import book_effect
+from common.handlers.book import book
 from common.handlers.dead_letter import handle_dead_letter
 from common.handlers.delivery import Delivery, Effect, Retry, handle_delivery
 from common.handlers.diagnostics import handle_diagnostics_get, handle_diagnostics_post
-from common.handlers.drive import drive_effect
+from common.handlers.drive import drive
 from common.handlers.intake import HttpResult, error, handle_schedule
-from common.handlers.notify import notify_effect
+from common.handlers.notify import notify
 from common.handlers.sweep import sweep_stale
 from common.log import log, trace_field
 from common.models import LeadMessage
@@ -202,10 +202,6 @@ def decode_delivery(event: CloudEvent) -> Delivery | None:
         if published
         else None,
         booking=parsed.booking,
-        versions={k: v for k, v in parsed.versions.items() if isinstance(v, str) and len(v) <= 32}
-        if isinstance(parsed.versions, dict)
-        else {},
-        lead_doc=parsed.lead if isinstance(parsed.lead, dict) and "lead" in parsed.lead else None,
         trace=trace_field(app().settings.project, traceparent),
         traceparent=traceparent,
     )
@@ -224,13 +220,7 @@ def _deliver(event: CloudEvent, action: str, effect: Effect) -> None:
         )
         return
     try:
-        handle_delivery(
-            app().store,
-            app().bus,
-            delivery,
-            effect,
-            max_age=timedelta(seconds=app().settings.max_message_age_s),
-        )
+        handle_delivery(app().deps, delivery, effect)
     except Retry as exc:
         # Raising makes functions-framework answer 500, so Pub/Sub redelivers with backoff.
         raise RuntimeError(f"retry: {exc}") from exc
@@ -238,17 +228,17 @@ def _deliver(event: CloudEvent, action: str, effect: Effect) -> None:
 
 def book_event(event: CloudEvent) -> None:
     """CloudEvent entry of `book` (lead-calendar)."""
-    _deliver(event, "calendar", book_effect(app().calendar_for))
+    _deliver(event, "calendar", book)
 
 
 def notify_event(event: CloudEvent) -> None:
     """CloudEvent entry of `notify` (lead-notify)."""
-    _deliver(event, "email", notify_effect(app().gmail_for))
+    _deliver(event, "email", notify)
 
 
 def drive_event(event: CloudEvent) -> None:
     """CloudEvent entry of `drive` (lead-drive)."""
-    _deliver(event, "drive", drive_effect(app().drive_for))
+    _deliver(event, "drive", drive)
 
 
 def dead_letter_event(event: CloudEvent) -> None:

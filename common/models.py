@@ -297,10 +297,6 @@ class LeadMessage(BaseModel):
     leadDocId: Id
     action: Action
     booking: dict[str, Any] | None = None
-    # action -> the pending receipt's creation time: a hint only (one that does not match
-    # costs a read), so whatever it holds never makes the message undecodable
-    versions: Any = None
-    lead: Any = None  # the lead document as schedule wrote it: used with `versions` only
 
 
 Status = Literal["pending", "done", "simulated", "rejected", "failed"]

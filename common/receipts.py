@@ -8,7 +8,7 @@ equals the counters, whatever was redelivered.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from common.models import TERMINAL
@@ -36,12 +36,13 @@ COUNT_NAMES: tuple[str, ...] = (
     "foldersCreated",
     "simulated",
     "pending",
+    "waiting",
     "failed",
 )
 
 
 def counted_keys(receipt: Mapping[str, Any] | None) -> Counter[str]:
-    """The counter fields (`counts.x`, `reasons.y`) one receipt contributes to."""
+    """The counter fields (`counts.x`) one receipt contributes to: its status and outcome."""
     keys: Counter[str] = Counter()
     if not receipt:
         return keys
@@ -51,23 +52,45 @@ def counted_keys(receipt: Mapping[str, Any] | None) -> Counter[str]:
     outcome = receipt.get("outcome")
     if outcome in OUTCOME_COUNTS:
         keys[f"counts.{OUTCOME_COUNTS[outcome]}"] += 1
-    reason = receipt.get("reason")
-    if reason:
-        keys[f"reasons.{reason}"] += 1
+    if status == "pending" and receipt.get("waiting"):
+        keys["counts.waiting"] += 1
     return keys
+
+
+def tally(receipts: Iterable[Mapping[str, Any] | None]) -> dict[str, int]:
+    """How many of a lead's receipts give each reason (kept on the lead as `reasonTally`)."""
+    found: Counter[str] = Counter()
+    for receipt in receipts:
+        if receipt and receipt.get("reason"):
+            found[str(receipt["reason"])] += 1
+    return dict(sorted(found.items()))
+
+
+def retally(
+    lead_tally: Mapping[str, int], old: Mapping[str, Any] | None, new: Mapping[str, Any] | None
+) -> dict[str, int]:
+    """A lead's reason tally after one of its receipts changes from `old` to `new`."""
+    out = Counter({k: int(v) for k, v in lead_tally.items()})
+    out.subtract(tally([old]))
+    out.update(tally([new]))
+    return {k: v for k, v in sorted(out.items()) if v > 0}
 
 
 def lead_keys(lead: Mapping[str, Any] | None) -> Counter[str]:
-    """The counter fields one lead document contributes to (`accepted` or `rejected`)."""
+    """The counter fields one lead document contributes to: `accepted` or `rejected`, and each
+    distinct reason among its receipts once (CONTRACT §6 v1.1: `reasons` counts leads)."""
     keys: Counter[str] = Counter()
     if lead and lead.get("status") in ("accepted", "rejected"):
         keys[f"counts.{lead['status']}"] += 1
+    for reason, count in ((lead or {}).get("reasonTally") or {}).items():
+        if count > 0:
+            keys[f"reasons.{reason}"] += 1
     return keys
 
 
-def delta(old: Counter[str], new: Counter[str]) -> dict[str, int]:
+def delta(old: Counter[str], new: Counter[str]) -> Counter[str]:
     """What to add to each counter field when `old` becomes `new` (zeros left out)."""
-    out: dict[str, int] = {}
+    out: Counter[str] = Counter()
     for key in set(old) | set(new):
         change = new.get(key, 0) - old.get(key, 0)
         if change:
@@ -75,13 +98,20 @@ def delta(old: Counter[str], new: Counter[str]) -> dict[str, int]:
     return out
 
 
-def recount(receipts: list[Mapping[str, Any]], leads: list[Mapping[str, Any]]) -> dict[str, Any]:
-    """Diagnostics recomputed from receipts and leads: what the counters must equal."""
+def recount(
+    rows: Iterable[tuple[Mapping[str, Any], Iterable[Mapping[str, Any]]]],
+) -> dict[str, Any]:
+    """Diagnostics recomputed from each lead and its receipts: what the counters must equal.
+
+    Reasons are counted from the receipts themselves, not from the lead's tally, so a recount
+    checks the tally too.
+    """
     total: Counter[str] = Counter()
-    for receipt in receipts:
-        total.update(counted_keys(receipt))
-    for lead in leads:
-        total.update(lead_keys(lead))
+    for lead, receipts in rows:
+        listed = list(receipts)
+        for receipt in listed:
+            total.update(counted_keys(receipt))
+        total.update(lead_keys({"status": lead.get("status"), "reasonTally": tally(listed)}))
     return fold(total)
 
 

@@ -119,13 +119,14 @@ class LeadRunClient:
         if self._store is None:
             from google.cloud import firestore
 
-            from common.store import FirestoreStore
+            from common.firestore_documents import FirestoreDocuments
+            from common.store import Store
             from leadrun.emulators import emulator_address
 
             emulator = self.env.get("FIRESTORE_EMULATOR_HOST")
             with emulator_address("FIRESTORE_EMULATOR_HOST", emulator):
                 client = firestore.Client(project=self.env["GOOGLE_CLOUD_PROJECT"])
-            self._store = FirestoreStore(client)
+            self._store = Store(FirestoreDocuments(client))
         return self._store
 
     def receipts(self, run_id: str) -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
@@ -135,7 +136,7 @@ class LeadRunClient:
     def recount(self, run_id: str) -> dict[str, Any]:
         """Diagnostics recomputed from the receipts themselves."""
         rows = self.receipts(run_id)
-        return recount([r for _, _, rs in rows for r in rs.values()], [lead for _, lead, _ in rows])
+        return recount((lead, list(receipts.values())) for _, lead, receipts in rows)
 
     def in_flight(self, run_id: str) -> int:
         """How many receipts of the run are not terminal yet."""

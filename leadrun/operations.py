@@ -4,8 +4,8 @@ All three lean on the pipeline's guarantees rather than adding their own: every 
 idempotent (deterministic event ids, Message-IDs, folder tags) and a subscriber that finds a
 terminal receipt does nothing, so re-publishing is always safe. What an operator action must
 get right is the receipts: a `failed` receipt is reopened to `pending` through
-`FirestoreStore.finish`, which moves the diagnostics counters by the difference in the same
-transaction, so counts keep equalling receipts.
+`Store.finish`, which moves the diagnostics counters by the difference in the same
+atomic commit, so counts keep equalling receipts.
 """
 
 from __future__ import annotations
@@ -17,63 +17,49 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from common import flow
 from common.bus import Outgoing, PubSubBus
 from common.receipts import is_terminal
-from common.store import FirestoreStore, ReceiptMissing, lead_actions
+from common.store import ReceiptMissing, Store, lead_actions
 from common.topology import ACTION_TOPICS
 
-REOPEN_FIELDS: dict[str, Any] = {
-    "status": "pending",
-    "outcome": None,
-    "reason": None,
-    "error": None,
-}
-# An email settled only because its booking failed may go again once the booking is retried.
-EMAIL_FOLLOWS_CALENDAR_REASONS = frozenset({"calendar_failed"})
 
-
-def reopen_receipt(store: FirestoreStore, run_id: str, lead_doc_id: str, action: str) -> bool:
+def reopen_receipt(store: Store, run_id: str, lead_doc_id: str, action: str) -> bool:
     """Move a receipt back to `pending`, its counters with it; False if there is none."""
     try:
-        return store.finish(run_id, lead_doc_id, action, dict(REOPEN_FIELDS), only_if_open=False)
+        return store.finish(run_id, lead_doc_id, action, dict(flow.REOPENED), only_if_open=False)
     except ReceiptMissing:
         return False
 
 
-def _reopenable(action: str, receipts: Mapping[str, Mapping[str, Any]]) -> bool:
-    """Whether this receipt should be tried again by a replay or a redrive."""
-    receipt = receipts.get(action)
-    if receipt is None:
-        return False
-    if receipt.get("status") == "failed":
-        return True
-    # The email was closed because the booking failed: when the booking is retried, so is it.
-    calendar = receipts.get("calendar") or {}
-    return (
-        action == "email"
-        and calendar.get("status") == "failed"
-        and receipt.get("status") == "rejected"
-        and receipt.get("reason") in EMAIL_FOLLOWS_CALENDAR_REASONS
-    )
+def _reopen_all(
+    store: Store,
+    run_id: str,
+    lead_id: str,
+    actions: list[str],
+    receipts: Mapping[str, Any],
+    also: str | None = None,
+) -> tuple[dict[str, Any], list[str]]:
+    """Reopen what `flow.reopenable` allows (and `also`); the receipts now, and what reopened."""
+    current = dict(receipts)
+    reopened = []
+    for action in actions:
+        wanted = action == also or flow.reopenable(action, receipts, resubmitted=False)
+        if wanted and reopen_receipt(store, run_id, lead_id, action):
+            current[action] = {**receipts[action], **flow.REOPENED}
+            reopened.append(action)
+    return current, reopened
 
 
 def messages_for(
     run_id: str, lead_doc_id: str, actions: Iterable[str], receipts: Mapping[str, Any]
 ) -> list[Outgoing]:
     """What to publish so every open receipt of a lead gets worked on (book publishes the email)."""
-    actions = list(actions)
-    out: list[Outgoing] = []
-    for action in actions:
-        if is_terminal(receipts.get(action)) or action not in ACTION_TOPICS:
-            continue
-        if (
-            action == "email"
-            and "calendar" in actions
-            and not is_terminal(receipts.get("calendar"))
-        ):
-            continue  # the calendar message is published instead; book sends the email on
-        out.append(Outgoing(run_id, lead_doc_id, action))
-    return out
+    return [
+        Outgoing(run_id, lead_doc_id, action)
+        for action in flow.publishable(actions, receipts)
+        if action in ACTION_TOPICS
+    ]
 
 
 @dataclass
@@ -84,7 +70,7 @@ class ReplayResult:
     published: list[tuple[str, str]] = field(default_factory=list)
 
 
-def replay_run(store: FirestoreStore, bus: PubSubBus, run_id: str) -> ReplayResult:
+def replay_run(store: Store, bus: PubSubBus, run_id: str) -> ReplayResult:
     """Reopen every failed receipt of a run and re-publish every action that is not terminal."""
     result = ReplayResult()
     messages: list[Outgoing] = []
@@ -92,11 +78,8 @@ def replay_run(store: FirestoreStore, bus: PubSubBus, run_id: str) -> ReplayResu
         if lead.get("status") != "accepted":
             continue  # a rejected lead has nothing to do; resubmit it with a fix instead
         actions = lead_actions(lead) or list(receipts)
-        current = dict(receipts)
-        for action in actions:
-            if _reopenable(action, receipts) and reopen_receipt(store, run_id, lead_id, action):
-                result.reopened.append((lead_id, action))
-                current[action] = {**receipts[action], **REOPEN_FIELDS}
+        current, reopened = _reopen_all(store, run_id, lead_id, actions, receipts)
+        result.reopened.extend((lead_id, action) for action in reopened)
         messages.extend(messages_for(run_id, lead_id, actions, current))
     if messages:
         bus.publish(messages)
@@ -130,7 +113,7 @@ def _dead_letter_ids(message: Any) -> tuple[str, str, str] | None:
 
 
 def _redrive_one(
-    store: FirestoreStore,
+    store: Store,
     bus: PubSubBus,
     message: Any,
     run_id: str | None,
@@ -158,19 +141,14 @@ def _redrive_one(
         return "ack"
     actions = lead_actions(lead) or [action]
     receipts = {a: r for a in actions if (r := store.get_receipt(run, lead_id, a)) is not None}
-    current = dict(receipts)
-    for name in actions:
-        if (name == action or _reopenable(name, receipts)) and reopen_receipt(
-            store, run, lead_id, name
-        ):
-            current[name] = {**receipts[name], **REOPEN_FIELDS}
+    current, _ = _reopen_all(store, run, lead_id, actions, receipts, also=action)
     bus.publish(messages_for(run, lead_id, actions, current))  # raises: not acknowledged
     result.redriven.append((run, lead_id, action))
     return "ack"
 
 
 def redrive_dead_letters(
-    store: FirestoreStore,
+    store: Store,
     bus: PubSubBus,
     subscriber: Any,
     subscription_path: str,

@@ -4,8 +4,7 @@ The benchmark puts this directory first on the functions' PYTHONPATH and sets
 `BENCH_FIRESTORE_COUNT_DIR`. The GAPIC `FirestoreClient` methods every `google.cloud.firestore`
 call goes through are wrapped to count, per process: RPCs by method, documents asked for by
 `BatchGetDocuments` (a read each, found or not), documents returned by `RunQuery`, and writes
-sent in `Commit` requests, whether through the library or the project's raw commits
-(`common.fastwrite.RawCommit`). A daemon thread writes the totals to
+sent in `Commit` requests. A daemon thread writes the totals to
 `<dir>/<K_SERVICE>-<pid>.json` every 0.2 s. Nothing here changes what the calls do.
 """
 
@@ -76,7 +75,7 @@ def _install() -> None:
     def counted_run_query(self: Any, request: Any = None, **kwargs: Any) -> Any:
         _add(rpc_run_query=1)
         for response in run_query(self, request=request, **kwargs):
-            if response._pb.HasField("document"):
+            if "document" in response:  # proto-plus: the field is set
                 _add(query_reads=1)
             yield response
 
@@ -88,16 +87,6 @@ def _install() -> None:
         _add(rpc_rollback=1)
         return rollback(self, request=request, **kwargs)
 
-    # The project's own raw-protobuf commits (common/fastwrite.py) go around the GAPIC client.
-    from common.fastwrite import RawCommit
-
-    raw_commit = RawCommit.__call__
-
-    def counted_raw_commit(self: Any, writes: list[Any]) -> Any:
-        _add(rpc_commit=1, writes=len(writes))
-        return raw_commit(self, writes)
-
-    RawCommit.__call__ = counted_raw_commit  # type: ignore[method-assign]
     FirestoreClient.commit = counted_commit  # type: ignore[method-assign]
     FirestoreClient.batch_get_documents = counted_batch_get  # type: ignore[method-assign]
     FirestoreClient.run_query = counted_run_query  # type: ignore[method-assign,assignment]

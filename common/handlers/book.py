@@ -14,12 +14,13 @@ from zoneinfo import ZoneInfo
 
 from googleapiclient.errors import HttpError
 
-from common import keys
-from common.bus import Outgoing, carried_lead
+from common import flow, keys
+from common.bus import Outgoing
 from common.errors import PermanentError
-from common.google_apis import CalendarFreeBusy, GoogleCalendar
-from common.handlers.delivery import Retry, Work, terminal
+from common.handlers.delivery import KeptHold, Outcome, Retry, Work, terminal
+from common.holds import SlotHold
 from common.models import Slot
+from common.ports import Calendar
 from common.slots import (
     Interval,
     SlotRules,
@@ -30,7 +31,6 @@ from common.slots import (
     first_free_expanded,
     split_candidates,
 )
-from common.store import Settlement, SlotHold
 
 HOLD_TTL = timedelta(minutes=5)
 MAX_CLAIM_ROUNDS = 60
@@ -65,9 +65,9 @@ def meet_link(event: dict[str, Any]) -> str | None:
 class Booker:
     """The calendar action for one delivery."""
 
-    def __init__(self, work: Work, calendar: CalendarFreeBusy) -> None:
+    def __init__(self, work: Work) -> None:
         self.work = work
-        self.calendar = calendar
+        self.calendar = work.tools.freebusy
         host = work.settings.host
         self.subject = host.senderEmail
         self.calendar_id = host.calendarId
@@ -76,19 +76,16 @@ class Booker:
         self.event_id = keys.event_id(work.delivery.run_id, work.delivery.lead_doc_id)
         self.owner = keys.hold_owner(work.delivery.run_id, work.delivery.lead_doc_id)
         self.calendar_key = keys.calendar_key(self.calendar_id, work.delivery.run_id, work.dry_run)
-        self.hold_versions: dict[str, Any] = {}  # of the holds this delivery last claimed
 
     # -- slot choice -------------------------------------------------------------------
     def _claim(self, meeting: Interval) -> list[Interval]:
         span = self.rules.needs_free(meeting)
         # Claim the buffered span but record the meeting itself, so a lead that meets the
         # conflict applies its own buffers to it.
-        claimed = self.work.store.claim_slot(
+        conflicts = self.work.holds.claim(
             self.calendar_key, SlotHold(span.start, span.end), self.owner, HOLD_TTL
         )
-        if not claimed.conflicts:
-            self.hold_versions = claimed.versions
-        return [Interval(c.start, c.end) for c in claimed.conflicts if c.start < c.end]
+        return [Interval(c.start, c.end) for c in conflicts if c.start < c.end]
 
     def _reserve(self, pick: Callable[[list[Interval]], Interval | None]) -> Interval | None:
         holds: list[Interval] = []
@@ -162,7 +159,7 @@ class Booker:
             },
         }
 
-    def booked(self, event: dict[str, Any], expanded: bool) -> dict[str, Any]:
+    def booked(self, event: dict[str, Any], expanded: bool, keep: KeptHold | None) -> Outcome:
         """The receipt and the notify follow-up for a booked event."""
         external = {
             "eventId": event.get("id"),
@@ -173,57 +170,52 @@ class Booker:
             "calendarId": self.calendar_id,
             "expanded": expanded,
         }
-        self._follow_up({"outcome": "booked", **external})
-        return terminal("done", "booked", external=external)
+        return Outcome(
+            terminal("done", "booked", external=external),
+            self._follow_up({"outcome": "booked", **external}),
+            keep,
+        )
 
-    def _follow_up(self, booking: dict[str, Any]) -> None:
-        if "email" in self.work.settings.actions:
-            d = self.work.delivery
-            # The email receipt's version, as schedule created it, rides along to notify.
-            versions = {"email": d.versions["email"]} if "email" in d.versions else None
-            lead = carried_lead(self.work.lead_doc) if versions else None
-            self.work.follow_ups.append(
-                Outgoing(d.run_id, d.lead_doc_id, "email", booking, versions, lead)
-            )
+    def _follow_up(self, booking: dict[str, Any]) -> tuple[Outgoing, ...]:
+        """The email message that carries this booking, if the lead has an email action."""
+        if not flow.email_follows_calendar(self.work.settings.actions):
+            return ()
+        d = self.work.delivery
+        return (Outgoing(d.run_id, d.lead_doc_id, "email", booking),)
 
-    def no_slot(self) -> dict[str, Any]:
+    def no_slot(self) -> Outcome:
         """The receipt when nothing is free: the email action turns into a draft."""
-        self._follow_up({"outcome": "no_slot"})
-        return terminal(
+        fields = terminal(
             self.work.status_done,
             "no_slot",
             reason="no_slot",
             external={"calendarId": self.calendar_id, "expanded": True},
         )
+        return Outcome(fields, self._follow_up({"outcome": "no_slot"}))
 
-    def run(self) -> dict[str, Any]:
+    def run(self) -> Outcome:
         """Book (or, in a dry run, say what would be booked)."""
-        live = isinstance(self.calendar, GoogleCalendar)
-        if live and self.work.resumed:
-            existing = self.calendar.get_event(self.subject, self.calendar_id, self.event_id)  # type: ignore[attr-defined]
+        live = self.work.tools.calendar
+        if live is not None and self.work.resumed:
+            existing = live.get_event(self.subject, self.calendar_id, self.event_id)
             if existing is not None and existing.get("status") != "cancelled":
-                return self.booked(existing, not self._at_a_candidate(existing))
+                return self.booked(existing, not self._at_a_candidate(existing), None)
         meeting, expanded = self.choose()
         if meeting is None:
             return self.no_slot()
-        hold = SlotHold(*self._span(meeting))
-        if not live:
-            self._keep(hold)
+        keep = KeptHold(self.calendar_key, SlotHold(*self._span(meeting)), self.owner)
+        if live is None:
+            zone = ZoneInfo(self.host_zone)
             external = {
-                "start": meeting.start.astimezone(ZoneInfo(self.host_zone)).isoformat(),
-                "end": meeting.end.astimezone(ZoneInfo(self.host_zone)).isoformat(),
+                "start": meeting.start.astimezone(zone).isoformat(),
+                "end": meeting.end.astimezone(zone).isoformat(),
                 "calendarId": self.calendar_id,
                 "expanded": expanded,
                 "meetLink": None,
             }
-            self._follow_up({"outcome": "booked", **external})
-            return terminal("simulated", "booked", external=external)
-        event = self._insert(meeting, hold)
-        return self.booked(event, expanded)
-
-    def _keep(self, hold: SlotHold) -> None:
-        """Keep the holds as booked, in the same commit that finishes the receipt."""
-        self.work.settle = Settlement(self.calendar_key, hold, self.owner, self.hold_versions)
+            follow_ups = self._follow_up({"outcome": "booked", **external})
+            return Outcome(terminal("simulated", "booked", external=external), follow_ups, keep)
+        return self._insert(live, meeting, expanded, keep)
 
     def _at_a_candidate(self, event: dict[str, Any]) -> bool:
         """Whether an existing event starts at one of the lead's candidates (else: expanded)."""
@@ -237,14 +229,20 @@ class Booker:
         span = self.rules.needs_free(meeting)
         return span.start, span.end
 
-    def _insert(self, meeting: Interval, hold: SlotHold) -> dict[str, Any]:
-        calendar: GoogleCalendar = self.calendar  # type: ignore[assignment]
+    def _release(self, keep: KeptHold) -> None:
+        self.work.holds.settle(keep.calendar_key, keep.hold, keep.owner, booked=False)
+
+    def _insert(
+        self, calendar: Calendar, meeting: Interval, expanded: bool, keep: KeptHold
+    ) -> Outcome:
+        """Insert the event and keep its holds; on 409, record the event an earlier try made
+        (and give back the holds of this try's choice, which may be another slot)."""
         try:
             event = calendar.insert_event(self.subject, self.calendar_id, self.event_body(meeting))
-            self._keep(hold)
-            return event
+            return self.booked(event, expanded, keep)
         except HttpError as error:
-            if int(error.resp.status) == 409:
+            status = int(error.resp.status)
+            if status == 409:
                 # An earlier attempt made it (or is making it): record that event.
                 existing = calendar.get_event(self.subject, self.calendar_id, self.event_id)
                 if existing is not None and existing.get("status") == "cancelled":
@@ -252,28 +250,14 @@ class Booker:
                         "event_cancelled", "this lead's event was deleted from the calendar"
                     ) from error
                 if existing is not None:
-                    self.work.store.settle_slot(
-                        self.calendar_key,
-                        hold,
-                        self.owner,
-                        booked=False,
-                        versions=self.hold_versions,
-                    )
-                    return existing
+                    self._release(keep)
+                    return self.booked(existing, not self._at_a_candidate(existing), None)
                 raise Retry("event id taken but the event is not readable yet") from error
-            if int(error.resp.status) < 500 and int(error.resp.status) != 429:
-                self.work.store.settle_slot(
-                    self.calendar_key, hold, self.owner, booked=False, versions=self.hold_versions
-                )
+            if status < 500 and status != 429:
+                self._release(keep)
             raise
 
 
-def book_effect(
-    calendar_for: Callable[[bool], CalendarFreeBusy],
-) -> Callable[[Work], dict[str, Any]]:
-    """The calendar effect, given how to get a calendar for a run's mode."""
-
-    def effect(work: Work) -> dict[str, Any]:
-        return Booker(work, calendar_for(work.dry_run)).run()
-
-    return effect
+def book(work: Work) -> Outcome:
+    """The calendar effect."""
+    return Booker(work).run()

@@ -2,38 +2,41 @@
 
 from __future__ import annotations
 
-from common.handlers.delivery import Delivery, failed, settle_email_after_calendar
+from common.handlers.delivery import Delivery, close_email_after_failed_booking, failed
 from common.log import log
-from common.store import FirestoreStore, ReceiptMissing
+from common.ports import Receipts
+from common.store import ReceiptMissing
 
 
-def handle_dead_letter(store: FirestoreStore, delivery: Delivery, attempts: str | None) -> str:
+def handle_dead_letter(receipts: Receipts, delivery: Delivery, attempts: str | None) -> str:
     """Mark the receipt of a dead-lettered message failed (if nothing finished it meanwhile)."""
+    d = delivery
     fields = failed(
         "dead_lettered",
         "dead_lettered",
         f"Pub/Sub stopped after {attempts or 'the maximum'} delivery attempts",
     )
     try:
-        changed = store.finish(delivery.run_id, delivery.lead_doc_id, delivery.action, fields)
+        changed = receipts.finish(d.run_id, d.lead_doc_id, d.action, fields)
     except ReceiptMissing:
         log(
             "dead letter for an unknown receipt",
             severity="ERROR",
-            labels=delivery.labels,
-            messageId=delivery.message_id,
+            labels=d.labels,
+            messageId=d.message_id,
         )
         return "dropped"
-    if changed and delivery.action == "calendar":
-        lead = store.get_lead(delivery.run_id, delivery.lead_doc_id)
-        if lead:
-            settings = store.lead_settings(delivery.run_id, lead)
-            settle_email_after_calendar(store, delivery, settings, "calendar_failed")
+    lead = (
+        receipts.get_lead(d.run_id, d.lead_doc_id) if changed and d.action == "calendar" else None
+    )
+    if lead:
+        settings = receipts.lead_settings(d.run_id, lead)
+        close_email_after_failed_booking(receipts, d.run_id, d.lead_doc_id, settings)
     log(
         "dead-lettered message recorded" if changed else "dead letter for a settled receipt",
         severity="ERROR" if changed else "INFO",
-        labels=delivery.labels,
-        messageId=delivery.message_id,
+        labels=d.labels,
+        messageId=d.message_id,
         outcome="dead_lettered" if changed else "duplicate",
     )
     return "dead_lettered" if changed else "duplicate"

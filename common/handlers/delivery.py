@@ -2,8 +2,9 @@
 
 The lease in the receipt decides who may act (CONTRACT §4); the effect itself is idempotent
 (deterministic ids, checkpoints, tags), so a delivery that takes over an expired lease first finds
-out what the earlier one already did. Transient errors raise `Retry`, which the entry point turns
-into an HTTP 500 so Pub/Sub redelivers with backoff; permanent ones end in a `failed` receipt.
+out what the earlier one already did. An effect returns what it decided (`Outcome`); this module
+records it. Transient errors raise `Retry`, which the entry point turns into an HTTP 500 so Pub/Sub
+redelivers with backoff; permanent ones end in a `failed` receipt.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import random
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -20,18 +21,15 @@ from google.api_core import exceptions as gexc
 from googleapiclient.errors import HttpError
 from pydantic import ValidationError
 
-from common.bus import Outgoing, PubSubBus
+from common import flow
+from common.bus import Outgoing
+from common.documents import Contended
 from common.errors import PermanentError, as_permanent, is_transient
+from common.holds import HoldsContended, SlotHold
 from common.log import log
 from common.models import Lead, RunSettings
-from common.store import (
-    Claim,
-    FirestoreStore,
-    LeaseHeld,
-    ReceiptMissing,
-    Settlement,
-    decode_version,
-)
+from common.ports import Bus, Holds, Receipts, Tools
+from common.store import Claim, LeaseHeld, ReceiptMissing
 
 QUICK_TRIES = 3
 QUICK_BACKOFF_S = 0.2
@@ -51,8 +49,6 @@ class Delivery:
     message_id: str
     publish_time: datetime | None
     booking: dict[str, Any] | None = None
-    versions: dict[str, str] = field(default_factory=dict)  # see `Outgoing.versions`
-    lead_doc: dict[str, Any] | None = None  # see `Outgoing.lead`
     trace: str | None = None
     traceparent: str | None = None
 
@@ -62,21 +58,31 @@ class Delivery:
         return {"runId": self.run_id, "leadDocId": self.lead_doc_id, "action": self.action}
 
 
-@dataclass
+@dataclass(frozen=True)
+class Deps:
+    """What handling a delivery needs: the stores, the bus, and Google for a run's mode."""
+
+    receipts: Receipts
+    holds: Holds
+    bus: Bus
+    tools_for: Callable[[bool], Tools]
+    max_age: timedelta = timedelta(days=7)
+
+
+@dataclass(frozen=True)
 class Work:
-    """What an effect gets: the run, the lead, the claim, and a way to publish follow-ups."""
+    """What an effect gets: the lead, its settings, the claim, and what it may touch."""
 
     delivery: Delivery
-    run: dict[str, Any]
+    dry_run: bool  # decided by the run document, never by the message
     lead_doc: dict[str, Any]
     lead: Lead
     settings: RunSettings
     claim: Claim
-    store: FirestoreStore
-    bus: PubSubBus
+    tools: Tools
+    receipts: Receipts
+    holds: Holds
     now: datetime
-    follow_ups: list[Outgoing] = field(default_factory=list)
-    settle: Settlement | None = None  # holds to keep as booked, with the receipt's commit
     tries: int = 1
 
     @property
@@ -85,17 +91,30 @@ class Work:
         return self.claim.resumed or self.tries > 1
 
     @property
-    def dry_run(self) -> bool:
-        """Decided by the run document, never by the message."""
-        return bool(self.run.get("dryRun"))
-
-    @property
     def status_done(self) -> str:
         """The terminal status of a successful action in this run's mode."""
         return "simulated" if self.dry_run else "done"
 
 
-Effect = Callable[[Work], dict[str, Any]]
+@dataclass(frozen=True)
+class KeptHold:
+    """Slot holds to keep as booked (until the meeting ends) before the receipt is finished."""
+
+    calendar_key: str
+    hold: SlotHold
+    owner: str
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What an effect decided: the receipt's fields, messages to publish, holds to keep."""
+
+    fields: dict[str, Any]
+    follow_ups: tuple[Outgoing, ...] = ()
+    keep: KeptHold | None = None
+
+
+Effect = Callable[[Work], Outcome]
 
 
 def terminal(
@@ -113,6 +132,7 @@ def terminal(
         "reason": reason,
         "external": external,
         "error": error,
+        "waiting": None,
     }
 
 
@@ -121,197 +141,188 @@ def failed(reason: str, code: str, message: str) -> dict[str, Any]:
     return terminal("failed", None, reason=reason, error={"code": code, "message": message})
 
 
-def settle_email_after_calendar(
-    store: FirestoreStore, delivery: Delivery, settings: RunSettings, reason: str
+def close_email_after_failed_booking(
+    receipts: Receipts, run_id: str, lead_doc_id: str, settings: RunSettings
 ) -> None:
-    """When the booking cannot go on, the email that would follow it must not stay pending."""
-    if "email" in settings.actions and "calendar" in settings.actions:
-        store.finish(
-            delivery.run_id,
-            delivery.lead_doc_id,
-            "email",
-            terminal(
-                "rejected",
-                None,
-                reason=reason,
-                error={"code": reason, "message": "the calendar action did not book a meeting"},
-            ),
+    """The booking cannot go on: the email that would carry it must not stay pending."""
+    fields = flow.email_when_booking_fails(settings.actions)
+    if fields is not None:
+        receipts.finish(run_id, lead_doc_id, "email", fields)
+
+
+class _Story:
+    """One delivery's log lines, with its labels, trace and elapsed time."""
+
+    def __init__(self, delivery: Delivery) -> None:
+        self.delivery = delivery
+        self.started = time.monotonic()
+        self.context: dict[str, Any] = {"messageId": delivery.message_id}
+
+    def __call__(self, message: str, severity: str = "INFO", **fields: Any) -> None:
+        elapsed = round((time.monotonic() - self.started) * 1000, 1)
+        log(
+            message,
+            severity=severity,
+            trace=self.delivery.trace,
+            labels=self.delivery.labels,
+            elapsedMs=elapsed,
+            **self.context,
+            **fields,
         )
 
 
-def _with_quick_retries(effect: Effect, work: Work, note: Callable[..., None]) -> dict[str, Any]:
-    """Run the effect, retrying a transient failure a few times in this delivery.
-
-    Pub/Sub's redelivery backoff is seconds to minutes and its attempts are few; a brief local
-    retry absorbs one-off 429s and 503s. Every retry is a resumed try, so it first looks for
-    what the failed call may have done (the event, the draft, the folder) before acting again.
-    """
-    for attempt in range(1, QUICK_TRIES + 1):
-        work.tries = attempt
-        work.follow_ups.clear()
-        work.settle = None
-        try:
-            return effect(work)
-        except Exception as exc:
-            if attempt == QUICK_TRIES or not is_transient(exc):
-                raise
-            note(
-                f"transient error, retrying in process: {exc}", severity="WARNING", outcome="retry"
-            )
-            time.sleep(QUICK_BACKOFF_S * 2 ** (attempt - 1) * (0.5 + random.random()))
-    raise AssertionError("unreachable")
-
-
-def _lead_of(lead_doc: dict[str, Any]) -> Lead | None:
-    """The lead of a lead document; None if it does not hold a valid one.
-
-    Stored leads were validated on the way in; JSON strings become datetimes again here.
-    """
+def _lead_of(lead_doc: dict[str, Any] | None) -> Lead | None:
+    """The lead of a lead document; None if it does not hold a valid one."""
+    if lead_doc is None:
+        return None
     try:
         return Lead.model_validate(lead_doc.get("lead"), strict=False)
     except ValidationError:
         return None
 
 
-def handle_delivery(
-    store: FirestoreStore,
-    bus: PubSubBus,
-    delivery: Delivery,
-    effect: Effect,
-    *,
-    max_age: timedelta,
-) -> str:
+def handle_delivery(deps: Deps, delivery: Delivery, effect: Effect) -> str:
     """Run `effect` at most once for this receipt; returns the outcome for the log."""
-    started = time.monotonic()
-    owner = f"{delivery.message_id}:{uuid.uuid4().hex[:12]}"
-    context: dict[str, Any] = {"messageId": delivery.message_id}
-
-    def note(message: str, severity: str = "INFO", **fields: Any) -> None:
-        elapsed = round((time.monotonic() - started) * 1000, 1)
-        log(
-            message,
-            severity=severity,
-            trace=delivery.trace,
-            labels=delivery.labels,
-            elapsedMs=elapsed,
-            **context,
-            **fields,
-        )
-
-    run = store.run_mode(delivery.run_id)
+    say = _Story(delivery)
+    d = delivery
+    owner = f"{d.message_id}:{uuid.uuid4().hex[:12]}"
+    run = deps.receipts.run_mode(d.run_id)
     if run is None:
-        note("no such run: message dropped", severity="ERROR", outcome="dropped")
+        say("no such run: message dropped", severity="ERROR", outcome="dropped")
         return "dropped"
-    try:
-        claim = store.claim(
-            delivery.run_id,
-            delivery.lead_doc_id,
-            delivery.action,
-            owner,
-            created=decode_version(delivery.versions.get(delivery.action)),
-        )
-    except ReceiptMissing:
-        note("no receipt for this action: message dropped", severity="ERROR", outcome="dropped")
+    claim = _claim(deps.receipts, d, owner, say)
+    if claim is None:
         return "dropped"
-    except LeaseHeld as exc:
-        note("another delivery holds the lease; retry later", severity="WARNING", outcome="busy")
-        raise Retry("lease held") from exc
-    except gexc.GoogleAPICallError as exc:
-        # e.g. ABORTED while a crashed instance's transaction still locks the receipt.
-        note(f"could not claim the receipt: {exc!r}", severity="WARNING", outcome="retry")
-        raise Retry("claim failed") from exc
-    context["attempt"] = claim.attempt
+    say.context["attempt"] = claim.attempt
     if claim.terminal:
-        note("already terminal: nothing to do", outcome="duplicate")
+        say("already terminal: nothing to do", outcome="duplicate")
         return "duplicate"
-    # The lead as schedule wrote it, carried by the message, holds only while the receipt is
-    # still as schedule created it in the same commit (decision 0006); else read it.
-    lead_doc, lead = None, None
-    if claim.fresh and delivery.lead_doc is not None:
-        lead_doc, lead = delivery.lead_doc, _lead_of(delivery.lead_doc)
-    if lead is None:
-        lead_doc = store.get_lead(delivery.run_id, delivery.lead_doc_id)
-        lead = _lead_of(lead_doc) if lead_doc is not None else None
+
+    def record(fields: dict[str, Any]) -> None:
+        deps.receipts.finish(d.run_id, d.lead_doc_id, d.action, fields)
+
+    lead_doc = deps.receipts.get_lead(d.run_id, d.lead_doc_id)
+    lead = _lead_of(lead_doc)
     if lead_doc is None or lead is None:
         # Schedule writes a lead with its receipts, so this is damage, not a race: say so in
         # the receipt rather than leave it pending for the sweeper to publish again and again.
-        fields = failed(
-            "permanent_error", "lead_missing", "the lead document is missing or invalid"
-        )
-        store.finish(delivery.run_id, delivery.lead_doc_id, delivery.action, fields, claim=claim)
-        note("no readable lead: recorded as failed", severity="ERROR", outcome="permanent_error")
+        record(failed("permanent_error", "lead_missing", "the lead document is missing or invalid"))
+        say("no readable lead: recorded as failed", severity="ERROR", outcome="permanent_error")
         return "permanent_error"
-    settings = store.lead_settings(delivery.run_id, lead_doc)
-
+    settings = deps.receipts.lead_settings(d.run_id, lead_doc)
     now = datetime.now(UTC)
-    if delivery.publish_time and now - delivery.publish_time > max_age:
-        fields = failed("expired", "expired", f"message older than {max_age}; replay to retry")
-        store.finish(delivery.run_id, delivery.lead_doc_id, delivery.action, fields, claim=claim)
-        if delivery.action == "calendar":
-            settle_email_after_calendar(store, delivery, settings, "calendar_failed")
-        note("message too old: recorded and dropped", severity="WARNING", outcome="expired")
+    if d.publish_time and now - d.publish_time > deps.max_age:
+        record(failed("expired", "expired", f"message older than {deps.max_age}; replay to retry"))
+        if d.action == "calendar":
+            close_email_after_failed_booking(deps.receipts, d.run_id, d.lead_doc_id, settings)
+        say("message too old: recorded and dropped", severity="WARNING", outcome="expired")
         return "expired"
 
+    dry_run = bool(run.get("dryRun"))
     work = Work(
-        delivery=delivery,
-        run=run,
-        lead_doc=lead_doc,
-        lead=lead,
-        settings=settings,
-        claim=claim,
-        store=store,
-        bus=bus,
-        now=now,
+        d,
+        dry_run,
+        lead_doc,
+        lead,
+        settings,
+        claim,
+        deps.tools_for(dry_run),
+        deps.receipts,
+        deps.holds,
+        now,
     )
-
-    def give_back(code: str, exc: BaseException, message: str, severity: str = "WARNING") -> None:
-        """Release the lease with the error, so the redelivery can go on at once."""
-        detail = str(exc) if code != "internal" else f"{type(exc).__name__}: {exc}"
-        store.release(
-            delivery.run_id,
-            delivery.lead_doc_id,
-            delivery.action,
-            owner,
-            {"code": code, "message": detail[:500]},
-        )
-        note(message, severity=severity, outcome="retry")
-
+    outcome = _act(effect, work, deps.receipts, owner, say)
     try:
-        fields = _with_quick_retries(effect, work, note)
-    except PermanentError as exc:
-        fields = failed("permanent_error", exc.code, exc.message)
-    except Exception as exc:
-        if is_transient(exc) or isinstance(exc, Retry):
-            give_back("transient", exc, f"transient error, retrying: {exc}")
-            raise Retry(str(exc)) from exc
-        if not isinstance(exc, HttpError):
-            give_back("internal", exc, f"unexpected error: {exc!r}", severity="ERROR")
-            raise
-        permanent = as_permanent(exc)
-        fields = failed("permanent_error", permanent.code, permanent.message)
-    try:
-        if work.follow_ups:
-            bus.publish(work.follow_ups, traceparent=delivery.traceparent)
-        store.finish(
-            delivery.run_id,
-            delivery.lead_doc_id,
-            delivery.action,
-            fields,
-            claim=claim,
-            settle=work.settle,
-        )
+        if outcome.follow_ups:
+            deps.bus.publish(outcome.follow_ups, traceparent=d.traceparent)
+        if outcome.keep is not None:
+            k = outcome.keep
+            deps.holds.settle(k.calendar_key, k.hold, k.owner, booked=True)
+        record(outcome.fields)
     except Exception as exc:
         # The effect is done (and idempotent): let the redelivery record it at once.
-        give_back("record_failed", exc, f"recording failed, retrying: {exc!r}")
+        _give_back(deps.receipts, d, owner, "record_failed", exc, say)
         raise Retry(str(exc)) from exc
-    if fields["status"] == "failed" and delivery.action == "calendar":
-        settle_email_after_calendar(store, delivery, settings, "calendar_failed")
-    outcome = fields.get("outcome") or fields.get("reason")
+    fields = outcome.fields
+    if fields["status"] == "failed" and d.action == "calendar":
+        close_email_after_failed_booking(deps.receipts, d.run_id, d.lead_doc_id, settings)
+    result = fields.get("outcome") or fields.get("reason")
     severity = "ERROR" if fields["status"] == "failed" else "INFO"
-    note(
-        f"{delivery.action} {fields['status']}",
-        severity=severity,
-        outcome=outcome,
-        status=fields["status"],
+    say(
+        f"{d.action} {fields['status']}", severity=severity, outcome=result, status=fields["status"]
     )
-    return str(outcome)
+    return str(result)
+
+
+def _claim(receipts: Receipts, d: Delivery, owner: str, say: _Story) -> Claim | None:
+    """The claim on this delivery's receipt; None if the message names no receipt."""
+    try:
+        return receipts.claim(d.run_id, d.lead_doc_id, d.action, owner)
+    except ReceiptMissing:
+        say("no receipt for this action: message dropped", severity="ERROR", outcome="dropped")
+        return None
+    except LeaseHeld as exc:
+        say("another delivery holds the lease; retry later", severity="WARNING", outcome="busy")
+        raise Retry("lease held") from exc
+    except Exception as exc:
+        if not is_transient(exc) and not isinstance(exc, gexc.GoogleAPICallError):
+            raise
+        say(f"could not claim the receipt: {exc!r}", severity="WARNING", outcome="retry")
+        raise Retry("claim failed") from exc
+
+
+def _act(effect: Effect, work: Work, receipts: Receipts, owner: str, say: _Story) -> Outcome:
+    """The effect's outcome, with a few quick retries; a permanent error becomes a `failed`
+    outcome, a transient one gives the lease back and asks Pub/Sub for a redelivery.
+
+    Pub/Sub's redelivery backoff is seconds to minutes and its attempts are few; a brief local
+    retry absorbs one-off 429s and 503s. Every retry is a resumed try, so it first looks for what
+    the failed call may have done (the event, the draft, the folder) before acting again.
+    """
+    d = work.delivery
+    for attempt in range(1, QUICK_TRIES + 1):
+        try:
+            return effect(replace(work, tries=attempt))
+        except PermanentError as exc:
+            return Outcome(failed("permanent_error", exc.code, exc.message))
+        except (Retry, LeaseHeld, Contended, HoldsContended) as exc:
+            _give_back(receipts, d, owner, "transient", exc, say)
+            raise Retry(str(exc)) from exc
+        except Exception as exc:
+            if is_transient(exc) and attempt < QUICK_TRIES:
+                say(
+                    f"transient error, retrying in process: {exc}",
+                    severity="WARNING",
+                    outcome="retry",
+                )
+                time.sleep(QUICK_BACKOFF_S * 2 ** (attempt - 1) * (0.5 + random.random()))
+                continue
+            if is_transient(exc):
+                _give_back(receipts, d, owner, "transient", exc, say)
+                raise Retry(str(exc)) from exc
+            if isinstance(exc, HttpError):
+                permanent = as_permanent(exc)
+                return Outcome(failed("permanent_error", permanent.code, permanent.message))
+            _give_back(receipts, d, owner, "internal", exc, say, severity="ERROR")
+            raise
+    raise AssertionError("unreachable")
+
+
+def _give_back(
+    receipts: Receipts,
+    d: Delivery,
+    owner: str,
+    code: str,
+    exc: BaseException,
+    say: _Story,
+    severity: str = "WARNING",
+) -> None:
+    """Release the lease with the error, so the redelivery can go on at once."""
+    detail = str(exc) if code != "internal" else f"{type(exc).__name__}: {exc}"
+    receipts.release(
+        d.run_id, d.lead_doc_id, d.action, owner, {"code": code, "message": detail[:500]}
+    )
+    what = {"transient": "transient error", "internal": "unexpected error"}.get(
+        code, "recording failed"
+    )
+    say(f"{what}, retrying: {exc!r}", severity=severity, outcome="retry")

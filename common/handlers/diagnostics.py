@@ -16,7 +16,7 @@ from pydantic import (
 
 from common.handlers.intake import HttpResult, error
 from common.models import Id, field_errors, not_reserved
-from common.store import FirestoreStore
+from common.store import Store
 
 _RUN_ID: TypeAdapter[str] = TypeAdapter(Id)
 
@@ -39,7 +39,7 @@ class ClientStages(BaseModel):
     ] = Field(default_factory=dict, max_length=50)
 
 
-def _owned_run(store: FirestoreStore, run_id: str, uid: str) -> dict[str, Any] | HttpResult:
+def _owned_run(store: Store, run_id: str, uid: str) -> dict[str, Any] | HttpResult:
     run = store.get_run(run_id)
     if run is None:
         return error(404, "not_found", f"no run {run_id}")
@@ -52,7 +52,7 @@ def _iso(value: Any) -> str | None:
     return value.isoformat() if hasattr(value, "isoformat") else None
 
 
-def funnel(store: FirestoreStore, run_id: str, run: dict[str, Any]) -> dict[str, Any]:
+def funnel(store: Store, run_id: str, run: dict[str, Any]) -> dict[str, Any]:
     """The diagnostics document of a run: counters summed over shards, plus client stages."""
     folded = store.counters(run_id)
     stages = store.client_stages(run_id)
@@ -69,7 +69,7 @@ def funnel(store: FirestoreStore, run_id: str, run: dict[str, Any]) -> dict[str,
     }
 
 
-def handle_diagnostics_get(store: FirestoreStore, uid: str, args: dict[str, str]) -> HttpResult:
+def handle_diagnostics_get(store: Store, uid: str, args: dict[str, str]) -> HttpResult:
     """`GET ?runId=R`, owner only."""
     try:
         run_id = _RUN_ID.validate_python(args.get("runId", ""))
@@ -86,7 +86,7 @@ def handle_diagnostics_get(store: FirestoreStore, uid: str, args: dict[str, str]
     return HttpResult(200, funnel(store, run_id, run))
 
 
-def handle_diagnostics_post(store: FirestoreStore, uid: str, body: bytes) -> HttpResult:
+def handle_diagnostics_post(store: Store, uid: str, body: bytes) -> HttpResult:
     """Record the lead engine's sourced/filtered stages (last write wins)."""
     try:
         stages = ClientStages.model_validate_json(body)

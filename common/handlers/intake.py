@@ -10,19 +10,22 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import Counter
-from dataclasses import dataclass, field, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
-from google.api_core import exceptions as gexc
 from pydantic import ValidationError
 
-from common.bus import Outgoing, PubSubBus, carried_lead
+from common import flow, paths
+from common.bus import Outgoing
 from common.config import HostAllowlist
+from common.documents import SERVER_TIME, Changed, Commit, Write
 from common.log import log
 from common.models import Lead, RunSettings, ScheduleRequest, field_errors, valid_email
-from common.receipts import is_terminal, new_receipt
+from common.ports import Bus
+from common.receipts import new_receipt, tally
 from common.slots import Interval, split_candidates
-from common.store import FirestoreStore, IntakeWrite, encode_version, intake_changes, lead_actions
+from common.store import Store, StoredLead, created, lead_actions, lead_change
 
 INTAKE_ATTEMPTS = 4
 
@@ -61,31 +64,22 @@ def lead_problem(lead: Lead, settings: RunSettings) -> str | None:
     return None
 
 
-def _reopenable(action: str, receipt: dict[str, Any], calendar_reopened: bool) -> bool:
-    """Whether a resubmitted lead may try this action again (never one that took effect)."""
-    if not is_terminal(receipt):
-        return False
-    if receipt.get("status") in ("failed", "rejected"):
-        return True
-    if action == "calendar":
-        return receipt.get("outcome") == "no_slot"
-    if action == "email":
-        return calendar_reopened and receipt.get("outcome") == "drafted"
-    return False
-
-
 @dataclass
-class _Plan:
-    writes: list[IntakeWrite]
+class IntakePlan:
+    """What schedule will write and publish for a request, decided from what is stored."""
+
+    commits: list[Commit]
     messages: list[Outgoing]
     accepted: list[dict[str, str]]
     rejected: list[dict[str, str]]
-    settings_id: str
-    settings: dict[str, Any]
 
 
 def _lead_doc(
-    lead: Lead, actions: list[str], settings_id: str, reason: str | None
+    lead: Lead,
+    actions: list[str],
+    settings_id: str,
+    reason: str | None,
+    receipts: Mapping[str, Mapping[str, Any]],
 ) -> dict[str, Any]:
     return {
         "lead": lead.model_dump(mode="json"),
@@ -93,6 +87,7 @@ def _lead_doc(
         "settingsId": settings_id,
         "status": "rejected" if reason else "accepted",
         "reason": reason,
+        "reasonTally": tally(receipts.values()),
     }
 
 
@@ -102,124 +97,97 @@ def settings_key(settings: dict[str, Any]) -> str:
     return hashlib.sha256(encoded).hexdigest()[:32]
 
 
-def _publishable(
-    run_id: str, lead_id: str, actions: list[str], receipts: dict[str, Any]
+def _messages(
+    run_id: str, lead_id: str, actions: list[str], receipts: Mapping[str, Any]
 ) -> list[Outgoing]:
-    """The messages a lead needs for its pending receipts (the email follows the booking)."""
-    out = []
+    return [Outgoing(run_id, lead_id, action) for action in flow.publishable(actions, receipts)]
+
+
+def _new_lead(
+    run_id: str, lead: Lead, actions: list[str], settings_id: str, reason: str | None, dry_run: bool
+) -> Commit:
+    """A lead seen for the first time: its document and a receipt per action, all new."""
+    status = "rejected" if reason else "pending"
+    receipts = {a: new_receipt(a, dry_run=dry_run, status=status, reason=reason) for a in actions}
+    doc = _lead_doc(lead, actions, settings_id, reason, receipts)
+    writes = [created(paths.lead(run_id, lead.leadDocId), doc)]
+    writes += [created(paths.receipt(run_id, lead.leadDocId, a), r) for a, r in receipts.items()]
+    return Commit(writes, run_id, lead_change(None, doc, {}, receipts))
+
+
+def _reopen(
+    run_id: str, lead: Lead, stored: StoredLead, settings_id: str, dry_run: bool
+) -> tuple[Commit | None, dict[str, dict[str, Any]], list[str]]:
+    """A lead sent again: reopen what may now succeed (`flow.reopenable`), rewrite the lead
+    with what was sent; the commit (None: nothing to reopen), its receipts now, its actions."""
+    old_lead = stored.lead.data
+    old = {a: doc.data for a, doc in stored.receipts.items()}
+    actions = lead_actions(old_lead) or list(old)
+    reopened: dict[str, dict[str, Any]] = {}
     for action in actions:
-        if is_terminal(receipts.get(action)):
-            continue
-        if (
-            action == "email"
-            and "calendar" in actions
-            and not is_terminal(receipts.get("calendar"))
-        ):
-            continue  # book publishes it with the booking result
-        out.append(Outgoing(run_id, lead_id, action))
-    return out
-
-
-def committed_messages(plan: _Plan, created: dict[tuple[str, str], Any]) -> list[Outgoing]:
-    """The plan's messages, once its writes are committed: each with the versions of the pending
-    receipts the commit created for it, and then with the lead document written in the same
-    commit (decision 0006). A calendar message also carries the email receipt's version, for the
-    notify message book sends.
-    """
-    leads = {w.lead_doc_id: w.lead for w in plan.writes if w.lead is not None}
-    out = []
-    for message in plan.messages:
-        wanted = (message.action, "email") if message.action == "calendar" else (message.action,)
-        versions = {
-            action: encode_version(created[(message.lead_doc_id, action)])
-            for action in wanted
-            if (message.lead_doc_id, action) in created
-        }
-        lead = leads.get(message.lead_doc_id) if message.action in versions else None
-        out.append(
-            replace(
-                message,
-                versions=versions or None,
-                lead=carried_lead(lead) if lead is not None else None,
+        if action not in old or flow.reopenable(action, old, resubmitted=True):
+            attempts = int((old.get(action) or {}).get("attempts") or 0)
+            reopened[action] = {
+                **new_receipt(action, dry_run=dry_run),
+                "attempts": attempts,
+                "lease": None,
+            }
+    current = {**old, **reopened}
+    if not reopened:
+        return None, current, actions
+    doc = _lead_doc(lead, actions, settings_id, None, current)
+    lead_path = paths.lead(run_id, lead.leadDocId)
+    writes = [Write(lead_path, {**doc, "updatedAt": SERVER_TIME}, stored.lead.version)]
+    for action, receipt in reopened.items():
+        path = paths.receipt(run_id, lead.leadDocId, action)
+        if action in stored.receipts:
+            writes.append(
+                Write(path, {**receipt, "updatedAt": SERVER_TIME}, stored.receipts[action].version)
             )
-        )
-    return out
+        else:
+            writes.append(created(path, receipt))
+    return Commit(writes, run_id, lead_change(old_lead, doc, old, reopened)), current, actions
 
 
-def plan_intake(store: FirestoreStore, request: ScheduleRequest) -> _Plan:
+def plan_intake(store: Store, request: ScheduleRequest) -> IntakePlan:
     """Decide, from what is stored, what to write and publish for each lead."""
     settings = request.settings()
     settings_doc = settings.model_dump(mode="json")
+    settings_id = settings_key(settings_doc)
     actions: list[str] = list(settings.actions)
-    existing = store.snapshot_leads(
-        request.runId, [lead.leadDocId for lead in request.leads], actions
+    run_id = request.runId
+    existing = store.stored_leads(run_id, [lead.leadDocId for lead in request.leads], actions)
+    # Content-addressed: writing it again writes the same thing, so it needs no guard.
+    plan = IntakePlan(
+        [Commit([Write(paths.run_settings(run_id, settings_id), settings_doc)])], [], [], []
     )
-    plan = _Plan([], [], [], [], settings_key(settings_doc), settings_doc)
     for lead in request.leads:
         reason = lead_problem(lead, settings)
         lead_id = lead.leadDocId
-        if lead_id not in existing:
-            status = "rejected" if reason else "pending"
-            receipts = {
-                a: new_receipt(a, dry_run=request.dryRun, status=status, reason=reason)
-                for a in actions
-            }
-            doc = _lead_doc(lead, actions, plan.settings_id, reason)
-            plan.writes.append(
-                IntakeWrite(
-                    lead_id, doc, False, receipts, {}, intake_changes(None, doc, {}, receipts)
-                )
+        stored = existing.get(lead_id)
+        if stored is None:
+            plan.commits.append(
+                _new_lead(run_id, lead, actions, settings_id, reason, request.dryRun)
             )
             if reason is None:
-                plan.messages.extend(_publishable(request.runId, lead_id, actions, receipts))
+                receipts = {a: new_receipt(a, dry_run=request.dryRun) for a in actions}
+                plan.messages.extend(_messages(run_id, lead_id, actions, receipts))
+        elif reason is not None:
+            # A lead already on record is never clobbered by a worse copy of itself.
+            plan.rejected.append({"leadDocId": lead_id, "reason": reason})
+            continue
         else:
-            lead_snap, receipt_snaps = existing[lead_id]
-            old_lead = lead_snap.to_dict() or {}
-            old_receipts = {a: snap.to_dict() or {} for a, snap in receipt_snaps.items()}
-            if reason is not None:
-                # A lead already on record is never clobbered by a worse copy of itself.
-                plan.rejected.append({"leadDocId": lead_id, "reason": reason})
-                continue
-            stored_actions = lead_actions(old_lead) or actions
-            reopened: dict[str, dict[str, Any]] = {}
-            calendar_reopened = "calendar" in old_receipts and _reopenable(
-                "calendar", old_receipts["calendar"], False
+            commit, current, stored_actions = _reopen(
+                run_id, lead, stored, settings_id, request.dryRun
             )
-            for action in stored_actions:
-                old = old_receipts.get(action)
-                if old is None or _reopenable(action, old, calendar_reopened):
-                    attempts = int((old or {}).get("attempts") or 0)
-                    reopened[action] = {
-                        **new_receipt(action, dry_run=request.dryRun),
-                        "attempts": attempts,
-                        "lease": None,
-                    }
-            current = {**old_receipts, **reopened}
-            if reopened:
-                doc = _lead_doc(lead, stored_actions, plan.settings_id, None)
-                times = {a: receipt_snaps[a].update_time for a in reopened if a in receipt_snaps}
-                # Receipts still pending from before get a new version with the new lead
-                # document, so no message carrying the old lead can claim them unread.
-                touched = {
-                    a: snap.update_time
-                    for a, snap in receipt_snaps.items()
-                    if a not in reopened and not is_terminal(old_receipts[a])
-                }
-                plan.writes.append(
-                    IntakeWrite(
-                        lead_id,
-                        doc,
-                        True,
-                        reopened,
-                        times,
-                        intake_changes(old_lead, doc, old_receipts, reopened),
-                        touched,
-                    )
+            if commit is not None:
+                plan.commits.append(commit)
+            elif stored.lead.data.get("status") == "rejected":
+                plan.rejected.append(
+                    {"leadDocId": lead_id, "reason": str(stored.lead.data.get("reason"))}
                 )
-            if old_lead.get("status") == "rejected" and not reopened:
-                plan.rejected.append({"leadDocId": lead_id, "reason": str(old_lead.get("reason"))})
                 continue
-            plan.messages.extend(_publishable(request.runId, lead_id, stored_actions, current))
+            plan.messages.extend(_messages(run_id, lead_id, stored_actions, current))
         if reason:
             plan.rejected.append({"leadDocId": lead_id, "reason": reason})
         else:
@@ -228,8 +196,8 @@ def plan_intake(store: FirestoreStore, request: ScheduleRequest) -> _Plan:
 
 
 def handle_schedule(
-    store: FirestoreStore,
-    bus: PubSubBus,
+    store: Store,
+    bus: Bus,
     uid: str,
     body: bytes,
     trace: str | None = None,
@@ -267,16 +235,14 @@ def handle_schedule(
     for attempt in range(INTAKE_ATTEMPTS):
         plan = plan_intake(store, request)
         try:
-            created = store.write_intake(
-                request.runId, plan.writes, (plan.settings_id, plan.settings)
-            )
+            store.write_intake(plan.commits)
             break
-        except (gexc.Conflict, gexc.AlreadyExists, gexc.FailedPrecondition, gexc.Aborted):
+        except Changed:
             # A concurrent copy of this request wrote first: look again at what is stored.
             if attempt == INTAKE_ATTEMPTS - 1:
                 return error(503, "unavailable", "the run is being changed concurrently; retry")
     try:
-        published = bus.publish(committed_messages(plan, created), traceparent=traceparent)
+        published = bus.publish(plan.messages, traceparent=traceparent)
     except Exception as exc:
         log(
             f"publish failed: {exc!r}",

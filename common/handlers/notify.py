@@ -7,18 +7,16 @@ a sent message is found by its deterministic Message-ID; a draft that is gone wa
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from googleapiclient.errors import HttpError
 
-from common import keys, mime
-from common.google_apis import GmailMailer
-from common.handlers.delivery import Retry, Work, terminal
+from common import flow, keys, mime
+from common.handlers.delivery import Outcome, Retry, Work, terminal
 from common.models import parse_time
-from common.receipts import is_terminal
+from common.ports import Mailer
 from common.slots import format_meeting_time
 
 
@@ -35,19 +33,15 @@ class Letter:
 
 def booking_for(work: Work) -> dict[str, Any] | None:
     """The booking this email follows: the message's copy, else the settled calendar receipt."""
-    if "calendar" not in work.settings.actions:
+    if not flow.email_follows_calendar(work.settings.actions):
         return None
     d = work.delivery
     if d.booking:
         return d.booking  # what book decided, published with the event it made
-    receipt = work.store.get_receipt(d.run_id, d.lead_doc_id, "calendar")
-    if receipt and is_terminal(receipt):
-        if receipt.get("outcome") == "booked":
-            return {"outcome": "booked", **(receipt.get("external") or {})}
-        if receipt.get("outcome") == "no_slot":
-            return {"outcome": "no_slot"}
-        return {"outcome": receipt.get("status"), "reason": receipt.get("reason")}
-    raise Retry("the calendar action has not settled yet")
+    booking = flow.booking_of(work.receipts.get_receipt(d.run_id, d.lead_doc_id, "calendar"))
+    if booking is None:
+        raise Retry("the calendar action has not settled yet")
+    return booking
 
 
 def compose(work: Work, booking: dict[str, Any] | None) -> Letter | dict[str, Any]:
@@ -81,10 +75,10 @@ def compose(work: Work, booking: dict[str, Any] | None) -> Letter | dict[str, An
     )
 
 
-class Mailer:
+class Sender:
     """The email action for one delivery, on a live mailbox."""
 
-    def __init__(self, work: Work, gmail: GmailMailer, letter: Letter) -> None:
+    def __init__(self, work: Work, gmail: Mailer, letter: Letter) -> None:
         self.work, self.gmail, self.letter = work, gmail, letter
         host = work.settings.host
         self.sender = host.senderEmail
@@ -141,12 +135,8 @@ class Mailer:
                 draft_id = None  # gone, and not among sent mail: it was deleted, write it again
         if draft_id is None:
             draft_id = str(self.gmail.create_draft(self.sender, self.raw())["id"])
-            self.work.store.checkpoint(
-                d.run_id,
-                d.lead_doc_id,
-                "email",
-                {"draftId": draft_id, "kind": letter.kind},
-                claim=self.work.claim,
+            self.work.receipts.checkpoint(
+                d.run_id, d.lead_doc_id, "email", {"draftId": draft_id, "kind": letter.kind}
             )
         if not letter.send:
             return self.drafted(draft_id)
@@ -170,18 +160,11 @@ def simulated(letter: Letter) -> dict[str, Any]:
     )
 
 
-def notify_effect(
-    gmail_for: Callable[[bool], GmailMailer | None],
-) -> Callable[[Work], dict[str, Any]]:
-    """The email effect, given how to get a mailbox for a run's mode (None in a dry run)."""
-
-    def effect(work: Work) -> dict[str, Any]:
-        letter = compose(work, booking_for(work))
-        if not isinstance(letter, Letter):
-            return letter
-        gmail = gmail_for(work.dry_run)
-        if gmail is None:
-            return simulated(letter)
-        return Mailer(work, gmail, letter).run()
-
-    return effect
+def notify(work: Work) -> Outcome:
+    """The email effect: compose, then write it (or, in a dry run, say what would be written)."""
+    letter = compose(work, booking_for(work))
+    if not isinstance(letter, Letter):
+        return Outcome(letter)
+    if work.tools.mailer is None:
+        return Outcome(simulated(letter))
+    return Outcome(Sender(work, work.tools.mailer, letter).run())

@@ -11,21 +11,24 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from common.bus import Outgoing, PubSubBus
+from common import flow
+from common.bus import Outgoing
 from common.log import log
-from common.store import FirestoreStore
+from common.ports import Bus
+from common.store import Store, lead_actions
 
 
-def sweep_stale(
-    store: FirestoreStore, bus: PubSubBus, stale_after: timedelta, limit: int = 500
-) -> int:
+def sweep_stale(store: Store, bus: Bus, stale_after: timedelta, limit: int = 500) -> int:
     """Publish again every stale pending action (at most `limit` a sweep); returns how many."""
     now = datetime.now(UTC)
     stale = store.stale_receipts(now - stale_after, now, limit)
     messages = []
     for run_id, lead_doc_id, action in stale:
-        if action == "email" and store.pending_calendar(run_id, lead_doc_id):
-            continue  # book publishes the email once the booking settles
+        if action == "email":
+            lead = store.get_lead(run_id, lead_doc_id) or {}
+            calendar = store.get_receipt(run_id, lead_doc_id, "calendar")
+            if flow.waits_for_calendar(action, lead_actions(lead), {"calendar": calendar}):
+                continue  # book publishes the email once the booking settles
         messages.append(Outgoing(run_id, lead_doc_id, action))
     if messages:
         bus.publish(messages)

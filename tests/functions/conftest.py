@@ -63,11 +63,11 @@ def function_env(stack_env: dict[str, str]) -> Iterator[dict[str, str]]:
         _reset_caches()
 
 
-def load_function(name: str) -> FlaskClient:
-    """The test client of one HTTP function of `common.topology`, loaded from its deploy unit."""
+def load_function(name: str, signature_type: str = "http") -> FlaskClient:
+    """The test client of one function of `common.topology`, loaded from its deploy unit."""
     spec = topology.function(name)
     source = REPO / "functions" / spec.source_dir / "main.py"
-    app = functions_framework.create_app(spec.target, str(source), "http")
+    app = functions_framework.create_app(spec.target, str(source), signature_type=signature_type)
     return app.test_client()
 
 

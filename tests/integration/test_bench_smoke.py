@@ -1,7 +1,8 @@
 """`make bench` in quick mode: it runs end to end and reports what a lead costs.
 
-No timing is asserted (benchmarks print figures); the cost of a booked lead on a first,
-fault-free attempt is a functional property and is asserted exactly.
+No timing is asserted (benchmarks print figures); the Google calls of a booked lead on a first,
+fault-free attempt are a functional property and are asserted exactly, its Firestore round trips
+as upper bounds (each transition reads, then commits guarded by the read: decision 0007).
 """
 
 from __future__ import annotations
@@ -55,12 +56,13 @@ def test_quick_bench_prints_every_figure_and_the_exact_cost_of_a_lead() -> None:
     assert result["cost_target_met"] is True
     assert result["pubsub_messages_per_lead"] == 3.0
     assert result["redeliveries"] == 0
-    # A first delivery writes without reading its receipt or its holds first: each subscriber
-    # reads nothing but, once per process, the run and the settings (the message carries the lead).
+    # Per delivery: claim, finish (and book's hold claim and settlement, notify's draft
+    # checkpoint) each one read and one commit, plus the lead; the run and the settings are read
+    # once per process. Upper bounds: a bound that holds today and fails on a regression.
     by_function = result["firestore_by_function_per_lead"]
-    for name, commits in (("book", 3.0), ("notify", 3.0), ("drive", 2.0)):
-        assert by_function[name]["rpc_commit"] == commits, (name, by_function[name])
-        assert by_function[name]["reads"] < 0.5, (name, by_function[name])
+    for name, commits, gets in (("book", 4, 5), ("notify", 3, 4), ("drive", 2, 3)):
+        assert by_function[name]["rpc_commit"] <= commits, (name, by_function[name])
+        assert by_function[name]["rpc_batch_get"] <= gets + 0.5, (name, by_function[name])
     for key in REQUIRED:
         if key != "calls_per_lead":
             assert isinstance(result[key], int | float) and result[key] > 0, key

@@ -16,8 +16,9 @@ import pytest
 
 from common import keys, paths
 from common.bus import Outgoing, PubSubBus
-from common.handlers.delivery import Delivery, handle_delivery
+from common.handlers.delivery import Delivery, Deps, handle_delivery
 from common.handlers.intake import plan_intake
+from common.holds import SlotHolds
 from common.models import ScheduleRequest
 from leadrun.client import LeadRunClient
 from tests.support import (
@@ -130,7 +131,7 @@ def _record_without_publishing(client: LeadRunClient, lead_id: str) -> str:
     store = client.store
     store.open_run(run_id, "alice", False)
     plan = plan_intake(store, ScheduleRequest.model_validate(body, strict=False))
-    store.write_intake(run_id, plan.writes, (plan.settings_id, plan.settings))
+    store.write_intake(plan.commits)
     return run_id
 
 
@@ -143,12 +144,18 @@ def _deliver_drive(
     what: str,
 ) -> str:
     """One drive delivery handled in this process, with an effect that must not run."""
-    return handle_delivery(
-        client.store,
+    store = client.store
+    deps = Deps(
+        store,
+        SlotHolds(store.docs),
         PubSubBus(stack_env["GOOGLE_CLOUD_PROJECT"]),
+        lambda dry_run: pytest.fail(f"{what} must not reach Google"),
+        max_age=timedelta(hours=1),
+    )
+    return handle_delivery(
+        deps,
         Delivery(run_id, lead_id, "drive", f"m-{lead_id}", published),
         lambda work: pytest.fail(f"{what} must not act"),
-        max_age=timedelta(hours=1),
     )
 
 
@@ -169,7 +176,7 @@ def test_a_receipt_whose_lead_is_gone_is_recorded_as_failed_not_left_pending(
 ) -> None:
     run_id = _record_without_publishing(client, "gone")
     store = client.store
-    store.db.document(paths.lead(run_id, "gone")).delete()  # damage no request can cause
+    store.docs.db.document(paths.lead(run_id, "gone")).delete()  # damage no request can cause
     outcome = _deliver_drive(client, stack_env, run_id, "gone", datetime.now(UTC), "a lost lead")
     assert outcome == "permanent_error"
     drive = store.get_receipt(run_id, "gone", "drive") or {}

@@ -123,7 +123,7 @@ def test_a_message_cannot_turn_a_dry_run_live(
     store = client.store
     store.open_run(run_id, "alice", True)
     plan = plan_intake(store, parsed)
-    store.write_intake(run_id, plan.writes, (plan.settings_id, plan.settings))
+    store.write_intake(plan.commits)
 
     monkeypatch.setenv("PUBSUB_EMULATOR_HOST", stack_env["PUBSUB_EMULATOR_HOST"])
     publisher = pubsub_v1.PublisherClient()

@@ -1,0 +1,153 @@
+"""The one way the project changes its stored state: read, decide, write guarded by what was read.
+
+Every change of a receipt, a lead, a run or a slot hold goes through `change`: read the documents
+it depends on, let a pure `decide` function say what to write, and commit those writes atomically,
+each guarded by the version (update time) it was read at, or by "must not exist". If any of them
+changed in between, the commit fails as a whole and `change` reads again and decides again.
+Counters move in the same commit (`Commit.counts`), so a transition is counted exactly once.
+
+No transactions: a transaction's read locks outlive a crashed instance on the emulator, and a
+guarded write needs no lock at all (decisions 0001 and 0007). `Documents` is the port; the
+Firestore adapter is `common.firestore_documents`, the in-memory fake is in `tests/fakes.py`, and
+one contract test runs against both.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Generic, Protocol, TypeVar
+
+ROUNDS = 12
+
+T = TypeVar("T")
+
+SERVER_TIME = object()  # a field value: the commit's own time (Firestore's SERVER_TIMESTAMP)
+
+
+class Changed(Exception):
+    """A guarded write met a document that changed since it was read."""
+
+
+class Contended(Exception):
+    """Documents kept changing under a change for every round: try again later."""
+
+
+@dataclass(frozen=True)
+class Stored:
+    """A document as read: its fields and the version to guard a write with."""
+
+    data: dict[str, Any]
+    version: Any
+
+
+@dataclass(frozen=True)
+class Write:
+    """One write of a commit.
+
+    `guard`: the version the document was read at (write only if unchanged), `ABSENT` (must not
+    exist), or None (unguarded: only for content-addressed documents and last-write-wins
+    stages). `data` None deletes; `merge` keeps fields not named (else fields given replace, and
+    an update of dotted keys such as `checkpoint.draftId` sets nested fields).
+    """
+
+    path: str
+    data: Mapping[str, Any] | None
+    guard: Any = None
+    merge: bool = False
+
+
+ABSENT = object()
+
+
+@dataclass
+class Commit:
+    """Writes that must happen together, and the counter changes they carry."""
+
+    writes: list[Write] = field(default_factory=list)
+    run_id: str | None = None  # whose counters `counts` moves
+    counts: Counter[str] = field(default_factory=Counter)
+
+    def __len__(self) -> int:
+        return len(self.writes) + (1 if any(self.counts.values()) else 0)
+
+
+@dataclass
+class Decision(Generic[T]):
+    """What `decide` answers: the result, and the commit to make (None: nothing to write)."""
+
+    result: T
+    commit: Commit | None = None
+
+
+class Documents(Protocol):
+    """Stored documents by path (the port every store is built on)."""
+
+    def read(self, paths: Sequence[str]) -> dict[str, Stored | None]:
+        """The documents at `paths` (None where there is none)."""
+        ...
+
+    def commit(self, commits: Sequence[Commit]) -> None:
+        """Commit all of `commits` atomically, in one round trip; `Changed` (and nothing
+        written) if a guard fails."""
+        ...
+
+    def children(self, collection: str) -> list[tuple[str, Stored]]:
+        """Every document of a collection: (id, document)."""
+        ...
+
+    def counters(self, run_id: str) -> Counter[str]:
+        """A run's counters, summed."""
+        ...
+
+    def stale_receipts(
+        self, older_than: datetime, limit: int
+    ) -> list[tuple[str, str, str, dict[str, Any]]]:
+        """Pending receipts of any run untouched since `older_than`: (run, lead, action, data)."""
+        ...
+
+
+def guard_of(found: Stored | None) -> Any:
+    """The guard of a write to a document read as `found`."""
+    return ABSENT if found is None else found.version
+
+
+def change(
+    docs: Documents,
+    paths: Sequence[str],
+    decide: Callable[[dict[str, Stored | None]], Decision[T]],
+    rounds: int = ROUNDS,
+) -> T:
+    """Read `paths`, decide, commit guarded by the read; again while another writer got in first."""
+    for _ in range(rounds):
+        found = docs.read(paths)
+        decision = decide(found)
+        commit = decision.commit
+        if commit is None or len(commit) == 0:
+            return decision.result
+        try:
+            docs.commit([commit])
+        except Changed:
+            continue
+        return decision.result
+    raise Contended(f"{', '.join(paths)}: changing too often")
+
+
+def guarded(path: str, found: Stored | None, data: Mapping[str, Any] | None) -> Write:
+    """A write of `data` to `path`, guarded by how it was read (`found`)."""
+    return Write(path, data, guard_of(found))
+
+
+def batches(commits: Iterable[Commit], limit: int) -> list[list[Commit]]:
+    """Commits grouped into round trips of at most `limit` writes (a commit is never split)."""
+    out: list[list[Commit]] = []
+    size = limit
+    for commit in commits:
+        if size + len(commit) > limit:
+            out.append([])
+            size = 0
+        out[-1].append(commit)
+        size += len(commit)
+    return out

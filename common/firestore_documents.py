@@ -1,0 +1,122 @@
+"""Firestore adapter of `common.documents.Documents`, on the library's public API only.
+
+A guarded write is a `WriteBatch` write with the library's preconditions: `create` (must not
+exist) or `update`/`delete` with `last_update_time`. A batch is atomic: one failed precondition
+and nothing is written. Counters are sharded (one Firestore document sustains about one write a
+second): each commit adds its counter changes to one random shard with `Increment`.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from google.api_core import exceptions as gexc
+from google.cloud import firestore
+from google.cloud.firestore_v1.base_query import FieldFilter
+
+from common import paths
+from common.documents import ABSENT, SERVER_TIME, Changed, Commit, Stored
+
+# What a commit raises when a precondition failed: the documents changed since they were read.
+CHANGED = (gexc.FailedPrecondition, gexc.Conflict, gexc.AlreadyExists, gexc.Aborted, gexc.NotFound)
+
+
+def _value(value: Any) -> Any:
+    return firestore.SERVER_TIMESTAMP if value is SERVER_TIME else value
+
+
+def _fields(data: Mapping[str, Any]) -> dict[str, Any]:
+    return {key: _value(value) for key, value in data.items()}
+
+
+def _increments(changes: Mapping[str, int]) -> dict[str, Any]:
+    nested: dict[str, Any] = {}
+    for key, value in changes.items():
+        group, _, name = key.partition(".")
+        nested.setdefault(group, {})[name] = firestore.Increment(value)
+    return nested
+
+
+class FirestoreDocuments:
+    """Documents in Firestore (or its emulator, when FIRESTORE_EMULATOR_HOST is set)."""
+
+    def __init__(self, client: firestore.Client, shards: int = 8) -> None:
+        self.db = client
+        self.shards = shards
+
+    def read(self, doc_paths: Sequence[str]) -> dict[str, Stored | None]:
+        """The documents at `doc_paths`, in one round trip."""
+        found: dict[str, Stored | None] = dict.fromkeys(doc_paths)
+        refs = [self.db.document(path) for path in dict.fromkeys(doc_paths)]
+        for snap in self.db.get_all(refs):
+            if snap.exists:
+                found[snap.reference.path] = Stored(snap.to_dict() or {}, snap.update_time)
+        return found
+
+    def commit(self, commits: Sequence[Commit]) -> None:
+        """All writes of `commits` as one atomic batch."""
+        batch = self.db.batch()
+        for commit in commits:
+            for write in commit.writes:
+                self._add(batch, write.path, write.data, write.guard, write.merge)
+            changes = {k: v for k, v in commit.counts.items() if v}
+            if changes and commit.run_id is not None:
+                shard = paths.counter_shard(commit.run_id, random.randrange(self.shards))
+                batch.set(self.db.document(shard), _increments(changes), merge=True)
+        try:
+            batch.commit()
+        except CHANGED as exc:
+            raise Changed(str(exc)) from exc
+
+    def _add(
+        self, batch: Any, path: str, data: Mapping[str, Any] | None, guard: Any, merge: bool
+    ) -> None:
+        ref = self.db.document(path)
+        if guard is ABSENT:
+            if data is not None:
+                batch.create(ref, _fields(data))
+            return
+        option = None if guard is None else self.db.write_option(last_update_time=guard)
+        if data is None:
+            batch.delete(ref, option=option)
+        elif guard is None:
+            batch.set(ref, _fields(data), merge=merge)
+        else:
+            batch.update(ref, _fields(data), option=option)
+
+    def children(self, collection: str) -> list[tuple[str, Stored]]:
+        """Every document of one collection."""
+        return [
+            (snap.id, Stored(snap.to_dict() or {}, snap.update_time))
+            for snap in self.db.collection(collection).stream()
+        ]
+
+    def counters(self, run_id: str) -> Counter[str]:
+        """The sum of a run's counter shards, as `{"counts.booked": 3, ...}`."""
+        total: Counter[str] = Counter()
+        for _, shard in self.children(paths.counters(run_id)):
+            for group, values in shard.data.items():
+                for name, value in (values or {}).items():
+                    total[f"{group}.{name}"] += int(value)
+        return total
+
+    def stale_receipts(
+        self, older_than: datetime, limit: int
+    ) -> list[tuple[str, str, str, dict[str, Any]]]:
+        """Pending receipts untouched since `older_than` (collection-group index on
+        status + updatedAt, infra/firestore.indexes.json)."""
+        query = (
+            self.db.collection_group("receipts")
+            .where(filter=FieldFilter("status", "==", "pending"))
+            .where(filter=FieldFilter("updatedAt", "<", older_than))
+            .limit(limit)
+        )
+        found = []
+        for snap in query.stream():
+            lead_ref = snap.reference.parent.parent
+            found.append((lead_ref.parent.parent.id, lead_ref.id, snap.id, snap.to_dict() or {}))
+        return found

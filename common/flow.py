@@ -1,0 +1,108 @@
+"""How a lead's actions follow one another (pure): the one place for these rules.
+
+- The email follows the calendar: while a lead's calendar action is not settled, its email is not
+  published on its own (book publishes it with the booking), and notify waits for it.
+- When the booking cannot go on (failed, expired, dead-lettered), the email that would carry it is
+  closed as `rejected`/`calendar_failed`, so no lead is left with a pending email.
+- What may be tried again: a failed action always; on a resubmission (new data), also a rejected
+  one, a calendar `no_slot`, and an email that was only drafted or closed because of the booking
+  when the booking is tried again. Nothing that took effect is ever reopened.
+
+Intake, sweep, replay, redrive, book, notify and dead-letter all ask here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from common.receipts import is_terminal
+
+CALENDAR_FAILED = "calendar_failed"
+# What a receipt becomes when it is tried again.
+REOPENED: dict[str, Any] = {
+    "status": "pending",
+    "outcome": None,
+    "reason": None,
+    "error": None,
+    "waiting": None,
+}
+
+
+def email_follows_calendar(actions: Iterable[str]) -> bool:
+    """Whether this lead's email carries its booking (both actions were requested)."""
+    wanted = set(actions)
+    return "email" in wanted and "calendar" in wanted
+
+
+def waits_for_calendar(
+    action: str, actions: Iterable[str], receipts: Mapping[str, Mapping[str, Any] | None]
+) -> bool:
+    """Whether `action` must not go on its own yet: an email whose booking is not settled."""
+    return (
+        action == "email"
+        and email_follows_calendar(actions)
+        and not is_terminal(receipts.get("calendar"))
+    )
+
+
+def publishable(
+    actions: Iterable[str], receipts: Mapping[str, Mapping[str, Any] | None]
+) -> list[str]:
+    """The actions of a lead to publish now: pending, and not waiting for the calendar."""
+    wanted = list(actions)
+    return [
+        action
+        for action in wanted
+        if not is_terminal(receipts.get(action))
+        and not waits_for_calendar(action, wanted, receipts)
+    ]
+
+
+def email_when_booking_fails(actions: Iterable[str]) -> dict[str, Any] | None:
+    """The email receipt's fields once the booking has failed (None: no email follows it)."""
+    if not email_follows_calendar(actions):
+        return None
+    return {
+        "status": "rejected",
+        "outcome": None,
+        "reason": CALENDAR_FAILED,
+        "error": {"code": CALENDAR_FAILED, "message": "the calendar action did not book a meeting"},
+        "waiting": None,
+    }
+
+
+def booking_of(calendar: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """What the email needs of a settled calendar receipt (None: not settled yet, wait)."""
+    if not is_terminal(calendar):
+        return None
+    assert calendar is not None
+    if calendar.get("outcome") == "booked":
+        return {
+            "outcome": "booked",
+            "reason": calendar.get("reason"),
+            **(calendar.get("external") or {}),
+        }
+    if calendar.get("outcome") == "no_slot":
+        return {"outcome": "no_slot"}
+    return {"outcome": calendar.get("status"), "reason": calendar.get("reason")}
+
+
+def reopenable(
+    action: str, receipts: Mapping[str, Mapping[str, Any] | None], *, resubmitted: bool
+) -> bool:
+    """Whether `action` may be tried again: by an operator's replay or redrive, or (with
+    `resubmitted`) because the lead was sent again, possibly with better data."""
+    receipt = receipts.get(action)
+    if receipt is None or not is_terminal(receipt):
+        return False
+    if receipt.get("status") == "failed":
+        return True
+    calendar_again = action == "email" and reopenable("calendar", receipts, resubmitted=resubmitted)
+    if receipt.get("status") == "rejected":
+        return resubmitted or (calendar_again and receipt.get("reason") == CALENDAR_FAILED)
+    if not resubmitted:
+        return False
+    if action == "calendar":
+        return receipt.get("outcome") == "no_slot"
+    return calendar_again and receipt.get("outcome") == "drafted"

@@ -1,0 +1,223 @@
+"""One contract for the `Documents` port, run against the in-memory fake and Firestore (emulator).
+
+The handler unit tier trusts the fake; these tests are why it may: the same guards ("must not
+exist", "unchanged since read"), the same all-or-nothing commits and the same receipt transitions
+hold on both.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from common import paths
+from common.documents import ABSENT, SERVER_TIME, Changed, Commit, Decision, Stored, Write, change
+from common.holds import SlotHold, SlotHolds
+from common.receipts import new_receipt
+from common.store import LeaseHeld, ReceiptMissing, Store, created
+from tests.fakes import MemoryDocuments
+
+
+@pytest.fixture(params=["memory", "firestore"])
+def docs(request: pytest.FixtureRequest) -> Iterator[Any]:
+    """The fake, and Firestore on the session stack's emulator."""
+    if request.param == "memory":
+        yield MemoryDocuments()
+        return
+    from google.cloud import firestore
+
+    from common.firestore_documents import FirestoreDocuments
+    from leadrun.emulators import emulator_address
+
+    env = request.getfixturevalue("stack_env")
+    with emulator_address("FIRESTORE_EMULATOR_HOST", env["FIRESTORE_EMULATOR_HOST"]):
+        client = firestore.Client(project=env["GOOGLE_CLOUD_PROJECT"])
+    yield FirestoreDocuments(client)
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+def test_a_create_guard_refuses_an_existing_document_and_writes_nothing(docs: Any) -> None:
+    run = unique("c")
+    first, second = paths.run(run), paths.run(unique("c2"))
+    docs.commit([Commit([Write(first, {"n": 1}, ABSENT)])])
+    with pytest.raises(Changed):
+        docs.commit([Commit([Write(second, {"n": 2}, ABSENT), Write(first, {"n": 3}, ABSENT)])])
+    found = docs.read([first, second])
+    assert found[first].data == {"n": 1}
+    assert found[second] is None  # all or nothing
+
+
+def test_a_version_guard_refuses_a_document_changed_since_it_was_read(docs: Any) -> None:
+    path = paths.run(unique("v"))
+    docs.commit([Commit([Write(path, {"n": 1}, ABSENT)])])
+    seen = docs.read([path])[path]
+    docs.commit([Commit([Write(path, {"n": 2}, seen.version)])])
+    with pytest.raises(Changed):
+        docs.commit([Commit([Write(path, {"n": 3}, seen.version)])])
+    assert docs.read([path])[path].data == {"n": 2}
+
+
+def test_a_version_guard_refuses_a_deleted_document(docs: Any) -> None:
+    path = paths.run(unique("d"))
+    docs.commit([Commit([Write(path, {"n": 1}, ABSENT)])])
+    seen = docs.read([path])[path]
+    docs.commit([Commit([Write(path, None, seen.version)])])
+    assert docs.read([path])[path] is None
+    with pytest.raises(Changed):
+        docs.commit([Commit([Write(path, {"n": 2}, seen.version)])])
+
+
+def test_a_guarded_update_keeps_other_fields_and_sets_nested_ones(docs: Any) -> None:
+    path = paths.run(unique("u"))
+    docs.commit([Commit([Write(path, {"a": 1, "m": {"x": 1}}, ABSENT)])])
+    seen = docs.read([path])[path]
+    docs.commit([Commit([Write(path, {"b": 2, "m.y": 2, "t": SERVER_TIME}, seen.version)])])
+    data = docs.read([path])[path].data
+    assert (data["a"], data["b"], data["m"]) == (1, 2, {"x": 1, "y": 2})
+    assert isinstance(data["t"], datetime)
+
+
+def test_counters_move_with_their_commit_only(docs: Any) -> None:
+    run = unique("k")
+    path = paths.run(run)
+    docs.commit([Commit([Write(path, {"n": 1}, ABSENT)], run, _counts(booked=1))])
+    with pytest.raises(Changed):
+        docs.commit([Commit([Write(path, {"n": 1}, ABSENT)], run, _counts(booked=5))])
+    assert docs.counters(run)["counts.booked"] == 1
+
+
+def test_change_decides_again_when_another_writer_got_in_first(docs: Any) -> None:
+    path = paths.run(unique("r"))
+    docs.commit([Commit([Write(path, {"n": 0}, ABSENT)])])
+    rounds: list[int] = []
+
+    def decide(found: dict[str, Stored | None]) -> Decision[int]:
+        doc = found[path]
+        assert doc is not None
+        if not rounds:  # someone else writes between our read and our commit
+            docs.commit([Commit([Write(path, {"n": 10}, doc.version)])])
+        rounds.append(doc.data["n"])
+        return Decision(doc.data["n"], Commit([Write(path, {"n": doc.data["n"] + 1}, doc.version)]))
+
+    assert change(docs, [path], decide) == 10
+    assert rounds == [0, 10]
+    assert docs.read([path])[path].data["n"] == 11
+
+
+def _counts(**named: int) -> Any:
+    from collections import Counter
+
+    return Counter({f"counts.{k}": v for k, v in named.items()})
+
+
+# -- receipts through the store, on both ------------------------------------------------------
+def _lead(store: Store, run: str, actions: list[str], reason: str | None = None) -> None:
+    status = "rejected" if reason else "pending"
+    receipts = {a: new_receipt(a, dry_run=False, status=status, reason=reason) for a in actions}
+    tally = {reason: len(actions)} if reason else {}
+    lead = {
+        "status": "rejected" if reason else "accepted",
+        "actions": actions,
+        "reasonTally": tally,
+    }
+    writes = [created(paths.lead(run, "l1"), lead)]
+    writes += [created(paths.receipt(run, "l1", a), r) for a, r in receipts.items()]
+    counts = _counts(pending=0 if reason else len(actions))
+    counts.update({f"counts.{lead['status']}": 1, **({f"reasons.{reason}": 1} if reason else {})})
+    store.write_intake([Commit(writes, run, counts)])
+
+
+def test_a_claim_is_exclusive_until_finished_and_counts_once(docs: Any) -> None:
+    store, run = Store(docs, lease_s=60), unique("claim")
+    _lead(store, run, ["drive"])
+    first = store.claim(run, "l1", "drive", "owner-a")
+    assert (first.terminal, first.attempt) == (False, 1)
+    with pytest.raises(LeaseHeld):
+        store.claim(run, "l1", "drive", "owner-b")
+    done = {"status": "done", "outcome": "created", "reason": None}
+    assert store.finish(run, "l1", "drive", done) is True
+    assert store.finish(run, "l1", "drive", done) is False  # a duplicate counts nothing
+    assert store.claim(run, "l1", "drive", "owner-b").terminal
+    counts = store.counters(run)["counts"]
+    assert (counts["foldersCreated"], counts["pending"]) == (1, 0)
+
+
+def test_a_released_claim_is_taken_again_as_a_resumed_attempt(docs: Any) -> None:
+    store, run = Store(docs, lease_s=60), unique("rel")
+    _lead(store, run, ["drive"])
+    store.claim(run, "l1", "drive", "owner-a")
+    store.release(run, "l1", "drive", "owner-a", {"code": "transient", "message": "503"})
+    again = store.claim(run, "l1", "drive", "owner-b")
+    assert again.attempt == 2 and again.resumed
+    assert (store.get_receipt(run, "l1", "drive") or {})["error"]["code"] == "transient"
+
+
+def test_an_expired_lease_is_taken_over(docs: Any) -> None:
+    store, run = Store(docs, lease_s=-1), unique("exp")
+    _lead(store, run, ["drive"])
+    store.claim(run, "l1", "drive", "owner-a")
+    assert store.claim(run, "l1", "drive", "owner-b").attempt == 2
+
+
+def test_a_missing_receipt_is_said_so(docs: Any) -> None:
+    store = Store(docs)
+    with pytest.raises(ReceiptMissing):
+        store.claim(unique("none"), "l1", "drive", "owner")
+
+
+def test_reasons_count_leads_not_receipts(docs: Any) -> None:
+    store, run = Store(docs), unique("why")
+    _lead(store, run, ["calendar", "email", "drive"])
+    failed = {"status": "failed", "outcome": None, "reason": "permanent_error"}
+    store.finish(run, "l1", "calendar", failed)
+    store.finish(run, "l1", "drive", failed)
+    assert store.counters(run)["reasons"] == {"permanent_error": 1}
+    assert store.finish(
+        run, "l1", "drive", {"status": "pending", "reason": None}, only_if_open=False
+    )
+    assert store.counters(run)["reasons"] == {"permanent_error": 1}  # calendar still gives it
+    store.finish(run, "l1", "calendar", {"status": "pending", "reason": None}, only_if_open=False)
+    assert store.counters(run)["reasons"] == {}
+    assert store.counters(run)["counts"]["failed"] == 0
+
+
+# -- slot holds on both ------------------------------------------------------------------------
+def test_overlapping_holds_conflict_until_released_and_a_booked_hold_stays(docs: Any) -> None:
+    holds, key = SlotHolds(docs), unique("cal")
+    start = datetime(2030, 1, 7, 15, tzinfo=UTC)
+    first = SlotHold(start, start + timedelta(minutes=30))
+    overlapping = SlotHold(start + timedelta(minutes=15), start + timedelta(minutes=45))
+    assert holds.claim(key, first, "a", timedelta(minutes=5)) == []
+    assert holds.claim(key, first, "a", timedelta(minutes=5)) == []  # our own again
+    assert holds.claim(key, overlapping, "b", timedelta(minutes=5)) == [first]
+    holds.settle(key, first, "a", booked=False)
+    assert holds.claim(key, overlapping, "b", timedelta(minutes=5)) == []
+    holds.settle(key, overlapping, "b", booked=True)
+    assert holds.claim(key, first, "a", timedelta(minutes=5)) == [overlapping]
+
+
+def test_settling_as_booked_after_a_hold_changed_still_keeps_it_booked(docs: Any) -> None:
+    """The bug of the earlier two-path design: a booked settlement that met a changed hold
+    committed nothing and returned, leaving the booked meeting's holds to expire."""
+    holds, key = SlotHolds(docs), unique("cal")
+    start = datetime(2030, 1, 8, 15, tzinfo=UTC)
+    hold = SlotHold(start, start + timedelta(minutes=30))
+    assert holds.claim(key, hold, "a", timedelta(minutes=5)) == []
+    assert holds.claim(key, hold, "a", timedelta(minutes=5)) == []  # our hold changes (renewed)
+    holds.settle(key, hold, "a", booked=True)
+    kept = [doc for doc in docs.read(_bucket_paths(key, hold)).values()]
+    assert all(doc is not None and doc.data["booked"] for doc in kept)
+    assert all(doc.data["expiresAt"] == hold.end for doc in kept if doc is not None)
+
+
+def _bucket_paths(key: str, hold: SlotHold) -> list[str]:
+    from common.holds import hold_paths
+
+    return hold_paths(key, hold)

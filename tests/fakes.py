@@ -1,0 +1,314 @@
+"""In-memory fakes of the ports (cosmicpython's FakeRepository): no emulator, no network.
+
+`MemoryDocuments` is the fake of `common.documents.Documents`; `tests/contract` runs the same tests
+against it and against Firestore, so its guards cannot drift from Firestore's. The Google fakes
+keep what was made and count every call, as the sandbox does; `fail` makes a method raise the
+HttpError Google would answer, `after_effect` after doing what it was asked.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import itertools
+import json
+import threading
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import httplib2
+from googleapiclient.errors import HttpError
+
+from common.documents import ABSENT, SERVER_TIME, Changed, Commit, Stored
+from common.slots import Interval
+
+
+def _set_path(doc: dict[str, Any], dotted: str, value: Any) -> None:
+    *parents, last = dotted.split(".")
+    for name in parents:
+        doc = doc.setdefault(name, {})
+    doc[last] = value
+
+
+class MemoryDocuments:
+    """Documents in a dict; versions are a counter; a commit checks every guard, then writes."""
+
+    def __init__(self) -> None:
+        self.docs: dict[str, Stored] = {}
+        self.counts: dict[str, Counter[str]] = {}
+        self.commits = 0
+        self._lock = threading.Lock()
+        self._versions = itertools.count(1)
+
+    def read(self, paths: Sequence[str]) -> dict[str, Stored | None]:
+        """The documents at `paths`."""
+        with self._lock:
+            return {
+                path: Stored(copy.deepcopy(doc.data), doc.version)
+                if (doc := self.docs.get(path)) is not None
+                else None
+                for path in paths
+            }
+
+    def commit(self, commits: Sequence[Commit]) -> None:
+        """All or nothing, like a Firestore batch with preconditions."""
+        with self._lock:
+            for commit in commits:
+                for write in commit.writes:
+                    found = self.docs.get(write.path)
+                    if write.guard is ABSENT and found is not None:
+                        raise Changed(f"{write.path} exists")
+                    if write.guard not in (None, ABSENT) and (
+                        found is None or found.version != write.guard
+                    ):
+                        raise Changed(f"{write.path} changed")
+            self.commits += 1
+            now = datetime.now(UTC)
+            for commit in commits:
+                for write in commit.writes:
+                    self._apply(write.path, write.data, write.guard, write.merge, now)
+                if commit.run_id is not None:
+                    self.counts.setdefault(commit.run_id, Counter()).update(commit.counts)
+
+    def _apply(
+        self, path: str, data: Mapping[str, Any] | None, guard: Any, merge: bool, now: datetime
+    ) -> None:
+        if data is None:
+            self.docs.pop(path, None)
+            return
+        values = {k: now if v is SERVER_TIME else v for k, v in data.items()}
+        updating = guard not in (None, ABSENT) or merge
+        doc: dict[str, Any] = dict(self.docs[path].data) if updating and path in self.docs else {}
+        for key, value in values.items():
+            _set_path(doc, key, value)
+        self.docs[path] = Stored(copy.deepcopy(doc), next(self._versions))
+
+    def children(self, collection: str) -> list[tuple[str, Stored]]:
+        """Every document directly in `collection`."""
+        depth = collection.count("/") + 1
+        with self._lock:
+            return [
+                (path.rsplit("/", 1)[1], doc)
+                for path, doc in sorted(self.docs.items())
+                if path.startswith(collection + "/") and path.count("/") == depth
+            ]
+
+    def counters(self, run_id: str) -> Counter[str]:
+        """A run's counters."""
+        with self._lock:
+            return Counter(self.counts.get(run_id, Counter()))
+
+    def stale_receipts(
+        self, older_than: datetime, limit: int
+    ) -> list[tuple[str, str, str, dict[str, Any]]]:
+        """Pending receipts untouched since `older_than`."""
+        with self._lock:
+            found = []
+            for path, doc in sorted(self.docs.items()):
+                parts = path.split("/")
+                if (
+                    len(parts) == 6
+                    and parts[4] == "receipts"
+                    and doc.data.get("status") == "pending"
+                ) and doc.data.get("updatedAt", older_than) < older_than:
+                    found.append((parts[1], parts[3], parts[5], dict(doc.data)))
+            return found[:limit]
+
+
+def http_error(status: int, reason: str = "", message: str = "") -> HttpError:
+    """The HttpError googleapiclient raises for a Google error answer."""
+    body = {
+        "error": {
+            "code": status,
+            "message": message or reason,
+            "errors": [{"reason": reason, "message": message}],
+        }
+    }
+    return HttpError(httplib2.Response({"status": status}), json.dumps(body).encode())
+
+
+@dataclass
+class Calls:
+    """Calls by method, and failures to inject: method -> [HttpError or exception, ...]."""
+
+    counted: Counter[str] = field(default_factory=Counter)
+    failures: dict[str, list[BaseException]] = field(default_factory=dict)
+    after_effect: set[str] = field(default_factory=set)
+
+    def fail(self, method: str, *errors: BaseException, after_effect: bool = False) -> None:
+        """The next calls of `method` raise `errors`, in order (after acting if `after_effect`)."""
+        self.failures.setdefault(method, []).extend(errors)
+        if after_effect:
+            self.after_effect.add(method)
+
+    def enter(self, method: str) -> BaseException | None:
+        """Count a call; the failure to raise before acting, if any."""
+        self.counted[method] += 1
+        queued = self.failures.get(method)
+        if queued and method not in self.after_effect:
+            return queued.pop(0)
+        return None
+
+    def leave(self, method: str) -> None:
+        """Raise the failure queued for after the effect, if any."""
+        queued = self.failures.get(method)
+        if queued and method in self.after_effect:
+            raise queued.pop(0)
+
+
+class FakeCalendar:
+    """Calendar: busy blocks, events by id (409 on a taken id), Meet links."""
+
+    def __init__(self, calls: Calls | None = None) -> None:
+        self.calls = calls or Calls()
+        self.busy_blocks: dict[str, list[Interval]] = {}
+        self.events: dict[tuple[str, str], dict[str, Any]] = {}
+
+    def busy(
+        self, subject: str, calendar_id: str, window: Interval, time_zone: str
+    ) -> list[Interval]:
+        """Busy blocks and events that meet `window`."""
+        if (error := self.calls.enter("freebusy.query")) is not None:
+            raise error
+        taken = list(self.busy_blocks.get(calendar_id, []))
+        for (cal, _), event in self.events.items():
+            if cal == calendar_id:
+                taken.append(
+                    Interval(
+                        datetime.fromisoformat(event["start"]["dateTime"]),
+                        datetime.fromisoformat(event["end"]["dateTime"]),
+                    )
+                )
+        return [b for b in taken if b.start < window.end and window.start < b.end]
+
+    def insert_event(self, subject: str, calendar_id: str, event: dict[str, Any]) -> dict[str, Any]:
+        """Insert with the event's id; 409 if taken."""
+        if (error := self.calls.enter("events.insert")) is not None:
+            raise error
+        key = (calendar_id, event["id"])
+        if key in self.events:
+            raise http_error(409, "duplicate", "The requested identifier already exists.")
+        made = {**event, "status": "confirmed", "htmlLink": f"https://calendar.test/{event['id']}"}
+        made["hangoutLink"] = f"https://meet.test/{event['id'][:10]}"
+        self.events[key] = made
+        self.calls.leave("events.insert")
+        return made
+
+    def get_event(self, subject: str, calendar_id: str, event_id: str) -> dict[str, Any] | None:
+        """The event, or None."""
+        if (error := self.calls.enter("events.get")) is not None:
+            raise error
+        return self.events.get((calendar_id, event_id))
+
+
+class FreeBusyOnly:
+    """What a dry run gets: busy times of a calendar and nothing else."""
+
+    def __init__(self, calendar: FakeCalendar) -> None:
+        self._calendar = calendar
+
+    def busy(
+        self, subject: str, calendar_id: str, window: Interval, time_zone: str
+    ) -> list[Interval]:
+        """Busy times, read through the real calendar fake."""
+        return self._calendar.busy(subject, calendar_id, window, time_zone)
+
+
+class FakeMailer:
+    """Gmail drafts and sent mail per sender, found by Message-ID."""
+
+    def __init__(self, calls: Calls | None = None) -> None:
+        self.calls = calls or Calls()
+        self.drafts: dict[str, tuple[str, str]] = {}  # id -> (sender, raw)
+        self.sent: list[dict[str, Any]] = []
+        self._ids = itertools.count(1)
+
+    def _check(self, method: str) -> None:
+        if (error := self.calls.enter(method)) is not None:
+            raise error
+
+    def create_draft(self, sender: str, raw: str) -> dict[str, Any]:
+        """A new draft."""
+        self._check("drafts.create")
+        draft_id = f"d{next(self._ids)}"
+        self.drafts[draft_id] = (sender, raw)
+        self.calls.leave("drafts.create")
+        return {"id": draft_id}
+
+    def draft_exists(self, sender: str, draft_id: str) -> bool:
+        """Whether the draft is there."""
+        self._check("drafts.get")
+        return draft_id in self.drafts
+
+    def send_draft(self, sender: str, draft_id: str) -> dict[str, Any]:
+        """Send and remove the draft; 404 if it is gone."""
+        self._check("drafts.send")
+        if draft_id not in self.drafts:
+            raise http_error(404, "notFound", "Requested entity was not found.")
+        owner, raw = self.drafts.pop(draft_id)
+        message = {"id": f"m{next(self._ids)}", "threadId": "t1", "sender": owner, "raw": raw}
+        self.sent.append(message)
+        self.calls.leave("drafts.send")
+        return message
+
+    def _has(self, raw: str, message_id: str) -> bool:
+        return message_id in base64.urlsafe_b64decode(raw + "==").decode()
+
+    def find_sent(self, sender: str, message_id: str) -> dict[str, Any] | None:
+        """A sent message carrying `message_id`."""
+        self._check("messages.list")
+        return next((m for m in self.sent if self._has(m["raw"], message_id)), None)
+
+    def find_draft(self, sender: str, message_id: str) -> dict[str, Any] | None:
+        """A draft carrying `message_id`."""
+        self._check("drafts.list")
+        for draft_id, (_, raw) in self.drafts.items():
+            if self._has(raw, message_id):
+                return {"id": draft_id}
+        return None
+
+
+class FakeDrive:
+    """Drive folders found by tag."""
+
+    def __init__(self, calls: Calls | None = None) -> None:
+        self.calls = calls or Calls()
+        self.folders: list[dict[str, Any]] = []
+
+    def create_folder(self, owner: str, name: str, parent: str | None, tag: str) -> dict[str, Any]:
+        """A tagged folder."""
+        if (error := self.calls.enter("files.create")) is not None:
+            raise error
+        folder = {
+            "id": f"f{len(self.folders) + 1}",
+            "name": name,
+            "tag": tag,
+            "webViewLink": "https://drive.test/f",
+        }
+        self.folders.append(folder)
+        self.calls.leave("files.create")
+        return folder
+
+    def find_folder(self, owner: str, tag: str) -> dict[str, Any] | None:
+        """The folder tagged `tag`."""
+        if (error := self.calls.enter("files.list")) is not None:
+            raise error
+        return next((f for f in self.folders if f["tag"] == tag), None)
+
+
+class FakeBus:
+    """Keeps what was published."""
+
+    def __init__(self) -> None:
+        self.published: list[Any] = []
+
+    def publish(
+        self, messages: Iterable[Any], timeout_s: float = 30.0, traceparent: str | None = None
+    ) -> int:
+        """Record the messages."""
+        batch = list(messages)
+        self.published.extend(batch)
+        return len(batch)
