@@ -12,6 +12,7 @@ from common.auth import CertificateCache, FirebaseVerifier
 from common.bus import PubSubBus
 from common.config import Settings, settings
 from common.firestore_documents import FirestoreDocuments
+from common.gates import Gates
 from common.google_apis import (
     CalendarFreeBusy,
     DriveFolders,
@@ -83,6 +84,7 @@ class App:
         return Deps(
             self.store,
             self.holds,
+            Gates(self.documents),
             self.bus,
             self.tools_for,
             timedelta(seconds=self.settings.max_message_age_s),

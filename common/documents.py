@@ -108,6 +108,11 @@ class Documents(Protocol):
         """Pending receipts of any run untouched since `older_than`: (run, lead, action, data)."""
         ...
 
+    def due_receipts(self, now_stamp: str, limit: int) -> list[tuple[str, str, str]]:
+        """Pending receipts of any run whose `waiting.until` (RFC 3339, UTC) is at or before
+        `now_stamp`: (run, lead, action)."""
+        ...
+
 
 def guard_of(found: Stored | None) -> Any:
     """The guard of a write to a document read as `found`."""

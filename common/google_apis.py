@@ -256,20 +256,39 @@ class GmailMailer:
         return _first(answer.get("drafts"))
 
 
-def drive_quote(value: str) -> str:
-    """A Drive query string literal: backslash and single quote escaped."""
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
-
-
 class DriveFolders:
-    """Creates tagged folders and finds them again by tag."""
+    """Creates tagged folders with ids reserved beforehand, and reads them back by id.
+
+    An id comes from `files.generateIds` (reserved in blocks per owner, so a lead costs one
+    call: `files.create`); the effect checkpoints it before creating, so a retry looks the
+    folder up by id, which is consistent, instead of searching, which can lag.
+    """
+
+    ID_BLOCK = 100
 
     def __init__(self, services: ServiceFactory) -> None:
         self._services = services
+        self._ids: dict[str, list[str]] = {}
+        self._lock = threading.Lock()
 
-    def create_folder(self, owner: str, name: str, parent: str | None, tag: str) -> dict[str, Any]:
-        """A folder carrying `tag` in its appProperties."""
+    def reserve_id(self, owner: str) -> str:
+        """An id to create a file with, never handed out twice by this process."""
+        with self._lock:
+            pool = self._ids.setdefault(owner, [])
+            if not pool:
+                files = self._services("drive", owner, "files")
+                answer = files.call("generateIds", count=self.ID_BLOCK, space="drive", type="files")
+                pool.extend(answer.get("ids") or [])
+            if not pool:
+                raise RuntimeError("files.generateIds returned no ids")
+            return pool.pop()
+
+    def create_folder(
+        self, owner: str, name: str, parent: str | None, tag: str, folder_id: str
+    ) -> dict[str, Any]:
+        """The folder `folder_id`, carrying `tag` in its appProperties (409 if it exists)."""
         body: dict[str, Any] = {
+            "id": folder_id,
             "name": name,
             "mimeType": FOLDER_MIME,
             "appProperties": {TAG_KEY: tag},
@@ -279,12 +298,13 @@ class DriveFolders:
         files = self._services("drive", owner, "files")
         return files.call("create", body=body, fields="id,name,webViewLink,parents")
 
-    def find_folder(self, owner: str, tag: str) -> dict[str, Any] | None:
-        """The folder tagged `tag`, or None."""
-        q = (
-            f"appProperties has {{ key={drive_quote(TAG_KEY)} and value={drive_quote(tag)} }}"
-            f" and mimeType = {drive_quote(FOLDER_MIME)} and trashed = false"
-        )
+    def get_folder(self, owner: str, folder_id: str) -> dict[str, Any] | None:
+        """The folder with this id, or None (also when it was trashed)."""
         files = self._services("drive", owner, "files")
-        answer = files.call("list", q=q, fields="files(id,name,webViewLink,parents)", pageSize=10)
-        return _first(answer.get("files"))
+        try:
+            found = files.call("get", fileId=folder_id, fields="id,name,webViewLink,trashed")
+        except HttpError as error:
+            if _status(error) == 404:
+                return None
+            raise
+        return None if found.get("trashed") else found

@@ -50,3 +50,11 @@ def client_stages(run_id: str) -> str:
 def hold(hold_id: str) -> str:
     """One slot-claim bucket document."""
     return f"{HOLDS}/{hold_id}"
+
+
+GATES = "google_limits"
+
+
+def gate(api: str, host_key: str) -> str:
+    """What Google's limits hold back for one host (acting user) on one API."""
+    return f"{GATES}/{api}_{host_key}"

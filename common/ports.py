@@ -90,10 +90,11 @@ class Mailer(Protocol):
 class Drive(Protocol):
     """Drive folders for an owner (live runs only)."""
 
+    def reserve_id(self, owner: str) -> str: ...
     def create_folder(
-        self, owner: str, name: str, parent: str | None, tag: str
+        self, owner: str, name: str, parent: str | None, tag: str, folder_id: str
     ) -> dict[str, Any]: ...
-    def find_folder(self, owner: str, tag: str) -> dict[str, Any] | None: ...
+    def get_folder(self, owner: str, folder_id: str) -> dict[str, Any] | None: ...
 
 
 @dataclass(frozen=True)

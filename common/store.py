@@ -346,6 +346,23 @@ class Store:
         except ReceiptMissing:
             return
 
+    def resume(self, run_id: str, lead_doc_id: str, action: str, now: datetime) -> bool:
+        """A waiting receipt whose wait is over goes back in flight (its message is published
+        next); False if it is no longer waiting or not due yet."""
+
+        def step(receipt: dict[str, Any]) -> tuple[bool, dict[str, Any] | None]:
+            until = (receipt.get("waiting") or {}).get("until")
+            if is_terminal(receipt) or not until or until > stamp(now):
+                return False, None
+            return True, {"waiting": None}
+
+        resumed: bool = self._transition(run_id, lead_doc_id, action, step)
+        return resumed
+
+    def due_receipts(self, now: datetime, limit: int) -> list[tuple[str, str, str]]:
+        """(runId, leadDocId, action) of waiting receipts whose wait is over."""
+        return self.docs.due_receipts(stamp(now), limit)
+
     def touch_receipt(self, run_id: str, lead_doc_id: str, action: str) -> None:
         """Move `updatedAt`, so the next sweep waits a full period before publishing again."""
         self._touch(paths.receipt(run_id, lead_doc_id, action))
@@ -353,14 +370,23 @@ class Store:
     def stale_receipts(
         self, older_than: datetime, now: datetime, limit: int
     ) -> list[tuple[str, str, str]]:
-        """(runId, leadDocId, action) of pending receipts untouched since `older_than`, unleased."""
+        """(runId, leadDocId, action) of pending receipts untouched since `older_than`, unleased
+        and not waiting for one of Google's limits (those resume when due)."""
         found = []
         for run_id, lead_id, action, receipt in self.docs.stale_receipts(older_than, limit):
             lease = receipt.get("lease") or {}
             if lease.get("expiresAt") and lease["expiresAt"] > now:
                 continue
+            if (receipt.get("waiting") or {}).get("until", "") > stamp(now):
+                continue
             found.append((run_id, lead_id, action))
         return found
+
+
+def stamp(moment: datetime) -> str:
+    """RFC 3339 in UTC with milliseconds and a Z: how `waiting.until` is stored, so that text
+    order is time order."""
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def created(path: str, doc: Mapping[str, Any]) -> Write:

@@ -21,7 +21,9 @@ TOPICS: tuple[str, ...] = (
     TOPIC_DEAD_LETTER,
     TOPIC_SWEEP,
 )
-SWEEP_SCHEDULE = "*/5 * * * *"  # production cadence (Cloud Scheduler, cron syntax)
+SWEEP_SCHEDULE = (
+    "* * * * *"  # production cadence (Cloud Scheduler, cron): waits resume within a minute
+)
 SWEEP_STALE_S = 600  # a pending receipt untouched this long has lost its message
 
 # Pub/Sub policy shared by every push subscription (production values; the local stack may

@@ -117,6 +117,21 @@ class MemoryDocuments:
                     found.append((parts[1], parts[3], parts[5], dict(doc.data)))
             return found[:limit]
 
+    def due_receipts(self, now_stamp: str, limit: int) -> list[tuple[str, str, str]]:
+        """Waiting receipts now due."""
+        with self._lock:
+            found = []
+            for path, doc in sorted(self.docs.items()):
+                parts = path.split("/")
+                if len(parts) == 6 and parts[4] == "receipts" and _due(doc.data, now_stamp):
+                    found.append((parts[1], parts[3], parts[5]))
+            return found[:limit]
+
+
+def _due(data: dict[str, Any], now_stamp: str) -> bool:
+    until = (data.get("waiting") or {}).get("until")
+    return data.get("status") == "pending" and isinstance(until, str) and until <= now_stamp
+
 
 def http_error(status: int, reason: str = "", message: str = "") -> HttpError:
     """The HttpError googleapiclient raises for a Google error answer."""
@@ -272,31 +287,37 @@ class FakeMailer:
 
 
 class FakeDrive:
-    """Drive folders found by tag."""
+    """Drive folders by id; ids handed out by `reserve_id` (files.generateIds)."""
 
     def __init__(self, calls: Calls | None = None) -> None:
         self.calls = calls or Calls()
         self.folders: list[dict[str, Any]] = []
+        self._ids = itertools.count(1)
 
-    def create_folder(self, owner: str, name: str, parent: str | None, tag: str) -> dict[str, Any]:
-        """A tagged folder."""
+    def reserve_id(self, owner: str) -> str:
+        """A fresh id."""
+        if (error := self.calls.enter("files.generateIds")) is not None:
+            raise error
+        return f"f{next(self._ids)}"
+
+    def create_folder(
+        self, owner: str, name: str, parent: str | None, tag: str, folder_id: str
+    ) -> dict[str, Any]:
+        """A folder with that id; 409 if the id is taken."""
         if (error := self.calls.enter("files.create")) is not None:
             raise error
-        folder = {
-            "id": f"f{len(self.folders) + 1}",
-            "name": name,
-            "tag": tag,
-            "webViewLink": "https://drive.test/f",
-        }
+        if any(f["id"] == folder_id for f in self.folders):
+            raise http_error(409, "duplicate", "A file already exists with the provided ID.")
+        folder = {"id": folder_id, "name": name, "tag": tag, "webViewLink": "https://drive.test/f"}
         self.folders.append(folder)
         self.calls.leave("files.create")
         return folder
 
-    def find_folder(self, owner: str, tag: str) -> dict[str, Any] | None:
-        """The folder tagged `tag`."""
-        if (error := self.calls.enter("files.list")) is not None:
+    def get_folder(self, owner: str, folder_id: str) -> dict[str, Any] | None:
+        """The folder with that id."""
+        if (error := self.calls.enter("files.get")) is not None:
             raise error
-        return next((f for f in self.folders if f["tag"] == tag), None)
+        return next((f for f in self.folders if f["id"] == folder_id), None)
 
 
 class FakeBus:

@@ -7,6 +7,7 @@ after Google accepted the insert answers 409 and the existing event is recorded 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
@@ -60,6 +61,19 @@ def meet_link(event: dict[str, Any]) -> str | None:
         if entry.get("entryPointType") == "video":
             return str(entry.get("uri"))
     return None
+
+
+def conference_status(event: dict[str, Any]) -> str:
+    """`pending`, `success` or `failure` of the event's Meet request (`success` once a link
+    is there; an event made without a request has nothing to wait for)."""
+    if meet_link(event):
+        return "success"
+    create = (event.get("conferenceData") or {}).get("createRequest") or {}
+    return str((create.get("status") or {}).get("statusCode") or "success")
+
+
+MEET_POLL_FIRST_S = 0.25
+MEET_POLL_BUDGET_S = 20.0
 
 
 class Booker:
@@ -160,7 +174,10 @@ class Booker:
         }
 
     def booked(self, event: dict[str, Any], expanded: bool, keep: KeptHold | None) -> Outcome:
-        """The receipt and the notify follow-up for a booked event."""
+        """The receipt and the notify follow-up for a booked event, once its Meet conference
+        has settled: the confirmation goes out with the link, or (if Meet failed) stays a draft."""
+        event = self._settled_meet(event)
+        reason = "meet_failed" if conference_status(event) == "failure" else None
         external = {
             "eventId": event.get("id"),
             "htmlLink": event.get("htmlLink"),
@@ -171,10 +188,25 @@ class Booker:
             "expanded": expanded,
         }
         return Outcome(
-            terminal("done", "booked", external=external),
-            self._follow_up({"outcome": "booked", **external}),
+            terminal("done", "booked", reason=reason, external=external),
+            self._follow_up({"outcome": "booked", "reason": reason, **external}),
             keep,
         )
+
+    def _settled_meet(self, event: dict[str, Any]) -> dict[str, Any]:
+        """The event once Google has made its conference (Meet answers `pending` at first):
+        read again with backoff; still pending after the budget, ask for a redelivery, which
+        finds the event by its id and goes on waiting."""
+        calendar = self.work.tools.calendar
+        wait, waited = MEET_POLL_FIRST_S, 0.0
+        while calendar is not None and conference_status(event) == "pending":
+            if waited >= MEET_POLL_BUDGET_S:
+                raise Retry("the Meet conference is still pending")
+            time.sleep(wait)
+            waited += wait
+            wait = min(wait * 2, 4.0)
+            event = calendar.get_event(self.subject, self.calendar_id, self.event_id) or event
+        return event
 
     def _follow_up(self, booking: dict[str, Any]) -> tuple[Outgoing, ...]:
         """The email message that carries this booking, if the lead has an email action."""

@@ -25,7 +25,9 @@ from common import flow
 from common.bus import Outgoing
 from common.documents import Contended
 from common.errors import PermanentError, as_permanent, is_transient
+from common.gates import Gates
 from common.holds import HoldsContended, SlotHold
+from common.limits import ACTION_API, Limit, limit_of
 from common.log import log
 from common.models import Lead, RunSettings
 from common.ports import Bus, Holds, Receipts, Tools
@@ -33,6 +35,8 @@ from common.store import Claim, LeaseHeld, ReceiptMissing
 
 QUICK_TRIES = 3
 QUICK_BACKOFF_S = 0.2
+# A limit that asks for no more than this is waited out in process; a longer one parks the receipt.
+BRIEF_WAIT_S = 1.0
 
 
 class Retry(Exception):
@@ -64,6 +68,7 @@ class Deps:
 
     receipts: Receipts
     holds: Holds
+    gates: Gates
     bus: Bus
     tools_for: Callable[[bool], Tools]
     max_age: timedelta = timedelta(days=7)
@@ -219,19 +224,10 @@ def handle_delivery(deps: Deps, delivery: Delivery, effect: Effect) -> str:
         return "expired"
 
     dry_run = bool(run.get("dryRun"))
-    work = Work(
-        d,
-        dry_run,
-        lead_doc,
-        lead,
-        settings,
-        claim,
-        deps.tools_for(dry_run),
-        deps.receipts,
-        deps.holds,
-        now,
-    )
-    outcome = _act(effect, work, deps.receipts, owner, say)
+    tools = deps.tools_for(dry_run)
+    work = Work(d, dry_run, lead_doc, lead, settings, claim, tools, deps.receipts, deps.holds, now)
+    gate = _Gate(deps.gates, settings.host.senderEmail, ACTION_API[d.action])
+    outcome = gate.held(now) or _act(effect, work, gate, _GiveBack(deps.receipts, d, owner, say))
     try:
         if outcome.follow_ups:
             deps.bus.publish(outcome.follow_ups, traceparent=d.traceparent)
@@ -241,17 +237,66 @@ def handle_delivery(deps: Deps, delivery: Delivery, effect: Effect) -> str:
         record(outcome.fields)
     except Exception as exc:
         # The effect is done (and idempotent): let the redelivery record it at once.
-        _give_back(deps.receipts, d, owner, "record_failed", exc, say)
+        _GiveBack(deps.receipts, d, owner, say)("record_failed", exc)
         raise Retry(str(exc)) from exc
-    fields = outcome.fields
+    return _told(say, d, outcome.fields, deps.receipts, settings)
+
+
+def _told(
+    say: _Story, d: Delivery, fields: dict[str, Any], receipts: Receipts, settings: RunSettings
+) -> str:
+    """Log what was recorded (and close the email of a failed booking); the log's outcome."""
     if fields["status"] == "failed" and d.action == "calendar":
-        close_email_after_failed_booking(deps.receipts, d.run_id, d.lead_doc_id, settings)
+        close_email_after_failed_booking(receipts, d.run_id, d.lead_doc_id, settings)
+    if fields.get("waiting"):
+        waiting = fields["waiting"]
+        say(
+            f"{d.action} waiting for Google's {waiting['api']} {waiting['reason']} until "
+            f"{waiting['until']}",
+            severity="WARNING",
+            outcome="waiting",
+            status="pending",
+            waiting=waiting,
+        )
+        return "waiting"
     result = fields.get("outcome") or fields.get("reason")
     severity = "ERROR" if fields["status"] == "failed" else "INFO"
     say(
         f"{d.action} {fields['status']}", severity=severity, outcome=result, status=fields["status"]
     )
     return str(result)
+
+
+def waiting_fields(limit: Limit) -> dict[str, Any]:
+    """A receipt parked by one of Google's limits: still pending, resumes at `until`."""
+    return {"status": "pending", "outcome": None, "waiting": limit.waiting()}
+
+
+@dataclass
+class _Gate:
+    """This delivery's view of its host's gate on the API it calls."""
+
+    gates: Gates
+    host: str
+    api: str
+    streak: int = 0
+
+    def held(self, now: datetime) -> Outcome | None:
+        """A parked outcome while another lead's limit holds the host back, else None."""
+        gate = self.gates.read(self.host, self.api)
+        self.streak = gate.streak
+        closed = gate.closed(now)
+        return None if closed is None else Outcome(waiting_fields(closed))
+
+    def met(self, exc: BaseException) -> Limit | None:
+        """The wait a refused call asks for (the host's gate closed with it), or None."""
+        limit = limit_of(exc, self.api, datetime.now(UTC), self.streak)
+        return None if limit is None else self.gates.close(self.host, limit)
+
+    def passed(self) -> None:
+        """Calls went through: a gate that had closed starts its backoff afresh."""
+        if self.streak:
+            self.gates.opened(self.host, self.api)
 
 
 def _claim(receipts: Receipts, d: Delivery, owner: str, say: _Story) -> Claim | None:
@@ -271,26 +316,62 @@ def _claim(receipts: Receipts, d: Delivery, owner: str, say: _Story) -> Claim | 
         raise Retry("claim failed") from exc
 
 
-def _act(effect: Effect, work: Work, receipts: Receipts, owner: str, say: _Story) -> Outcome:
-    """The effect's outcome, with a few quick retries; a permanent error becomes a `failed`
-    outcome, a transient one gives the lease back and asks Pub/Sub for a redelivery.
+def _reread(work: Work) -> Work:
+    """The work with its receipt as stored now: a retry must see the checkpoints of the try
+    before it (the draft, the folder id) to resume instead of acting again."""
+    d = work.delivery
+    receipt = work.receipts.get_receipt(d.run_id, d.lead_doc_id, d.action)
+    return replace(work, claim=replace(work.claim, receipt=receipt or work.claim.receipt))
+
+
+@dataclass(frozen=True)
+class _GiveBack:
+    """Release the lease with the error, so the redelivery can go on at once."""
+
+    receipts: Receipts
+    d: Delivery
+    owner: str
+    say: _Story
+
+    def __call__(self, code: str, exc: BaseException, severity: str = "WARNING") -> None:
+        detail = str(exc) if code != "internal" else f"{type(exc).__name__}: {exc}"
+        error = {"code": code, "message": detail[:500]}
+        self.receipts.release(self.d.run_id, self.d.lead_doc_id, self.d.action, self.owner, error)
+        what = {"transient": "transient error", "internal": "unexpected error"}.get(
+            code, "recording failed"
+        )
+        self.say(f"{what}, retrying: {exc!r}", severity=severity, outcome="retry")
+
+
+def _act(effect: Effect, work: Work, gate: _Gate, give_back: _GiveBack) -> Outcome:
+    """The effect's outcome, with a few quick retries. One of Google's limits parks the receipt
+    (acknowledged: a wait must not spend Pub/Sub's delivery attempts); a permanent error becomes
+    a `failed` outcome; a transient one gives the lease back and asks Pub/Sub for a redelivery.
 
     Pub/Sub's redelivery backoff is seconds to minutes and its attempts are few; a brief local
-    retry absorbs one-off 429s and 503s. Every retry is a resumed try, so it first looks for what
-    the failed call may have done (the event, the draft, the folder) before acting again.
+    retry absorbs one-off 503s. Every retry is a resumed try, so it first looks for what the
+    failed call may have done (the event, the draft, the folder) before acting again.
     """
-    d = work.delivery
     for attempt in range(1, QUICK_TRIES + 1):
+        if attempt > 1:
+            work = _reread(work)
         try:
-            return effect(replace(work, tries=attempt))
+            outcome = effect(replace(work, tries=attempt))
         except PermanentError as exc:
             return Outcome(failed("permanent_error", exc.code, exc.message))
         except (Retry, LeaseHeld, Contended, HoldsContended) as exc:
-            _give_back(receipts, d, owner, "transient", exc, say)
+            give_back("transient", exc)
             raise Retry(str(exc)) from exc
         except Exception as exc:
+            limit = gate.met(exc)
+            if limit is not None:
+                wait = (limit.until - datetime.now(UTC)).total_seconds()
+                if wait > BRIEF_WAIT_S or attempt == QUICK_TRIES:
+                    return Outcome(waiting_fields(limit))
+                time.sleep(max(wait, 0.0))  # a brief wait costs less than a round trip
+                continue
             if is_transient(exc) and attempt < QUICK_TRIES:
-                say(
+                give_back.say(
                     f"transient error, retrying in process: {exc}",
                     severity="WARNING",
                     outcome="retry",
@@ -298,31 +379,13 @@ def _act(effect: Effect, work: Work, receipts: Receipts, owner: str, say: _Story
                 time.sleep(QUICK_BACKOFF_S * 2 ** (attempt - 1) * (0.5 + random.random()))
                 continue
             if is_transient(exc):
-                _give_back(receipts, d, owner, "transient", exc, say)
+                give_back("transient", exc)
                 raise Retry(str(exc)) from exc
             if isinstance(exc, HttpError):
                 permanent = as_permanent(exc)
                 return Outcome(failed("permanent_error", permanent.code, permanent.message))
-            _give_back(receipts, d, owner, "internal", exc, say, severity="ERROR")
+            give_back("internal", exc, severity="ERROR")
             raise
+        gate.passed()
+        return outcome
     raise AssertionError("unreachable")
-
-
-def _give_back(
-    receipts: Receipts,
-    d: Delivery,
-    owner: str,
-    code: str,
-    exc: BaseException,
-    say: _Story,
-    severity: str = "WARNING",
-) -> None:
-    """Release the lease with the error, so the redelivery can go on at once."""
-    detail = str(exc) if code != "internal" else f"{type(exc).__name__}: {exc}"
-    receipts.release(
-        d.run_id, d.lead_doc_id, d.action, owner, {"code": code, "message": detail[:500]}
-    )
-    what = {"transient": "transient error", "internal": "unexpected error"}.get(
-        code, "recording failed"
-    )
-    say(f"{what}, retrying: {exc!r}", severity=severity, outcome="retry")

@@ -1,9 +1,15 @@
-"""Create the lead's Drive folder, tagged so a retry finds it instead of making a second one."""
+"""Create the lead's Drive folder with an id recorded first, so a retry finds it by that id."""
 
 from __future__ import annotations
 
+from typing import Any
+
+from googleapiclient.errors import HttpError
+
 from common import keys
+from common.errors import PermanentError
 from common.handlers.delivery import Outcome, Work, terminal
+from common.ports import Drive
 
 
 def folder_name(work: Work) -> str:
@@ -23,14 +29,36 @@ def drive(work: Work) -> Outcome:
             terminal("simulated", "created", external={"name": name, "parentFolderId": parent})
         )
     owner = work.settings.host.senderEmail
-    tag = keys.folder_tag(work.delivery.run_id, work.delivery.lead_doc_id)
-    # Only a retry looks first: a first attempt that succeeds costs one call.
-    folder = folders.find_folder(owner, tag) if work.resumed else None
+    d = work.delivery
+    tag = keys.folder_tag(d.run_id, d.lead_doc_id)
+    folder_id = (work.claim.receipt.get("checkpoint") or {}).get("folderId")
+    folder = folders.get_folder(owner, folder_id) if folder_id else None
     if folder is None:
-        folder = folders.create_folder(owner, name, parent, tag)
+        if folder_id is None:
+            # Reserved and recorded before the create: a retry finds the folder by this id.
+            folder_id = folders.reserve_id(owner)
+            work.receipts.checkpoint(d.run_id, d.lead_doc_id, "drive", {"folderId": folder_id})
+        folder = _create(folders, owner, name, parent, tag, folder_id)
     external = {
         "folderId": folder.get("id"),
         "webViewLink": folder.get("webViewLink"),
         "name": name,
     }
     return Outcome(terminal("done", "created", external=external))
+
+
+def _create(
+    folders: Drive, owner: str, name: str, parent: str | None, tag: str, folder_id: str
+) -> dict[str, Any]:
+    """Create the folder; a 409 means an earlier try made it: read that one."""
+    try:
+        return folders.create_folder(owner, name, parent, tag, folder_id)
+    except HttpError as error:
+        if int(error.resp.status) != 409:
+            raise
+        found = folders.get_folder(owner, folder_id)
+        if found is None:
+            raise PermanentError(
+                "folder_gone", "this lead's folder was deleted from Drive"
+            ) from error
+        return found

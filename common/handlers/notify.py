@@ -8,6 +8,7 @@ a sent message is found by its deterministic Message-ID; a draft that is gone wa
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -29,6 +30,7 @@ class Letter:
     to: str
     subject: str
     body: str
+    reason: str | None = None  # why a letter that would be sent is left as a draft
 
 
 def booking_for(work: Work) -> dict[str, Any] | None:
@@ -58,9 +60,11 @@ def compose(work: Work, booking: dict[str, Any] | None) -> Letter | dict[str, An
         when = format_meeting_time(parse_time(str(booking["start"])), zone)
         link = str(booking.get("meetLink") or "")
         body = mime.confirmation_text(lead.emailBody, when, link)
-        return Letter(
-            "confirmation", True, lead.email, lead.emailSubject or settings.meeting.title, body
-        )
+        subject = lead.emailSubject or settings.meeting.title
+        if booking.get("reason") == "meet_failed":
+            # Never send a confirmation without its join link: the host finishes it by hand.
+            return Letter("confirmation", False, lead.email, subject, body, "meet_failed")
+        return Letter("confirmation", True, lead.email, subject, body)
     if booking["outcome"] == "no_slot":
         if not settings.fallback.draftIfNoSlot:
             return terminal("rejected", None, reason="no_slot")
@@ -73,6 +77,11 @@ def compose(work: Work, booking: dict[str, Any] | None) -> Letter | dict[str, An
         reason="calendar_failed",
         error={"code": "calendar_failed", "message": "no meeting was booked"},
     )
+
+
+# How long Gmail's search may lag behind a send before a draft that is gone and not found among
+# sent mail is taken as sent long ago (DESIGN: lag of seconds, sometimes minutes).
+SEARCH_SETTLE = timedelta(minutes=10)
 
 
 class Sender:
@@ -114,40 +123,59 @@ class Sender:
 
     def drafted(self, draft_id: str) -> dict[str, Any]:
         """The receipt of a draft left for the host."""
-        return terminal("done", "drafted", external={"draftId": draft_id})
+        return terminal(
+            "done", "drafted", reason=self.letter.reason, external={"draftId": draft_id}
+        )
 
     def run(self) -> dict[str, Any]:
-        """Create, checkpoint and send the draft, resuming whatever an earlier attempt did."""
-        d, letter = self.work.delivery, self.letter
+        """Create, checkpoint and send the draft, resuming whatever an earlier attempt did.
+
+        A resume trusts the draft checkpoint and `drafts.get` (by id: consistent), not a
+        search: Gmail's search is an index that can miss what was made a moment ago.
+        """
         checkpoint = self.work.claim.receipt.get("checkpoint") or {}
-        draft_id = checkpoint.get("draftId") if checkpoint.get("kind") == letter.kind else None
-        if self.work.resumed:
-            if letter.send:
-                found = self.gmail.find_sent(self.sender, self.message_id)
-                if found:
-                    return self.sent(found)
-            if draft_id is None:
-                draft = self.gmail.find_draft(self.sender, self.message_id)
-                draft_id = draft["id"] if draft else None
-            elif not self.gmail.draft_exists(self.sender, draft_id):
-                if not letter.send:
-                    return self.drafted(draft_id)  # the host already used or removed it
-                draft_id = None  # gone, and not among sent mail: it was deleted, write it again
+        draft_id = checkpoint.get("draftId") if checkpoint.get("kind") == self.letter.kind else None
+        if draft_id is not None:
+            if not self.gmail.draft_exists(self.sender, draft_id):
+                return self._draft_gone(draft_id, checkpoint)
+        elif self.work.resumed:
+            # Only a crash between drafts.create and its checkpoint leaves an unrecorded draft.
+            draft = self.gmail.find_draft(self.sender, self.message_id)
+            draft_id = draft["id"] if draft else None
         if draft_id is None:
-            draft_id = str(self.gmail.create_draft(self.sender, self.raw())["id"])
-            self.work.receipts.checkpoint(
-                d.run_id, d.lead_doc_id, "email", {"draftId": draft_id, "kind": letter.kind}
-            )
-        if not letter.send:
+            draft_id = self._create_draft()
+        if not self.letter.send:
             return self.drafted(draft_id)
         try:
             return self.sent(self.gmail.send_draft(self.sender, draft_id))
         except HttpError as error:
             if int(error.resp.status) == 404:
-                found = self.gmail.find_sent(self.sender, self.message_id)
-                if found:
-                    return self.sent(found)
+                return self._draft_gone(draft_id, checkpoint)
             raise
+
+    def _create_draft(self) -> str:
+        d, letter = self.work.delivery, self.letter
+        draft_id = str(self.gmail.create_draft(self.sender, self.raw())["id"])
+        made = {"draftId": draft_id, "kind": letter.kind, "at": self.work.now.isoformat()}
+        self.work.receipts.checkpoint(d.run_id, d.lead_doc_id, "email", made)
+        return draft_id
+
+    def _draft_gone(self, draft_id: str, checkpoint: dict[str, Any]) -> dict[str, Any]:
+        """A recorded draft that is gone was sent (`drafts.send` removes it) or, for a draft
+        left to the host, used or removed by the host. A sent message is looked up by its
+        Message-ID; while the search may still lag behind the send, wait rather than write
+        the email again; past that, it was removed unsent, and is written again."""
+        if not self.letter.send:
+            return self.drafted(draft_id)
+        found = self.gmail.find_sent(self.sender, self.message_id)
+        if found:
+            return self.sent(found)
+        made = checkpoint.get("at")
+        since = self.work.now - datetime.fromisoformat(made) if made else SEARCH_SETTLE
+        if since < SEARCH_SETTLE:
+            raise Retry("the sent message is not searchable yet")
+        # Long enough for the index: not among sent mail, so the host removed it unsent.
+        return self.sent(self.gmail.send_draft(self.sender, self._create_draft()))
 
 
 def simulated(letter: Letter) -> dict[str, Any]:
@@ -156,6 +184,7 @@ def simulated(letter: Letter) -> dict[str, Any]:
     return terminal(
         "simulated",
         outcome,
+        reason=letter.reason,
         external={"to": letter.to, "subject": letter.subject, "body": letter.body},
     )
 

@@ -16,6 +16,7 @@ import pytest
 
 from common import keys, paths
 from common.bus import Outgoing, PubSubBus
+from common.gates import Gates
 from common.handlers.delivery import Delivery, Deps, handle_delivery
 from common.handlers.intake import plan_intake
 from common.holds import SlotHolds
@@ -148,6 +149,7 @@ def _deliver_drive(
     deps = Deps(
         store,
         SlotHolds(store.docs),
+        Gates(store.docs),
         PubSubBus(stack_env["GOOGLE_CLOUD_PROJECT"]),
         lambda dry_run: pytest.fail(f"{what} must not reach Google"),
         max_age=timedelta(hours=1),

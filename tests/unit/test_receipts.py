@@ -4,7 +4,7 @@ from collections import Counter
 
 import pytest
 
-from common.receipts import counted_keys, delta, fold, lead_keys, recount
+from common.receipts import counted_keys, delta, fold, lead_keys, recount, retally
 
 
 def test_pending_receipt_counts_as_pending() -> None:
@@ -17,19 +17,24 @@ def test_pending_receipt_counts_as_pending() -> None:
         ({"status": "done", "outcome": "booked"}, {"counts.booked": 1}),
         (
             {"status": "done", "outcome": "no_slot", "reason": "no_slot"},
-            {"counts.noSlot": 1, "reasons.no_slot": 1},
+            {"counts.noSlot": 1},
         ),
         ({"status": "simulated", "outcome": "sent"}, {"counts.simulated": 1, "counts.sent": 1}),
         ({"status": "done", "outcome": "drafted"}, {"counts.drafted": 1}),
         ({"status": "done", "outcome": "created"}, {"counts.foldersCreated": 1}),
         (
             {"status": "failed", "reason": "dead_lettered"},
-            {"counts.failed": 1, "reasons.dead_lettered": 1},
+            {"counts.failed": 1},
         ),
-        ({"status": "rejected", "reason": "no_email"}, {"reasons.no_email": 1}),
+        ({"status": "rejected", "reason": "no_email"}, {}),
+        (
+            {"status": "pending", "waiting": {"until": "2030-01-01T00:00:00.000Z"}},
+            {"counts.pending": 1, "counts.waiting": 1},
+        ),
     ],
 )
-def test_each_receipt_counts_for_its_status_outcome_and_reason(receipt, expected) -> None:
+def test_each_receipt_counts_for_its_status_and_outcome(receipt, expected) -> None:
+    """Reasons are the lead's (CONTRACT §6 v1.1), not the receipt's."""
     assert dict(counted_keys(receipt)) == expected
 
 
@@ -48,19 +53,41 @@ def test_reopened_no_slot_gives_back_its_counts() -> None:
     old = counted_keys({"status": "done", "outcome": "no_slot", "reason": "no_slot"})
     assert delta(old, counted_keys({"status": "pending"})) == {
         "counts.noSlot": -1,
-        "reasons.no_slot": -1,
         "counts.pending": 1,
     }
 
 
-def test_recount_folds_receipts_and_leads() -> None:
+def test_a_lead_counts_once_for_each_distinct_reason_of_its_receipts() -> None:
+    rejected = {"status": "rejected", "reason": "no_email"}
     totals = recount(
-        [{"status": "done", "outcome": "booked"}, {"status": "rejected", "reason": "no_email"}],
-        [{"status": "accepted"}, {"status": "rejected"}],
+        [
+            ({"status": "accepted"}, [{"status": "done", "outcome": "booked"}]),
+            ({"status": "rejected"}, [rejected, dict(rejected), dict(rejected)]),
+            (
+                {"status": "accepted"},
+                [
+                    {"status": "failed", "reason": "permanent_error"},
+                    {"status": "rejected", "reason": "calendar_failed"},
+                    {"status": "failed", "reason": "permanent_error"},
+                ],
+            ),
+        ]
     )
     assert totals["counts"]["booked"] == 1
-    assert totals["counts"]["accepted"] == 1 and totals["counts"]["rejected"] == 1
-    assert totals["reasons"] == {"no_email": 1}
+    assert totals["counts"]["accepted"] == 2 and totals["counts"]["rejected"] == 1
+    assert totals["reasons"] == {"calendar_failed": 1, "no_email": 1, "permanent_error": 1}
+
+
+def test_a_lead_tally_moves_a_reason_count_only_at_its_first_and_last_receipt() -> None:
+    lead = {"status": "accepted", "reasonTally": {"permanent_error": 1}}
+    failed = {"status": "failed", "reason": "permanent_error"}
+    second = retally(lead["reasonTally"], {"status": "pending"}, failed)
+    assert second == {"permanent_error": 2}
+    assert delta(lead_keys(lead), lead_keys({**lead, "reasonTally": second})) == {}
+    gone = retally(retally(second, failed, {"status": "pending"}), failed, {"status": "pending"})
+    assert delta(lead_keys(lead), lead_keys({**lead, "reasonTally": gone})) == {
+        "reasons.permanent_error": -1
+    }
 
 
 def test_fold_drops_zero_reasons() -> None:

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from common.config import HostAllowlist
+from common.gates import Gates
 from common.handlers.book import book
 from common.handlers.dead_letter import handle_dead_letter
 from common.handlers.delivery import Delivery, Deps, Outcome, Retry, Work, handle_delivery
@@ -56,7 +57,10 @@ class World:
         self.drive = FakeDrive(self.calls)
         live = Tools(self.calendar, self.calendar, self.mailer, self.drive)
         dry = Tools(FreeBusyOnly(self.calendar))
-        self.deps = Deps(self.store, self.holds, self.bus, lambda dry_run: dry if dry_run else live)
+        self.gates = Gates(self.docs)
+        self.deps = Deps(
+            self.store, self.holds, self.gates, self.bus, lambda dry_run: dry if dry_run else live
+        )
 
     def schedule(self, body: dict[str, Any], uid: str = "alice") -> HttpResult:
         """POST the request to schedule."""

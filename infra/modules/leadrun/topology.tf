@@ -8,7 +8,7 @@ locals {
   # Cloud Scheduler publishes to sweep_topic on sweep_schedule (UTC); the sweeper re-publishes
   # pending receipts untouched for sweep_stale_s seconds (LEADRUN_SWEEP_STALE_S).
   sweep_topic    = "lead-sweep"
-  sweep_schedule = "*/5 * * * *"
+  sweep_schedule = "* * * * *" # every minute: waiting receipts resume within a minute of their time
   sweep_stale_s  = 600
 
   retry_min_backoff_s   = 10
