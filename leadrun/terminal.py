@@ -167,10 +167,10 @@ def funnel_table(view: RunView) -> Table:
 
 
 def reasons_line(view: RunView) -> str:
-    """Diagnostics' reasons (counted per receipt) in one line."""
+    """Diagnostics' reasons in one line: leads per reason (CONTRACT §6 v1.1)."""
     if not view.reasons:
         return "reasons: none"
-    return "reasons (receipts): " + ", ".join(f"{k} {v}" for k, v in sorted(view.reasons.items()))
+    return "reasons (leads): " + ", ".join(f"{k} {v}" for k, v in sorted(view.reasons.items()))
 
 
 def _link(url: str | None, text: str) -> str:
