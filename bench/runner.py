@@ -208,7 +208,7 @@ def end_to_end(stack: Stack, options: Options, count_dir: Path, round_no: int = 
 
 def detach_subscribers(stack: Stack) -> None:
     """Turn every push subscription into a pull one: published messages wait, nothing runs."""
-    with pubsub_clients(stack.pubsub_host) as (_, subscriber):
+    with pubsub_clients(stack.env) as (_, subscriber):
         for spec in topology.FUNCTIONS:
             if spec.subscription:
                 name = f"projects/{stack.project}/subscriptions/{spec.subscription}"

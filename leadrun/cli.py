@@ -22,9 +22,7 @@ import argparse
 import json
 import os
 import sys
-import time
 import uuid
-from collections import Counter
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -32,18 +30,9 @@ from typing import Any
 
 import requests
 from google.api_core.exceptions import GoogleAPICallError, InvalidArgument, NotFound
-from rich.console import Console
 from rich.markup import escape
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    SpinnerColumn,
-    TextColumn,
-    TimeElapsedColumn,
-)
-from rich.table import Table
 
+from leadrun import terminal
 from leadrun.client import LeadRunClient, read_env_file
 from leadrun.leads import (
     LeadsFile,
@@ -53,24 +42,13 @@ from leadrun.leads import (
     request_problems,
     settings_from_flags,
 )
-from leadrun.views import OUTCOME_LABELS, RunView, build_view, tally
+from leadrun.views import RunView, build_view, tally
 
 EXIT_OK, EXIT_FAILED, EXIT_INPUT, EXIT_STACK = 0, 1, 2, 3
 DEFAULT_ENV_FILE = Path(".leadrun") / "stack.env"
 REPO_ENV_FILE = Path(__file__).resolve().parents[1] / ".leadrun" / "stack.env"
 IMPLICIT_CONFIG = "run-config.json"
 DEFAULT_AUDIT_SUBSCRIPTION = "lead-dead-letter-audit"
-PROGRESS_ORDER = ("booked", "no_slot", "sent", "drafted", "created", "rejected", "failed")
-_COLOURS = {
-    "booked": "green",
-    "no_slot": "yellow",
-    "sent": "green",
-    "drafted": "blue",
-    "created": "green",
-    "rejected": "red",
-    "failed": "bold red",
-    "simulated": "cyan",
-}
 
 
 class CliError(Exception):
@@ -88,7 +66,7 @@ def resolve_env(env_file: str | None) -> tuple[dict[str, str], str | None]:
         path = Path(env_file)
         if not path.exists():
             raise CliError(f"no such env file: {path}")
-        return read_env_file(str(path)), os.environ.get("LEADRUN_ID_TOKEN") or None
+        return read_env_file(path), os.environ.get("LEADRUN_ID_TOKEN") or None
     if os.environ.get("SCHEDULE_URL"):
         missing = [
             key for key in ("DIAGNOSTICS_URL", "GOOGLE_CLOUD_PROJECT") if not os.environ.get(key)
@@ -114,7 +92,7 @@ def resolve_env(env_file: str | None) -> tuple[dict[str, str], str | None]:
     candidates += [DEFAULT_ENV_FILE, REPO_ENV_FILE]
     for path in candidates:
         if path.exists():
-            return read_env_file(str(path)), os.environ.get("LEADRUN_ID_TOKEN") or None
+            return read_env_file(path), os.environ.get("LEADRUN_ID_TOKEN") or None
     raise CliError(
         "no stack found: run `make up` (writes .leadrun/stack.env), pass --env FILE, "
         "or set SCHEDULE_URL, DIAGNOSTICS_URL, GOOGLE_CLOUD_PROJECT and LEADRUN_ID_TOKEN"
@@ -128,195 +106,18 @@ def _client(args: argparse.Namespace) -> LeadRunClient:
     return LeadRunClient(env, uid=args.uid, id_token=token)
 
 
-def _console() -> Console:
-    # Piped output (make demo | tee, CI logs) gets a wide fixed width instead of 80 columns.
-    return Console() if sys.stdout.isatty() else Console(width=150)
-
-
-def _error_text(answer: requests.Response) -> str:
-    try:
-        body = answer.json()
-    except ValueError:
-        return f"HTTP {answer.status_code}: {answer.text[:300]}"
-    error = body.get("error") if isinstance(body, dict) else None
-    if not isinstance(error, dict):
-        return f"HTTP {answer.status_code}: {json.dumps(body)[:300]}"
-    lines = [f"HTTP {answer.status_code} {error.get('code')}: {error.get('message')}"]
-    for detail in error.get("details") or []:
-        lines.append(f"  {detail.get('field')}: {detail.get('message')}")
-    return "\n".join(lines)
-
-
 def _funnel(client: LeadRunClient, run_id: str) -> dict[str, Any]:
     try:
         answer = client.diagnostics(run_id)
     except requests.RequestException as exc:
         raise CliError(f"diagnostics unreachable: {exc}") from exc
     if answer.status_code != 200:
-        raise CliError(f"diagnostics for {run_id}: {_error_text(answer)}")
+        raise CliError(f"diagnostics for {run_id}: {terminal.error_text(answer)}")
     return dict(answer.json())
 
 
 def _view(client: LeadRunClient, run_id: str) -> RunView:
     return build_view(_funnel(client, run_id), client.receipts(run_id))
-
-
-# -- waiting, with a progress bar -------------------------------------------------------------
-def _outcomes_text(buckets: Counter[str]) -> str:
-    parts = []
-    for key in (*PROGRESS_ORDER, *sorted(set(buckets) - set(PROGRESS_ORDER))):
-        if buckets.get(key):
-            colour = _COLOURS.get(key, "white")
-            label = OUTCOME_LABELS.get(key, key)
-            parts.append(f"[{colour}]{label} {buckets[key]}[/]")
-    return "  ".join(parts) or "[dim]waiting for the first receipts[/]"
-
-
-def wait_with_progress(
-    console: Console,
-    client: LeadRunClient,
-    run_id: str,
-    *,
-    expected: int,
-    timeout_s: float,
-    poll_s: float = 0.4,
-) -> bool:
-    """Show terminal receipts by outcome until every receipt is terminal; False on timeout."""
-    deadline = time.monotonic() + timeout_s
-    columns = (
-        SpinnerColumn(finished_text="[green]✓[/]"),
-        TextColumn("[bold]{task.description}"),
-        BarColumn(bar_width=36),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[outcomes]}"),
-        TimeElapsedColumn(),
-    )
-    with Progress(*columns, console=console, transient=False) as progress:
-        task = progress.add_task("receipts", total=max(expected, 1), outcomes="")
-        while True:
-            total, done, buckets = tally(client.receipts(run_id))
-            total = max(total, expected)
-            progress.update(task, total=total, completed=done, outcomes=_outcomes_text(buckets))
-            if done >= total:
-                return True
-            if time.monotonic() > deadline:
-                return False
-            time.sleep(poll_s)
-
-
-def summary_table(view: RunView) -> Table:
-    """Per action: how many receipts ended how."""
-    by_action: dict[str, Counter[str]] = {}
-    expanded = 0
-    for row in view.leads:
-        expanded += int(row.expanded)
-        for action, receipt in row.receipts.items():
-            key = str(receipt.get("outcome") or receipt.get("status"))
-            by_action.setdefault(action, Counter())[key] += 1
-    mode = "dry run: what would happen" if view.dry_run else "live run"
-    table = Table(title=f"run {view.run_id} · {mode}", title_justify="left")
-    table.add_column("action")
-    for key in ("booked", "no_slot", "sent", "drafted", "created", "rejected", "failed", "pending"):
-        table.add_column(OUTCOME_LABELS.get(key, key), justify="right")
-    for action in ("calendar", "email", "drive"):
-        if action not in by_action:
-            continue
-        counts = by_action[action]
-        cells = []
-        for key in ("booked", "no_slot", "sent", "drafted", "created", "rejected", "failed"):
-            value = counts.get(key, 0)
-            cells.append(f"[{_COLOURS.get(key, 'white')}]{value}[/]" if value else "[dim]·[/]")
-        cells.append(str(counts.get("pending", 0)) if counts.get("pending") else "[dim]·[/]")
-        if action == "calendar" and expanded:
-            cells[0] += f" [dim]({expanded} expanded)[/]"
-        table.add_row(action, *cells)
-    return table
-
-
-def funnel_table(view: RunView) -> Table:
-    """The diagnostics funnel (CONTRACT §6) with a bar per stage."""
-    c = view.counts
-    stages: list[tuple[str, int, str]] = []
-    if c.get("sourced") or c.get("filtered"):
-        stages += [
-            ("sourced", c.get("sourced", 0), "white"),
-            ("filtered out", c["filtered"], "dim"),
-        ]
-    stages += [
-        ("submitted", view.submitted, "white"),
-        ("accepted", c.get("accepted", 0), "cyan"),
-        ("rejected", c.get("rejected", 0), "red"),
-        ("booked", c.get("booked", 0), "green"),
-        ("no slot", c.get("noSlot", 0), "yellow"),
-        ("sent", c.get("sent", 0), "green"),
-        ("drafted", c.get("drafted", 0), "blue"),
-        ("folders", c.get("foldersCreated", 0), "green"),
-        ("simulated", c.get("simulated", 0), "cyan"),
-        ("failed", c.get("failed", 0), "bold red"),
-        ("pending", c.get("pending", 0), "white"),
-    ]
-    top = max([value for _, value, _ in stages] + [1])
-    table = Table(title=f"diagnostics funnel · {view.run_id}", title_justify="left")
-    table.add_column("stage")
-    table.add_column("count", justify="right")
-    table.add_column("", min_width=30)
-    for name, value, colour in stages:
-        bar = "█" * round(30 * value / top) if value else ""
-        table.add_row(name, str(value), f"[{colour}]{bar}[/]")
-    return table
-
-
-def reasons_line(view: RunView) -> str:
-    """Diagnostics' reasons (counted per receipt) in one line."""
-    if not view.reasons:
-        return "reasons: none"
-    return "reasons (receipts): " + ", ".join(f"{k} {v}" for k, v in sorted(view.reasons.items()))
-
-
-def _link(url: str | None, text: str) -> str:
-    if not url or not url.startswith(("http://", "https://")):
-        return ""
-    return f"[link={escape(url)}]{text}[/link]"
-
-
-def leads_table(view: RunView) -> Table:
-    """One row per lead: status, outcome, reason, links to the event, the Meet and the folder."""
-    table = Table(title=f"receipts per lead · {view.run_id}", title_justify="left")
-    for name in ("lead", "email", "status", "outcome", "reason", "meeting", "links"):
-        table.add_column(name, overflow="fold")
-    status_colour = {
-        "done": "green",
-        "simulated": "cyan",
-        "rejected": "red",
-        "failed": "bold red",
-        "pending": "yellow",
-    }
-    for row in view.leads:
-        links = " ".join(
-            part
-            for part in (
-                _link(row.links.event, "event"),
-                _link(row.links.meet, "meet"),
-                _link(row.links.folder, "folder"),
-            )
-            if part
-        )
-        meeting = ""
-        if row.meeting_start:
-            meeting = row.meeting_start[:16].replace("T", " ") + (" ⤳" if row.expanded else "")
-        colour = status_colour.get(row.status, "white")
-        table.add_row(
-            escape(row.lead_doc_id),
-            escape(row.email or "—"),
-            f"[{colour}]{row.status}[/]",
-            escape(row.outcome),
-            escape(row.reason or ""),
-            meeting,
-            links or "[dim]—[/]",
-        )
-    table.caption = "⤳ booked by the expanded search (no candidate slot was free)"
-    table.caption_justify = "left"
-    return table
 
 
 # -- commands ---------------------------------------------------------------------------------
@@ -367,7 +168,7 @@ def new_run_id(dry_run: bool, now: datetime) -> str:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Validate, submit in requests of at most 500 leads, follow the run until it settles."""
-    console = _console()
+    console = terminal.console()
     now = datetime.now(UTC)
     parsed = load_leads(args, now)
     if parsed.problems:
@@ -398,7 +199,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             raise CliError(f"schedule unreachable: {exc}") from exc
         if answer.status_code != 202:
             console.print(f"[red]request {index}/{len(bodies)} refused[/]")
-            print(_error_text(answer), file=sys.stderr)
+            print(terminal.error_text(answer), file=sys.stderr)
             if index > 1:
                 print(f"the first {index - 1} request(s) were accepted", file=sys.stderr)
             return EXIT_STACK if answer.status_code >= 500 or index > 1 else EXIT_INPUT
@@ -409,11 +210,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     if parsed.stages:
         stages = client.post_stages({"runId": run_id, **parsed.stages})
         if stages.status_code != 200:
-            console.print(f"[yellow]lead-engine stages not recorded: {_error_text(stages)}[/]")
+            problem = terminal.error_text(stages)
+            console.print(f"[yellow]lead-engine stages not recorded: {problem}[/]")
     expected = len(parsed.leads) * len(parsed.settings["actions"])
-    settled = wait_with_progress(console, client, run_id, expected=expected, timeout_s=args.timeout)
+    settled = terminal.wait_with_progress(
+        console, client, run_id, expected=expected, timeout_s=args.timeout
+    )
     view = _view(client, run_id)
-    console.print(summary_table(view))
+    console.print(terminal.summary_table(view))
     failed = view.counts.get("failed", 0)
     if not settled:
         console.print(f"[red]not settled after {args.timeout:g}s[/]: `leadrun status {run_id}`")
@@ -435,10 +239,10 @@ def cmd_status(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(view.to_json(), indent=2, sort_keys=False))
         return EXIT_OK
-    console = _console()
-    console.print(leads_table(view))
-    console.print(funnel_table(view))
-    console.print(reasons_line(view))
+    console = terminal.console()
+    console.print(terminal.leads_table(view))
+    console.print(terminal.funnel_table(view))
+    console.print(terminal.reasons_line(view))
     return EXIT_FAILED if view.counts.get("failed", 0) else EXIT_OK
 
 
@@ -457,12 +261,13 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_replay(args: argparse.Namespace) -> int:
     """Reopen failed receipts and re-publish every action that is not terminal."""
-    from leadrun.operations import pubsub_clients, replay_run
+    from leadrun.operations import replay_run
+    from leadrun.pubsub import pubsub_clients
 
     client = _client(args)
     if client.store.get_run(args.run_id) is None:
         raise CliError(f"no run {args.run_id}", EXIT_INPUT)
-    console = _console()
+    console = terminal.console()
     with pubsub_clients(client.env) as (bus, _subscriber):
         result = replay_run(client.store, bus, args.run_id)
     console.print(
@@ -474,7 +279,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     if args.no_wait or not result.published:
         return EXIT_OK
     total, _, _ = tally(client.receipts(args.run_id))
-    settled = wait_with_progress(
+    settled = terminal.wait_with_progress(
         console, client, args.run_id, expected=total, timeout_s=args.timeout
     )
     rows = client.receipts(args.run_id)
@@ -488,12 +293,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 def cmd_seek(args: argparse.Namespace) -> int:
     """Seek a subscription to a time or a snapshot."""
-    from leadrun.operations import (
-        parse_seek_target,
-        pubsub_clients,
-        seek_subscription,
-        subscription_path,
-    )
+    from leadrun.operations import parse_seek_target, seek_subscription, subscription_path
+    from leadrun.pubsub import pubsub_clients
 
     env, _ = resolve_env(args.env)
     try:
@@ -510,7 +311,8 @@ def cmd_seek(args: argparse.Namespace) -> int:
 
 def cmd_redrive(args: argparse.Namespace) -> int:
     """Dead-lettered messages back to their topics, their receipts reopened."""
-    from leadrun.operations import pubsub_clients, redrive_dead_letters, subscription_path
+    from leadrun.operations import redrive_dead_letters, subscription_path
+    from leadrun.pubsub import pubsub_clients
 
     client = _client(args)
     name = (

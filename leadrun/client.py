@@ -6,9 +6,11 @@ same public interface (CONTRACT §3, §6, §7) and read the same receipts (§4).
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import requests
@@ -162,12 +164,16 @@ class LeadRunClient:
             time.sleep(poll_s)
 
 
-def read_env_file(path: str) -> dict[str, str]:
-    """`KEY=VALUE` lines of `.leadrun/stack.env`."""
+def read_env_file(path: str | Path) -> dict[str, str]:
+    """`KEY=VALUE` lines of a stack.env (`make up` writes `.leadrun/stack.env`); {} if missing.
+
+    Blank lines and `#` comments are skipped; keys and values are stripped.
+    """
     env: dict[str, str] = {}
-    with open(path, encoding="utf-8") as handle:
-        for line in handle:
-            key, sep, value = line.strip().partition("=")
+    with contextlib.suppress(FileNotFoundError):
+        for line in Path(path).read_text(encoding="utf-8").splitlines():
+            key, sep, value = line.partition("=")
+            key = key.strip()
             if sep and key and not key.startswith("#"):
-                env[key] = value
+                env[key] = value.strip()
     return env

@@ -27,7 +27,7 @@ from zoneinfo import ZoneInfo
 from rich.console import Console
 from rich.rule import Rule
 
-from leadrun import cli
+from leadrun import cli, terminal
 from leadrun.client import LeadRunClient, read_env_file
 from leadrun.leads import parse_slot, today_in
 from leadrun.stack import DEFAULT_STATE_DIR, ENV_FILE, REPO_ROOT, Stack, reset_emulators
@@ -56,7 +56,7 @@ def start_stack(state_dir: Path) -> dict[str, str]:
         check=True,
         cwd=REPO_ROOT,
     )
-    return read_env_file(str(state_dir / ENV_FILE))
+    return read_env_file(state_dir / ENV_FILE)
 
 
 def seed_busy(console: Console, client: LeadRunClient, busy_file: Path, now: datetime) -> None:
@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--busy", type=Path, default=SAMPLES / "busy.json")
     args = parser.parse_args(argv)
     state_dir: Path = args.state_dir.resolve()
-    console = cli._console()
+    console = terminal.console()
     # The CLI finds the stack through LEADRUN_STATE_DIR, exactly as it would after `make up`.
     os.environ["LEADRUN_STATE_DIR"] = str(state_dir)
     os.chdir(REPO_ROOT)

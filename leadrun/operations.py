@@ -11,8 +11,7 @@ atomic commit, so counts keep equalling receipts.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -231,21 +230,3 @@ def seek_subscription(subscriber: Any, subscription_path: str, target: datetime 
 def subscription_path(project: str, name: str) -> str:
     """`projects/P/subscriptions/NAME` (a full path is kept as it is)."""
     return name if name.startswith("projects/") else f"projects/{project}/subscriptions/{name}"
-
-
-@contextmanager
-def pubsub_clients(env: Mapping[str, str]) -> Iterator[tuple[PubSubBus, Any]]:
-    """A publisher bus and a subscriber client for `env` (the emulator when it names one)."""
-    from google.cloud import pubsub_v1  # type: ignore[attr-defined]
-
-    from leadrun.emulators import emulator_address
-
-    # The clients read the emulator address when they are built: set it for exactly that moment.
-    with emulator_address("PUBSUB_EMULATOR_HOST", env.get("PUBSUB_EMULATOR_HOST")):
-        bus = PubSubBus(env["GOOGLE_CLOUD_PROJECT"])
-        _ = bus.publisher
-        subscriber = pubsub_v1.SubscriberClient()
-    try:
-        yield bus, subscriber
-    finally:
-        subscriber.close()

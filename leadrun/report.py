@@ -328,8 +328,9 @@ def render_report(view: RunView, generated_at: datetime | None = None) -> str:
         f'<div class="l">{escape(label)}</div></div>'
         for key, label, value in kpis
     )
-    by_status = view.reasons_by_status()
-    receipt_reasons = dict(by_status["rejected"] + by_status["failed"] + by_status["other"])
+    # Leads, not receipts (CONTRACT §6 v1.1): a lead rejected for no_email counts once, not
+    # once per action.
+    receipt_reasons = dict(view.reason_leads())
     lead_rows = "".join(_lead_row(row) for row in view.leads) or (
         '<tr><td colspan="9" class="muted">no leads</td></tr>'
     )
@@ -349,7 +350,7 @@ def render_report(view: RunView, generated_at: datetime | None = None) -> str:
 <div class="grid">
 {_count_table("Rejected at intake (leads)", dict(view.lead_reasons()), "leads", "rejections")}
 {_count_table("Filtered by the lead engine", view.filter_reasons, "leads", "filters")}
-{_count_table("Receipt reasons (all actions)", receipt_reasons, "receipts", "reasons")}
+{_count_table("Receipt reasons (leads, all actions)", receipt_reasons, "leads", "reasons")}
 {_failures(view)}
 </div>
 <h2>Receipts per lead</h2>

@@ -49,6 +49,10 @@ class LeadRow:
     meeting_start: str | None = None
     expanded: bool = False
 
+    def receipt_reasons(self) -> set[str]:
+        """The distinct reason codes among this lead's receipts."""
+        return {str(r["reason"]) for r in self.receipts.values() if r.get("reason")}
+
     def to_json(self) -> dict[str, Any]:
         """The row as `leadrun status --json` prints it."""
         return {
@@ -88,20 +92,27 @@ class RunView:
         return int(self.counts.get("accepted", 0)) + int(self.counts.get("rejected", 0))
 
     def reasons_by_status(self) -> dict[str, Counter[str]]:
-        """Reason codes of the receipts, split into `rejected`, `failed` and `other` (no_slot)."""
+        """Leads per reason code of their receipts, split into `rejected`, `failed` and `other`
+        (no_slot, meet_failed): a lead counts once per reason in a part, whatever its actions."""
         out: dict[str, Counter[str]] = {
             "rejected": Counter(),
             "failed": Counter(),
             "other": Counter(),
         }
         for row in self.leads:
-            for receipt in row.receipts.values():
-                reason = receipt.get("reason")
-                if not reason:
-                    continue
-                bucket = receipt.get("status") if receipt.get("status") in out else "other"
-                out[str(bucket)][str(reason)] += 1
+            found = {
+                (str(r["status"]) if r.get("status") in out else "other", str(r["reason"]))
+                for r in row.receipts.values()
+                if r.get("reason")
+            }
+            for bucket, reason in found:
+                out[bucket][reason] += 1
         return out
+
+    def reason_leads(self) -> Counter[str]:
+        """Leads per reason code of their receipts, all actions (CONTRACT §6 v1.1: a lead counts
+        once for each distinct reason among its receipts, as diagnostics' `reasons` does)."""
+        return Counter(reason for row in self.leads for reason in row.receipt_reasons())
 
     def lead_reasons(self) -> Counter[str]:
         """Why leads were rejected at intake, one count per lead."""

@@ -109,6 +109,15 @@ def test_run_settles_and_status_agrees_with_diagnostics(
     assert cli.main(["status", run_id, "--env", str(env_file)]) == cli.EXIT_OK
     table = capsys.readouterr().out
     assert "a-1" in table and "no_email" in table and "diagnostics funnel" in table
+    assert "reasons (leads): " in table  # CONTRACT §6 v1.1: reasons count leads
+
+    # The report counts leads per reason from the receipts: a-4 has three no_email receipts.
+    page = tmp_path / "report.html"
+    assert cli.main(["report", run_id, "--out", str(page), "--env", str(env_file)]) == 0
+    reasons = page.read_text().split('class="card reasons"', 1)[1].split("</section>", 1)[0]
+    assert '<tr data-reason="no_email"><td><code>no_email</code></td><td class="n">1</td>' in (
+        reasons
+    )
 
 
 def test_dry_run_writes_nothing(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -24,11 +25,13 @@ import requests
 
 from common import topology
 from leadrun import stack as stackmod
+from leadrun import stack_config
+from leadrun.processes import listening_inodes, proc_stat
 from leadrun.stack import Stack, StackError, pubsub_clients, start_stack
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 needs_emulators = pytest.mark.skipif(
-    not (stackmod.shutil.which("gcloud") and stackmod.shutil.which("java")),
+    not (shutil.which("gcloud") and shutil.which("java")),
     reason="needs the Google Cloud CLI emulators and Java",
 )
 
@@ -166,19 +169,16 @@ def records(out: Path, target: str) -> list[dict[str, Any]]:
 
 def publish(stack: Stack, topic: str, data: dict[str, Any], attributes: dict[str, str]) -> str:
     """Publish one message on the stack's emulator; its message id."""
-    with pubsub_clients(stack.pubsub_host) as (publisher, _):
-        response = publisher.publish(
-            request={
-                "topic": f"projects/{stack.project}/topics/{topic}",
-                "messages": [{"data": json.dumps(data).encode(), "attributes": attributes}],
-            }
+    with pubsub_clients(stack.env) as (bus, _):
+        future = bus.publisher.publish(
+            f"projects/{stack.project}/topics/{topic}", json.dumps(data).encode(), **attributes
         )
-    return str(response.message_ids[0])
+        return str(future.result(timeout=30))
 
 
 def alive(pid: int) -> bool:
     """Whether `pid` is a live, non-zombie process."""
-    stat = stackmod._proc_stat(pid)
+    stat = proc_stat(pid)
     return stat is not None and stat[0] not in ("Z", "X")
 
 
@@ -276,8 +276,9 @@ def test_http_function_gets_the_stack_environment(stack: Stack) -> None:
 @needs_emulators
 def test_subscriptions_carry_the_production_policy(stack: Stack) -> None:
     project = stack.project
-    with pubsub_clients(stack.pubsub_host) as (publisher, subscriber):
-        topics = {t.name for t in publisher.list_topics(request={"project": f"projects/{project}"})}
+    with pubsub_clients(stack.env) as (bus, subscriber):
+        listed = bus.publisher.list_topics(request={"project": f"projects/{project}"})
+        topics = {t.name for t in listed}
         assert topics == {f"projects/{project}/topics/{t}" for t in topology.TOPICS}
         for spec in topology.FUNCTIONS:
             if spec.signature != "cloudevent":
@@ -369,7 +370,7 @@ def test_failing_message_is_redelivered_then_dead_lettered(
 
     # The audit pull subscription keeps a copy for operators (`leadrun redrive`).
     audit = f"projects/{stack.project}/subscriptions/{stackmod.DEAD_LETTER_AUDIT_SUBSCRIPTION}"
-    with pubsub_clients(stack.pubsub_host) as (_, subscriber):
+    with pubsub_clients(stack.env) as (_, subscriber):
         found = None
         deadline = time.monotonic() + 20
         while found is None and time.monotonic() < deadline:
@@ -432,7 +433,7 @@ def test_reset_emulators_empties_firestore_and_keeps_the_topology(stack: Stack) 
     stackmod.reset_emulators(stack)
 
     assert requests.get(f"{base}/probe/doc1", headers=headers, timeout=10).status_code == 404
-    with pubsub_clients(stack.pubsub_host) as (_, subscriber):
+    with pubsub_clients(stack.env) as (_, subscriber):
         for spec in topology.FUNCTIONS:
             if spec.subscription:
                 subscriber.get_subscription(
@@ -490,7 +491,7 @@ def test_cli_up_is_idempotent_and_down_leaves_no_process(
         pids = stack.pids()
         commands = {pid: Path(f"/proc/{pid}/cmdline").read_bytes() for pid in pids}
         assert sum(b"java" in cmd for cmd in commands.values()) >= 2  # both emulators' JVMs
-        assert all(stackmod._proc_stat(pid)[1] != os.getpgrp() for pid in pids)
+        assert all(proc_stat(pid)[1] != os.getpgrp() for pid in pids)
 
         again = run("up")
         assert again.returncode == 0, again.stderr
@@ -528,7 +529,7 @@ def test_missing_prerequisites_name_what_to_install(
 def test_down_never_signals_a_process_it_did_not_start(tmp_path: Path) -> None:
     stranger = subprocess.Popen(["sleep", "60"], start_new_session=True)
     try:
-        stat = stackmod._proc_stat(stranger.pid)
+        stat = proc_stat(stranger.pid)
         assert stat is not None
         state_dir = tmp_path / "state"
         state_dir.mkdir()
@@ -606,7 +607,7 @@ class _Squatter:
 
 
 def _listening(port: int) -> bool:
-    return bool(stackmod._listening_inodes(port))
+    return bool(listening_inodes(port))
 
 
 @pytest.mark.integration
@@ -633,7 +634,7 @@ def test_a_port_held_by_another_process_is_never_taken_for_ours(
         assert not (tmp_path / "fixed" / "stack.pids.json").exists()
 
         # ports="auto": the stack notices and moves the component to another free port.
-        real_free_ports = stackmod.free_ports
+        real_free_ports = stack_config.free_ports
         calls = {"n": 0}
 
         def racy_free_ports(count: int) -> list[int]:
@@ -643,7 +644,7 @@ def test_a_port_held_by_another_process_is_never_taken_for_ours(
                 picked[stackmod.COMPONENTS.index("schedule")] = squatter.port
             return picked
 
-        monkeypatch.setattr(stackmod, "free_ports", racy_free_ports)
+        monkeypatch.setattr(stack_config, "free_ports", racy_free_ports)
         running = start_stack(
             tmp_path / "auto",
             ports="auto",

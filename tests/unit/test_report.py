@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from leadrun.report import funnel_stages, render_report
+from leadrun.terminal import reasons_line
 from leadrun.views import build_view, tally
 
 FUNNEL = {
@@ -24,7 +25,8 @@ FUNNEL = {
         "pending": 0,
         "failed": 1,
     },
-    "reasons": {"no_email": 3, "no_slot": 1, "permanent_error": 1},
+    # Leads per reason (CONTRACT §6 v1.1): "nomail" below has three no_email receipts, one lead.
+    "reasons": {"no_email": 1, "no_slot": 1, "permanent_error": 1},
     "filterReasons": {"duplicate": 4},
     "updatedAt": "2026-11-26T15:00:00+00:00",
 }
@@ -115,3 +117,40 @@ def test_report_is_self_contained_and_escapes_lead_data() -> None:
     # Nothing to fetch: no external stylesheets, scripts, images or fonts.
     for marker in ("<link", "<script", "<img", "@import", "url("):
         assert marker not in page
+
+
+def test_reasons_count_leads_not_receipts() -> None:
+    """A lead rejected for no_email with three actions counts once (CONTRACT §6 v1.1)."""
+    view = build_view(FUNNEL, ROWS)
+    assert view.reason_leads() == {"no_email": 1, "no_slot": 1, "permanent_error": 1}
+    by_status = view.reasons_by_status()
+    assert by_status["rejected"] == {"no_email": 1}
+    assert by_status["failed"] == {"permanent_error": 1}
+    assert by_status["other"] == {"no_slot": 1}
+    assert reasons_line(view) == "reasons (leads): no_email 1, no_slot 1, permanent_error 1"
+
+    page = render_report(view, datetime(2026, 11, 26, tzinfo=UTC))
+    reasons = page.split('class="card reasons"', 1)[1].split("</section>", 1)[0]
+    assert '<th class="n">leads</th>' in reasons
+    assert (
+        '<tr data-reason="no_email"><td><code>no_email</code></td><td class="n">1</td></tr>'
+        in reasons
+    )
+
+
+def test_a_reason_counts_once_per_lead_across_statuses() -> None:
+    """Two receipts of one lead with the same reason, one failed and one done: still one lead."""
+    rows = [
+        (
+            "meet",
+            {"status": "accepted", "lead": {"name": "M", "email": "m@a.test"}},
+            {
+                "calendar": receipt("calendar", "failed", reason="meet_failed"),
+                "email": receipt("email", "done", "drafted", reason="meet_failed"),
+            },
+        )
+    ]
+    view = build_view({**FUNNEL, "reasons": {"meet_failed": 1}}, rows)
+    assert view.reason_leads() == {"meet_failed": 1}
+    assert view.reasons_by_status()["failed"] == {"meet_failed": 1}
+    assert view.reasons_by_status()["other"] == {"meet_failed": 1}
