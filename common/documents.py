@@ -98,6 +98,10 @@ class Documents(Protocol):
         """Every document of a collection: (id, document)."""
         ...
 
+    def latest(self, collection: str, field_name: str) -> Any:
+        """The greatest non-null text value of `field_name` among a collection's documents."""
+        ...
+
     def counters(self, run_id: str) -> Counter[str]:
         """A run's counters, summed."""
         ...

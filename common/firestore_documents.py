@@ -95,6 +95,19 @@ class FirestoreDocuments:
             for snap in self.db.collection(collection).stream()
         ]
 
+    def latest(self, collection: str, field_name: str) -> Any:
+        """One indexed read: the collection ordered by the field, descending (the automatic
+        single-field index); `> ""` keeps documents without it, or with null, out."""
+        query = (
+            self.db.collection(collection)
+            .where(filter=FieldFilter(field_name, ">", ""))
+            .order_by(field_name, direction=firestore.Query.DESCENDING)
+            .limit(1)
+        )
+        for snap in query.stream():
+            return (snap.to_dict() or {}).get(field_name)
+        return None
+
     def counters(self, run_id: str) -> Counter[str]:
         """The sum of a run's counter shards, as `{"counts.booked": 3, ...}`."""
         total: Counter[str] = Counter()

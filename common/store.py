@@ -157,6 +157,11 @@ class Store:
         """A run's counters folded into `counts` and `reasons`."""
         return fold(self.docs.counters(run_id))
 
+    def waiting_until(self, run_id: str) -> str | None:
+        """The latest `waiting.until` among a run's receipts (None: nothing waits)."""
+        found = self.docs.latest(paths.leads(run_id), "waitingUntil")
+        return None if found is None else str(found)
+
     # -- leads ----------------------------------------------------------------------------
     def get_lead(self, run_id: str, lead_doc_id: str) -> dict[str, Any] | None:
         """One lead document, or None."""
@@ -267,12 +272,12 @@ class Store:
             writes = [guarded(receipt_path, doc, {**fields, "updatedAt": SERVER_TIME})]
             counts = delta(counted_keys(old), counted_keys(new))
             lead = found[lead_path]
-            if lead is not None and old.get("reason") != new.get("reason"):
-                tally = retally(lead.data.get("reasonTally") or {}, old, new)
-                counts.update(
-                    delta(lead_keys(lead.data), lead_keys({**lead.data, "reasonTally": tally}))
-                )
-                writes.append(guarded(lead_path, lead, {"reasonTally": tally}))
+            if lead is not None:
+                lead_fields = _lead_follows(lead.data, action, old, new)
+                after = {**lead.data, **lead_fields}
+                counts.update(delta(lead_keys(lead.data), lead_keys(after)))
+                if lead_fields:
+                    writes.append(guarded(lead_path, lead, lead_fields))
             return Decision(result, Commit(writes, run_id, counts))
 
         return change(self.docs, [receipt_path, lead_path], decide)
@@ -381,6 +386,25 @@ class Store:
                 continue
             found.append((run_id, lead_id, action))
         return found
+
+
+def _lead_follows(
+    lead: Mapping[str, Any], action: str, old: Mapping[str, Any], new: Mapping[str, Any]
+) -> dict[str, Any]:
+    """What a lead keeps of its receipts, when one changes from `old` to `new`: `reasonTally`
+    (so `reasons` counts leads) and `waiting` with its latest `waitingUntil` (so diagnostics
+    finds a run's latest wait with one indexed read)."""
+    fields: dict[str, Any] = {}
+    if old.get("reason") != new.get("reason"):
+        fields["reasonTally"] = retally(lead.get("reasonTally") or {}, old, new)
+    until = (new.get("waiting") or {}).get("until")
+    if (old.get("waiting") or {}).get("until") != until:
+        waits = {k: v for k, v in (lead.get("waiting") or {}).items() if k != action}
+        if until:
+            waits[action] = until
+        fields["waiting"] = waits
+        fields["waitingUntil"] = max(waits.values(), default=None)
+    return fields
 
 
 def stamp(moment: datetime) -> str:

@@ -96,6 +96,11 @@ class MemoryDocuments:
                 if path.startswith(collection + "/") and path.count("/") == depth
             ]
 
+    def latest(self, collection: str, field_name: str) -> Any:
+        """The greatest text value of the field in the collection."""
+        values = [doc.data.get(field_name) for _, doc in self.children(collection)]
+        return max((v for v in values if isinstance(v, str) and v > ""), default=None)
+
     def counters(self, run_id: str) -> Counter[str]:
         """A run's counters."""
         with self._lock:
@@ -181,6 +186,9 @@ class FakeCalendar:
         self.calls = calls or Calls()
         self.busy_blocks: dict[str, list[Interval]] = {}
         self.events: dict[tuple[str, str], dict[str, Any]] = {}
+        self.meet_pending_reads = 0  # reads of a new event that still show Meet `pending`
+        self.meet_fails = False
+        self._pending: dict[tuple[str, str], int] = {}
 
     def busy(
         self, subject: str, calendar_id: str, window: Interval, time_zone: str
@@ -207,16 +215,33 @@ class FakeCalendar:
         if key in self.events:
             raise http_error(409, "duplicate", "The requested identifier already exists.")
         made = {**event, "status": "confirmed", "htmlLink": f"https://calendar.test/{event['id']}"}
-        made["hangoutLink"] = f"https://meet.test/{event['id'][:10]}"
         self.events[key] = made
+        self._pending[key] = self.meet_pending_reads
         self.calls.leave("events.insert")
-        return made
+        return self._as_read(key)
+
+    def _as_read(self, key: tuple[str, str]) -> dict[str, Any]:
+        """The event as Google shows it now: Meet pending for a while, then its outcome."""
+        event = dict(self.events[key])
+        create = dict((event.get("conferenceData") or {}).get("createRequest") or {})
+        if self._pending.get(key, 0) > 0:
+            status = "pending"
+        else:
+            status = "failure" if self.meet_fails else "success"
+        event["conferenceData"] = {"createRequest": {**create, "status": {"statusCode": status}}}
+        if status == "success":
+            event["hangoutLink"] = f"https://meet.test/{key[1][:10]}"
+        return event
 
     def get_event(self, subject: str, calendar_id: str, event_id: str) -> dict[str, Any] | None:
         """The event, or None."""
         if (error := self.calls.enter("events.get")) is not None:
             raise error
-        return self.events.get((calendar_id, event_id))
+        key = (calendar_id, event_id)
+        if key not in self.events:
+            return None
+        self._pending[key] = max(0, self._pending.get(key, 0) - 1)
+        return self._as_read(key)
 
 
 class FreeBusyOnly:

@@ -13,7 +13,7 @@ import random
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -72,6 +72,7 @@ class Deps:
     bus: Bus
     tools_for: Callable[[bool], Tools]
     max_age: timedelta = timedelta(days=7)
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
 
 
 @dataclass(frozen=True)
@@ -215,7 +216,7 @@ def handle_delivery(deps: Deps, delivery: Delivery, effect: Effect) -> str:
         say("no readable lead: recorded as failed", severity="ERROR", outcome="permanent_error")
         return "permanent_error"
     settings = deps.receipts.lead_settings(d.run_id, lead_doc)
-    now = datetime.now(UTC)
+    now = deps.clock()
     if d.publish_time and now - d.publish_time > deps.max_age:
         record(failed("expired", "expired", f"message older than {deps.max_age}; replay to retry"))
         if d.action == "calendar":
@@ -226,7 +227,7 @@ def handle_delivery(deps: Deps, delivery: Delivery, effect: Effect) -> str:
     dry_run = bool(run.get("dryRun"))
     tools = deps.tools_for(dry_run)
     work = Work(d, dry_run, lead_doc, lead, settings, claim, tools, deps.receipts, deps.holds, now)
-    gate = _Gate(deps.gates, settings.host.senderEmail, ACTION_API[d.action])
+    gate = _Gate(deps.gates, settings.host.senderEmail, ACTION_API[d.action], deps.clock)
     outcome = gate.held(now) or _act(effect, work, gate, _GiveBack(deps.receipts, d, owner, say))
     try:
         if outcome.follow_ups:
@@ -279,6 +280,7 @@ class _Gate:
     gates: Gates
     host: str
     api: str
+    clock: Callable[[], datetime]
     streak: int = 0
 
     def held(self, now: datetime) -> Outcome | None:
@@ -290,7 +292,7 @@ class _Gate:
 
     def met(self, exc: BaseException) -> Limit | None:
         """The wait a refused call asks for (the host's gate closed with it), or None."""
-        limit = limit_of(exc, self.api, datetime.now(UTC), self.streak)
+        limit = limit_of(exc, self.api, self.clock(), self.streak)
         return None if limit is None else self.gates.close(self.host, limit)
 
     def passed(self) -> None:
@@ -365,7 +367,7 @@ def _act(effect: Effect, work: Work, gate: _Gate, give_back: _GiveBack) -> Outco
         except Exception as exc:
             limit = gate.met(exc)
             if limit is not None:
-                wait = (limit.until - datetime.now(UTC)).total_seconds()
+                wait = (limit.until - gate.clock()).total_seconds()
                 if wait > BRIEF_WAIT_S or attempt == QUICK_TRIES:
                     return Outcome(waiting_fields(limit))
                 time.sleep(max(wait, 0.0))  # a brief wait costs less than a round trip

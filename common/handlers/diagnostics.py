@@ -59,11 +59,13 @@ def funnel(store: Store, run_id: str, run: dict[str, Any]) -> dict[str, Any]:
     counts = {"sourced": int(stages.get("sourced", 0)), "filtered": int(stages.get("filtered", 0))}
     counts.update(folded["counts"])
     reasons = dict(folded["reasons"])
+    waiting_until = store.waiting_until(run_id) if counts.get("waiting") else None
     return {
         "runId": run_id,
         "dryRun": bool(run.get("dryRun")),
         "counts": counts,
         "reasons": reasons,
+        "waitingUntil": waiting_until,
         "filterReasons": dict(stages.get("filterReasons") or {}),
         "updatedAt": _iso(run.get("updatedAt")),
     }

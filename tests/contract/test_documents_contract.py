@@ -221,3 +221,13 @@ def _bucket_paths(key: str, hold: SlotHold) -> list[str]:
     from common.holds import hold_paths
 
     return hold_paths(key, hold)
+
+
+def test_latest_gives_the_greatest_text_value_and_skips_documents_without_it(docs: Any) -> None:
+    run = unique("late")
+    collection = paths.leads(run)
+    assert docs.latest(collection, "waitingUntil") is None
+    values = {"a": "2030-01-01T00:00:00.000Z", "b": "2031-06-01T00:00:00.000Z", "c": None}
+    writes = [Write(f"{collection}/{k}", {"waitingUntil": v}, ABSENT) for k, v in values.items()]
+    docs.commit([Commit([*writes, Write(f"{collection}/d", {"other": 1}, ABSENT)])])
+    assert docs.latest(collection, "waitingUntil") == "2031-06-01T00:00:00.000Z"

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from common.config import HostAllowlist
@@ -21,6 +21,7 @@ from common.handlers.delivery import Delivery, Deps, Outcome, Retry, Work, handl
 from common.handlers.drive import drive
 from common.handlers.intake import HttpResult, handle_schedule
 from common.handlers.notify import notify
+from common.handlers.sweep import resume_due
 from common.holds import SlotHolds
 from common.ports import Tools
 from common.receipts import recount
@@ -48,6 +49,18 @@ class World:
     bus: FakeBus = field(default_factory=FakeBus)
     outcomes: list[str] = field(default_factory=list)
     deliveries: int = 0
+    later: timedelta = timedelta(0)  # how far this world's clock runs ahead of the real one
+
+    def clock(self) -> datetime:
+        """The handlers' time: real time, moved on by `tick`."""
+        return datetime.now(UTC) + self.later
+
+    def tick(self, seconds: float) -> int:
+        """Let `seconds` pass, then run the sweeper's resume and deliver what it published."""
+        self.later += timedelta(seconds=seconds)
+        resumed = resume_due(self.store, self.bus, self.clock())
+        self.pump()
+        return resumed
 
     def __post_init__(self) -> None:
         self.store = Store(self.docs, lease_s=60)
@@ -59,7 +72,12 @@ class World:
         dry = Tools(FreeBusyOnly(self.calendar))
         self.gates = Gates(self.docs)
         self.deps = Deps(
-            self.store, self.holds, self.gates, self.bus, lambda dry_run: dry if dry_run else live
+            self.store,
+            self.holds,
+            self.gates,
+            self.bus,
+            lambda dry_run: dry if dry_run else live,
+            clock=self.clock,
         )
 
     def schedule(self, body: dict[str, Any], uid: str = "alice") -> HttpResult:

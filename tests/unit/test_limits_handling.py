@@ -1,0 +1,190 @@
+"""Google's limits on the fakes: nothing fails or dead-letters, receipts wait and resume; Meet links
+are waited for; resumes find what was made by id, not by search. No emulator."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from common import limits
+from common.handlers import book
+from common.handlers.diagnostics import funnel
+from tests.fakes import http_error
+from tests.support import decode_raw, free_leads, request, unique
+from tests.unit.world import World
+
+
+@pytest.fixture
+def world(monkeypatch: pytest.MonkeyPatch) -> World:
+    monkeypatch.setattr(book, "MEET_POLL_FIRST_S", 0.01)
+    return World()
+
+
+def _gmail_429(after: datetime) -> Exception:
+    stamp = after.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    message = f"User-rate limit exceeded.  Retry after {stamp}"
+    return http_error(429, "rateLimitExceeded", message)
+
+
+def test_a_rate_limit_parks_the_receipt_and_it_resumes_when_due(world: World) -> None:
+    run = unique("rate")
+    until = datetime.now(UTC) + timedelta(seconds=30)
+    world.calls.fail("drafts.send", _gmail_429(until))
+    world.schedule(request(run, free_leads(1)))
+    world.pump()
+    email = world.receipts(run)[("lead-000", "email")]
+    assert email["status"] == "pending" and email["lease"] is None
+    assert email["waiting"]["reason"] == "rate_limit" and email["waiting"]["api"] == "gmail"
+    assert limits.retry_after(f"Retry after {email['waiting']['until']}") == until.replace(
+        microsecond=until.microsecond // 1000 * 1000
+    )
+    counts = world.store.counters(run)["counts"]
+    assert (counts["waiting"], counts["failed"], counts["pending"]) == (1, 0, 1)
+    assert funnel(world.store, run, {})["waitingUntil"] == email["waiting"]["until"]
+    assert "waiting" in world.outcomes and world.mailer.sent == []
+    assert world.tick(10) == 0  # not due yet
+    assert world.tick(25) == 1
+    email = world.receipts(run)[("lead-000", "email")]
+    assert (email["status"], email["outcome"], email["waiting"]) == ("done", "sent", None)
+    assert len(world.mailer.sent) == 1 and world.calls.counted["drafts.create"] == 1
+    assert world.store.counters(run)["counts"]["waiting"] == 0
+    assert funnel(world.store, run, {})["waitingUntil"] is None
+    assert world.counts_match_receipts(run)
+
+
+def test_a_limit_met_by_one_lead_holds_that_hosts_other_leads_back_without_calling(
+    world: World,
+) -> None:
+    run, host = unique("gate"), f"{unique('h')}@example.com"
+    until = datetime.now(UTC) + timedelta(seconds=60)
+    world.calls.fail("files.create", http_error(403, "userRateLimitExceeded", "User Rate Limit"))
+    world.schedule(request(run, free_leads(5), host=host, actions=["drive"]))
+    world.pump()
+    assert world.calls.counted["files.create"] == 1  # the others saw the gate, not the wall
+    waiting = [r["waiting"] for r in world.receipts(run).values()]
+    assert all(w and w["api"] == "drive" and w["reason"] == "rate_limit" for w in waiting)
+    other_run = unique("other")
+    world.schedule(request(other_run, free_leads(2), actions=["drive"]))  # another host
+    world.pump()
+    assert {r["outcome"] for r in world.receipts(other_run).values()} == {"created"}
+    assert until > datetime.now(UTC)
+    world.tick(120)
+    assert {r["outcome"] for r in world.receipts(run).values()} == {"created"}
+    assert len(world.drive.folders) == 7
+    assert world.counts_match_receipts(run)
+
+
+def test_a_calendar_lockout_waits_with_usage_limits_and_books_after_it(world: World) -> None:
+    run = unique("lock")
+    lockout = http_error(403, "quotaExceeded", "Calendar usage limits exceeded.")
+    world.calls.fail("events.insert", lockout, lockout)
+    world.schedule(request(run, free_leads(3), actions=["calendar"]))
+    world.pump()
+    waiting = {r["waiting"]["reason"] for r in world.receipts(run).values() if r["waiting"]}
+    assert waiting == {"usage_limits"}
+    for _ in range(12):  # the probe waits double each time the lockout is still there
+        world.tick(60)
+    receipts = world.receipts(run).values()
+    assert {r["outcome"] for r in receipts} == {"booked"}
+    assert len(world.calendar.events) == 3 and world.calls.counted["events.insert"] == 5
+
+
+def test_a_limit_never_fails_or_dead_letters_however_long_it_lasts(world: World) -> None:
+    run = unique("long")
+    world.calls.fail(
+        "drafts.send", *[_gmail_429(datetime.now(UTC) + timedelta(hours=h)) for h in (1, 2, 3)]
+    )
+    world.schedule(request(run, free_leads(1)))
+    world.pump()
+    for _ in range(4):
+        world.tick(3600)
+    email = world.receipts(run)[("lead-000", "email")]
+    assert (email["status"], email["outcome"]) == ("done", "sent")
+    assert len(world.mailer.sent) == 1
+    assert world.store.counters(run)["counts"]["failed"] == 0
+
+
+def test_a_confirmation_waits_for_a_pending_meet_link(world: World) -> None:
+    run = unique("meet")
+    world.calendar.meet_pending_reads = 3
+    world.schedule(request(run, free_leads(2)))
+    world.pump()
+    receipts = world.receipts(run)
+    for lead_id in ("lead-000", "lead-001"):
+        link = receipts[(lead_id, "calendar")]["external"]["meetLink"]
+        assert link and link.startswith("https://meet.test/")
+    assert all(
+        m["raw"] and "https://meet.test/" in decode_raw(m["raw"]).get_content()
+        for m in world.mailer.sent
+    )
+    assert len(world.mailer.sent) == 2
+
+
+def test_a_failed_meet_books_the_event_and_leaves_the_confirmation_as_a_draft(world: World) -> None:
+    run = unique("meetfail")
+    world.calendar.meet_fails = True
+    world.schedule(request(run, free_leads(1)))
+    world.pump()
+    receipts = world.receipts(run)
+    calendar, email = receipts[("lead-000", "calendar")], receipts[("lead-000", "email")]
+    assert (calendar["status"], calendar["outcome"], calendar["reason"]) == (
+        "done",
+        "booked",
+        "meet_failed",
+    )
+    assert (email["status"], email["outcome"], email["reason"]) == (
+        "done",
+        "drafted",
+        "meet_failed",
+    )
+    assert world.mailer.sent == [] and len(world.mailer.drafts) == 1
+    assert world.store.counters(run)["reasons"] == {"meet_failed": 1}
+
+
+def test_a_resumed_email_does_not_send_twice_while_search_lags(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run = unique("lag")
+    world.calls.fail("drafts.send", http_error(503, "backendError"), after_effect=True)
+    lagging = world.mailer.find_sent
+    monkeypatch.setattr(world.mailer, "find_sent", lambda sender, message_id: None)
+    monkeypatch.setattr("common.handlers.delivery.QUICK_BACKOFF_S", 0.0)
+    world.schedule(request(run, free_leads(1)))
+    world.max_deliveries = 3
+    world.pump()
+    # The sent message cannot be found yet: the delivery waits for the index instead of
+    # writing the email again (and, in this world, dead-letters after 3 deliveries).
+    assert len(world.mailer.sent) == 1
+    monkeypatch.setattr(world.mailer, "find_sent", lagging)
+    world.store.finish(
+        run,
+        "lead-000",
+        "email",
+        {"status": "pending", "reason": None, "error": None},
+        only_if_open=False,
+    )
+    world.bus.publish([_message(run, "email")])
+    world.pump()
+    email = world.receipts(run)[("lead-000", "email")]
+    assert (email["status"], email["outcome"]) == ("done", "sent") and len(world.mailer.sent) == 1
+
+
+def test_a_resumed_folder_is_found_by_its_reserved_id_not_by_search(world: World) -> None:
+    run = unique("fid")
+    world.calls.fail("files.create", http_error(503, "backendError"), after_effect=True)
+    world.schedule(request(run, free_leads(1), actions=["drive"]))
+    world.pump()
+    drive = world.receipts(run)[("lead-000", "drive")]
+    assert (
+        drive["outcome"] == "created"
+        and drive["checkpoint"]["folderId"] == drive["external"]["folderId"]
+    )
+    assert len(world.drive.folders) == 1
+    assert world.calls.counted["files.get"] == 1 and world.calls.counted["files.list"] == 0
+
+
+def _message(run: str, action: str) -> object:
+    from common.bus import Outgoing
+
+    return Outgoing(run, "lead-000", action)
