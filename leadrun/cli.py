@@ -220,6 +220,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     console.print(terminal.summary_table(view))
     failed = view.counts.get("failed", 0)
     if not settled:
+        waiting = terminal.waiting_text(view.counts.get("waiting", 0), view.waiting_until)
+        if waiting:
+            console.print(
+                f"[magenta]{waiting}[/]: they resume by themselves (nothing to do, or raise the"
+                f" quota); follow with `leadrun status {run_id}`"
+            )
         console.print(f"[red]not settled after {args.timeout:g}s[/]: `leadrun status {run_id}`")
         return EXIT_FAILED
     if failed:
@@ -243,6 +249,9 @@ def cmd_status(args: argparse.Namespace) -> int:
     console.print(terminal.leads_table(view))
     console.print(terminal.funnel_table(view))
     console.print(terminal.reasons_line(view))
+    waiting = terminal.waiting_text(view.counts.get("waiting", 0), view.waiting_until)
+    if waiting:
+        console.print(f"[magenta]{waiting}[/]: they resume by themselves")
     return EXIT_FAILED if view.counts.get("failed", 0) else EXIT_OK
 
 

@@ -176,6 +176,7 @@ _STATUS_KIND = {
     "rejected": "bad",
     "failed": "bad",
     "pending": "wait",
+    "waiting": "wait",
 }
 
 
@@ -190,6 +191,14 @@ def _action_cell(row: LeadRow, action: str) -> str:
     if outcome in ("no_slot", "drafted"):
         kind = "warn"
     detail = ""
+    waiting = receipt.get("waiting") if status == "pending" else None
+    if waiting:
+        # Held back by one of Google's limits: it resumes by itself at `until`.
+        text = "waiting"
+        until = str(waiting.get("until") or "")
+        why = f"{waiting.get('api')} {waiting.get('reason')}"
+        detail = f'<div class="detail">{escape(why)} · resumes {escape(_short_time(until))}</div>'
+
     external = receipt.get("external") or {}
     if action == "calendar" and external.get("start") and outcome == "booked":
         detail = f'<div class="detail">{escape(_short_time(str(external["start"])))}'
@@ -322,6 +331,7 @@ def render_report(view: RunView, generated_at: datetime | None = None) -> str:
         ("foldersCreated", "folders", c.get("foldersCreated", 0)),
         ("failed", "failed", c.get("failed", 0)),
         ("pending", "pending", c.get("pending", 0)),
+        ("waiting", "waiting", c.get("waiting", 0)),
     ]
     kpi_html = "".join(
         f'<div class="kpi" data-kpi="{key}"><div class="n">{value}</div>'
@@ -335,6 +345,11 @@ def render_report(view: RunView, generated_at: datetime | None = None) -> str:
         '<tr><td colspan="9" class="muted">no leads</td></tr>'
     )
     updated = f" · updated {escape(view.updated_at)}" if view.updated_at else ""
+    if view.counts.get("waiting"):
+        resume = (
+            f", resume by {escape(_short_time(view.waiting_until))}" if view.waiting_until else ""
+        )
+        updated += f" · {view.counts['waiting']} waiting for Google's limits{resume}"
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">

@@ -72,6 +72,14 @@ def _outcomes_text(buckets: Counter[str]) -> str:
     return "  ".join(parts) or "[dim]waiting for the first receipts[/]"
 
 
+def waiting_text(count: int, until: str | None) -> str:
+    """`4 waiting for Google's limits, resume by 01:23:45Z`, or '' when nothing waits."""
+    if not count:
+        return ""
+    when = f", resume by {until[11:19]}Z" if until and len(until) >= 19 else ""
+    return f"{count} waiting for Google's limits{when}"
+
+
 def wait_with_progress(
     console: Console,
     client: LeadRunClient,
@@ -94,9 +102,22 @@ def wait_with_progress(
     with Progress(*columns, console=console, transient=False) as progress:
         task = progress.add_task("receipts", total=max(expected, 1), outcomes="")
         while True:
-            total, done, buckets = tally(client.receipts(run_id))
+            rows = client.receipts(run_id)
+            total, done, buckets = tally(rows)
             total = max(total, expected)
-            progress.update(task, total=total, completed=done, outcomes=_outcomes_text(buckets))
+            outcomes = _outcomes_text(buckets)
+            if buckets["waiting"]:
+                latest = max(
+                    (
+                        str(r["waiting"].get("until"))
+                        for _, _, rs in rows
+                        for r in rs.values()
+                        if r.get("status") == "pending" and r.get("waiting")
+                    ),
+                    default=None,
+                )
+                outcomes += f"  [magenta]{waiting_text(buckets['waiting'], latest)}[/]"
+            progress.update(task, total=total, completed=done, outcomes=outcomes)
             if done >= total:
                 return True
             if time.monotonic() > deadline:
@@ -154,6 +175,7 @@ def funnel_table(view: RunView) -> Table:
         ("simulated", c.get("simulated", 0), "cyan"),
         ("failed", c.get("failed", 0), "bold red"),
         ("pending", c.get("pending", 0), "white"),
+        ("waiting", c.get("waiting", 0), "magenta"),
     ]
     top = max([value for _, value, _ in stages] + [1])
     table = Table(title=f"diagnostics funnel · {view.run_id}", title_justify="left")
@@ -191,6 +213,7 @@ def leads_table(view: RunView) -> Table:
         "rejected": "red",
         "failed": "bold red",
         "pending": "yellow",
+        "waiting": "magenta",
     }
     for row in view.leads:
         links = " ".join(
@@ -203,7 +226,9 @@ def leads_table(view: RunView) -> Table:
             if part
         )
         meeting = ""
-        if row.meeting_start:
+        if row.waiting_until:
+            meeting = f"resumes {row.waiting_until[11:19]}Z"
+        elif row.meeting_start:
             meeting = row.meeting_start[:16].replace("T", " ") + (" ⤳" if row.expanded else "")
         colour = status_colour.get(row.status, "white")
         table.add_row(

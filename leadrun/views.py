@@ -48,6 +48,7 @@ class LeadRow:
     links: Links
     meeting_start: str | None = None
     expanded: bool = False
+    waiting_until: str | None = None  # the latest `waiting.until` of its receipts
 
     def receipt_reasons(self) -> set[str]:
         """The distinct reason codes among this lead's receipts."""
@@ -65,6 +66,7 @@ class LeadRow:
             "reason": self.reason,
             "meetingStart": self.meeting_start,
             "expanded": self.expanded,
+            "waitingUntil": self.waiting_until,
             "links": {
                 "event": self.links.event,
                 "meet": self.links.meet,
@@ -85,6 +87,7 @@ class RunView:
     filter_reasons: dict[str, int]
     updated_at: str | None
     leads: list[LeadRow] = field(default_factory=list)
+    waiting_until: str | None = None  # diagnostics' `waitingUntil`
 
     @property
     def submitted(self) -> int:
@@ -144,6 +147,7 @@ class RunView:
             "counts": dict(self.counts),
             "reasons": dict(self.reasons),
             "filterReasons": dict(self.filter_reasons),
+            "waitingUntil": self.waiting_until,
             "updatedAt": self.updated_at,
             "leads": [row.to_json() for row in self.leads],
         }
@@ -162,7 +166,17 @@ def _plain(value: Any) -> Any:
 
 def public_receipt(receipt: Mapping[str, Any]) -> dict[str, Any]:
     """A receipt's CONTRACT §4 fields (no lease or checkpoint), JSON-ready."""
-    keys = ("action", "status", "outcome", "reason", "dryRun", "attempts", "external", "error")
+    keys = (
+        "action",
+        "status",
+        "outcome",
+        "reason",
+        "dryRun",
+        "attempts",
+        "external",
+        "error",
+        "waiting",
+    )
     out = {key: _plain(receipt.get(key)) for key in keys}
     for key in ("createdAt", "updatedAt"):
         if receipt.get(key) is not None:
@@ -182,10 +196,17 @@ def lead_row(lead_id: str, lead: Mapping[str, Any], receipts: Mapping[str, Any])
     submitted = lead.get("lead") or {}
     actions = [a for a in ACTION_ORDER if a in receipts]
     statuses = [str(receipts[a].get("status")) for a in actions]
+    waits = [
+        receipts[a]["waiting"]
+        for a in actions
+        if receipts[a].get("status") == "pending" and receipts[a].get("waiting")
+    ]
     if lead.get("status") == "rejected":
         status = "rejected"
     elif "failed" in statuses:
         status = "failed"
+    elif waits:
+        status = "waiting"  # held back by Google's limits; resumes by itself
     elif "pending" in statuses or not statuses:
         status = "pending"
     elif "simulated" in statuses:
@@ -196,6 +217,8 @@ def lead_row(lead_id: str, lead: Mapping[str, Any], receipts: Mapping[str, Any])
         str(receipts[a].get("outcome") or receipts[a].get("status")) for a in actions
     )
     reason = lead.get("reason")
+    if not reason and waits:
+        reason = ", ".join(sorted({f"{w.get('api')} {w.get('reason')}" for w in waits}))
     if not reason:
         reason = next(
             (receipts[a].get("reason") for a in actions if receipts[a].get("reason")), None
@@ -219,6 +242,7 @@ def lead_row(lead_id: str, lead: Mapping[str, Any], receipts: Mapping[str, Any])
         meeting_start=calendar.get("start"),
         expanded=bool(calendar.get("expanded"))
         and (receipts.get("calendar") or {}).get("outcome") == "booked",
+        waiting_until=max((str(w.get("until")) for w in waits), default=None),
     )
 
 
@@ -234,13 +258,15 @@ def build_view(
         filter_reasons={k: int(v) for k, v in (funnel.get("filterReasons") or {}).items()},
         updated_at=funnel.get("updatedAt"),
         leads=[lead_row(lead_id, lead, receipts) for lead_id, lead, receipts in rows],
+        waiting_until=funnel.get("waitingUntil"),
     )
 
 
 def tally(
     rows: Iterable[tuple[str, Mapping[str, Any], Mapping[str, Any]]],
 ) -> tuple[int, int, Counter[str]]:
-    """(receipts, terminal receipts, terminal receipts by bucket) of `run_receipts` rows."""
+    """(receipts, terminal receipts, receipts by bucket) of `run_receipts` rows: terminal ones
+    by outcome, and `waiting` for pending ones that Google's limits hold back (not terminal)."""
     total = 0
     buckets: Counter[str] = Counter()
     for _, _, receipts in rows:
@@ -249,4 +275,6 @@ def tally(
             bucket = receipt_bucket(receipt)
             if bucket is not None:
                 buckets[bucket] += 1
-    return total, sum(buckets.values()), buckets
+            elif receipt.get("waiting"):
+                buckets["waiting"] += 1
+    return total, sum(buckets.values()) - buckets["waiting"], buckets

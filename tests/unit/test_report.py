@@ -154,3 +154,28 @@ def test_a_reason_counts_once_per_lead_across_statuses() -> None:
     assert view.reason_leads() == {"meet_failed": 1}
     assert view.reasons_by_status()["failed"] == {"meet_failed": 1}
     assert view.reasons_by_status()["other"] == {"meet_failed": 1}
+
+
+def test_a_waiting_lead_shows_when_it_resumes_and_is_not_settled() -> None:
+    until = "2026-12-02T01:30:00.000Z"
+    waiting = {"reason": "rate_limit", "api": "gmail", "until": until}
+    rows = [
+        (
+            "slow",
+            {"status": "accepted", "lead": {"name": "Slow"}},
+            {
+                "calendar": receipt("calendar", "done", "booked"),
+                "email": receipt("email", "pending", waiting=waiting),
+            },
+        )
+    ]
+    funnel = {**FUNNEL, "counts": {**FUNNEL["counts"], "pending": 1, "waiting": 1}}
+    view = build_view({**funnel, "waitingUntil": until}, rows)
+    (row,) = view.leads
+    assert (row.status, row.reason, row.waiting_until) == ("waiting", "gmail rate_limit", until)
+    total, done, buckets = tally(rows)
+    assert (total, done, buckets["waiting"]) == (2, 1, 1)  # a waiting receipt is not settled
+    html = render_report(view)
+    assert "1 waiting for Google's limits, resume by 2026-12-02 01:30 +0000" in html
+    assert "gmail rate_limit · resumes 2026-12-02 01:30 +0000" in html
+    assert view.to_json()["waitingUntil"] == until
