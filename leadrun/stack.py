@@ -26,6 +26,7 @@ Environment (CLI defaults; the API takes them as arguments):
 | `LEADRUN_SANDBOX_CMD` | `python -m sandbox` | sandbox command; fills `{port}` `{project}` |
 | `LEADRUN_STARTUP_TIMEOUT_S` | `90` | readiness deadline |
 | `LEADRUN_ALLOWED_ORIGINS` | `http://localhost:5173` | passed to the functions |
+| `LEADRUN_GOOGLE_LIMITS` | unset | per-user limits (JSON, §7): to the functions and the sandbox |
 
 Only processes this module started are ever signalled: each is recorded with its pid, process
 group and start time, and checked against `/proc` before it is stopped.
@@ -890,6 +891,7 @@ def start_stack(
             "LEADRUN_GOOGLE_MODE": "sandbox",
             "LEADRUN_FIREBASE_CERTS_URL": env["LEADRUN_FIREBASE_CERTS_URL"],
             "LEADRUN_ALLOWED_ORIGINS": allowed_origins,
+            **{k: v for k, v in os.environ.items() if k == GOOGLE_LIMITS_ENV},
             **(extra_env or {}),
         }
 
@@ -933,6 +935,7 @@ def start_stack(
 
     try:
         start_and_wait(BACKGROUND_SERVICES)
+        apply_google_limits(stack.sandbox_url)
         start_and_wait([spec.name for spec in topology.FUNCTIONS])
         stack.env = {
             **_client_env(project, port_map),
@@ -989,6 +992,24 @@ def reset_emulators(
         ensure_topology(stack.pubsub_host, stack.project, ports, *stack.retry_backoff_s)
     if sandbox:
         requests.post(f"{stack.sandbox_url}/_sandbox/reset", timeout=10).raise_for_status()
+        apply_google_limits(stack.sandbox_url)  # a reset empties limits too; keep the stack's
+
+
+GOOGLE_LIMITS_ENV = "LEADRUN_GOOGLE_LIMITS"
+
+
+def apply_google_limits(sandbox_url: str) -> None:
+    """Apply `LEADRUN_GOOGLE_LIMITS` (if set) to the sandbox: it models what functions pace to."""
+    raw = os.environ.get(GOOGLE_LIMITS_ENV, "").strip()
+    if not raw:
+        return
+    try:
+        document = json.loads(raw)
+    except ValueError as exc:
+        raise StackError(f"{GOOGLE_LIMITS_ENV} is not JSON: {exc}") from None
+    answer = requests.post(f"{sandbox_url}/_sandbox/limits", json=document, timeout=10)
+    if answer.status_code != 200:
+        raise StackError(f"{GOOGLE_LIMITS_ENV} refused by the sandbox: {answer.text}")
 
 
 # --------------------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from google.auth import exceptions as auth_exceptions
 from google.oauth2 import id_token
 from googleapiclient.errors import HttpError
 
-from tests.sandbox import PROJECT
+from tests.sandbox import AUTH, PROJECT
 
 ROOT = Path(__file__).resolve().parents[2]
 HOST = "host@example.com"
@@ -151,7 +151,10 @@ def test_concurrent_inserts_are_counted_and_unique(sandbox_url: str, state: Any)
     def insert(i: int) -> int:
         session = session_local.setdefault(threading.get_ident(), requests.Session())
         answer = session.post(
-            f"{sandbox_url}/calendars/{HOST}/events", json=_event(f"load{i % 50:05d}"), timeout=30
+            f"{sandbox_url}/calendars/{HOST}/events",
+            json=_event(f"load{i % 50:05d}"),
+            headers=AUTH,
+            timeout=30,
         )
         return answer.status_code
 
