@@ -86,7 +86,7 @@ class Sandbox:
             raise ApiError(501, f"{method_id} is not implemented by the sandbox", "notImplemented")
         call = ApiCall(method_id, route.params, params, payload, user)
         admission = self.state.admit(method_id, user, payload)
-        effect = False  # whether the call changed anything (a refused send is not counted)
+        effect = False  # without an effect, the sends and invites admission charged go back
         try:
             # inside the admission, so a slow call holds its user's concurrency slot meanwhile
             latency = self.state.latency_ms
