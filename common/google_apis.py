@@ -2,9 +2,9 @@
 
 Services and their collections are built lazily and cached per thread (httplib2 is not
 thread-safe); each request is executed with the HTTP client of the user it acts as, kept per
-thread and user. On the local stack they point at the Workspace sandbox with anonymous
-credentials; in production they use domain-wide delegation, signing for the host through IAM (no
-key files).
+thread and user. On the local stack they point at the Workspace sandbox with credentials that
+name the host (`SandboxUserCredentials`), so the sandbox knows the acting user as Google does;
+in production they use domain-wide delegation, signing for the host through IAM (no key files).
 A dry run gets only `CalendarFreeBusy`: there is no object in a dry run that can write.
 """
 
@@ -17,6 +17,7 @@ from datetime import datetime
 from typing import Any
 
 import google.auth
+import google.auth.credentials
 import google_auth_httplib2
 import httplib2
 from google.auth import iam
@@ -48,8 +49,28 @@ _API = {
     "drive": ("drive", "v3"),
 }
 HTTP_TIMEOUT_S = 30
+# The Workspace sandbox's stand-in access token names the subject (sandbox/identity.py).
+SANDBOX_TOKEN_PREFIX = "sandbox-user:"  # noqa: S105  (names a user; no secret)
 FOLDER_MIME = "application/vnd.google-apps.folder"
 TAG_KEY = "leadrunKey"
+
+
+class SandboxUserCredentials(google.auth.credentials.Credentials):
+    """Credentials acting as `subject` in the Workspace sandbox: `Bearer sandbox-user:<subject>`.
+
+    They stand where production's delegated service-account credentials stand, so the request path
+    (an `AuthorizedHttp` per thread, kind and subject) is the same; the token proves nothing and is
+    accepted only by the sandbox.
+    """
+
+    def __init__(self, subject: str) -> None:
+        super().__init__()
+        self.subject = subject
+        self.token = SANDBOX_TOKEN_PREFIX + subject
+
+    def refresh(self, request: Any) -> None:
+        """Nothing to fetch: the token is made from the subject."""
+        self.token = SANDBOX_TOKEN_PREFIX + self.subject
 
 
 @dataclass(frozen=True)
@@ -103,18 +124,19 @@ class ServiceCache:
 
     def _http(self, kind: str, subject: str) -> Any:
         cache: dict[tuple[str, str], Any] = self._local.__dict__.setdefault("https", {})
-        sandbox = self.settings.google_mode == GOOGLE_MODE_SANDBOX
-        key = ("", "") if sandbox else (kind, subject)  # the sandbox needs no identity
-        found = cache.get(key)
+        found = cache.get((kind, subject))
         if found is None:
             if len(cache) > 256:
                 cache.clear()
-            found = httplib2.Http(timeout=HTTP_TIMEOUT_S)
-            if not sandbox:
-                found = google_auth_httplib2.AuthorizedHttp(
-                    self._delegated(kind, subject), http=found
-                )
-            cache[key] = found
+            credentials: google.auth.credentials.Credentials
+            if self.settings.google_mode == GOOGLE_MODE_SANDBOX:
+                credentials = SandboxUserCredentials(subject)
+            else:
+                credentials = self._delegated(kind, subject)
+            found = google_auth_httplib2.AuthorizedHttp(
+                credentials, http=httplib2.Http(timeout=HTTP_TIMEOUT_S)
+            )
+            cache[(kind, subject)] = found
         return found
 
     def _build(self, kind: str) -> Any:

@@ -60,6 +60,14 @@ class Sandbox:
         """Remove every fault rule."""
         self.session.delete(f"{self.url}/_sandbox/faults", timeout=30).raise_for_status()
 
+    def limits(self, document: Mapping[str, Any] | None) -> None:
+        """Put Google's per-user limits in force (CONTRACT §7 "Limits"); None removes them."""
+        url = f"{self.url}/_sandbox/limits"
+        if document is None:
+            self.session.delete(url, timeout=30).raise_for_status()
+        else:
+            self.session.post(url, json=dict(document), timeout=30).raise_for_status()
+
     def token(self, uid: str, claims: Mapping[str, Any] | None = None) -> str:
         """A Firebase-shaped ID token for `uid`."""
         body: dict[str, Any] = {"uid": uid}

@@ -16,6 +16,7 @@ from common import topology
 from leadrun.stack_config import (
     DEFAULT_SWEEP_EVERY_S,
     FIRESTORE,
+    GOOGLE_LIMITS_ENV,
     HOST,
     PUBSUB,
     REPO_ROOT,
@@ -154,5 +155,6 @@ class Commands:
             "LEADRUN_GOOGLE_MODE": "sandbox",
             "LEADRUN_FIREBASE_CERTS_URL": env["LEADRUN_FIREBASE_CERTS_URL"],
             "LEADRUN_ALLOWED_ORIGINS": self.allowed_origins,
+            **{k: v for k, v in os.environ.items() if k == GOOGLE_LIMITS_ENV},
             **self.extra_env,
         }

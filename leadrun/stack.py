@@ -24,6 +24,7 @@ import from here stay importable from here (`__all__`).
 from __future__ import annotations
 
 import atexit
+import json
 import logging
 import os
 import sys
@@ -49,6 +50,7 @@ from leadrun.stack_config import (
     DEFAULT_STARTUP_TIMEOUT_S,
     DEFAULT_STATE_DIR,
     ENV_FILE,
+    GOOGLE_LIMITS_ENV,
     LOG_DIR,
     REPO_ROOT,
     SCHEDULER,
@@ -181,6 +183,7 @@ def start_stack(
 
     try:
         start_and_wait(BACKGROUND_SERVICES)
+        apply_google_limits(stack.sandbox_url)
         start_and_wait([spec.name for spec in topology.FUNCTIONS])
         stack.env = {
             **client_env(project, port_map),
@@ -218,6 +221,21 @@ def reset_emulators(
         ensure_topology(stack.pubsub_host, stack.project, ports, *stack.retry_backoff_s)
     if sandbox:
         requests.post(f"{stack.sandbox_url}/_sandbox/reset", timeout=10).raise_for_status()
+        apply_google_limits(stack.sandbox_url)  # a reset empties limits too; keep the stack's
+
+
+def apply_google_limits(sandbox_url: str) -> None:
+    """Apply `LEADRUN_GOOGLE_LIMITS` (if set) to the sandbox: it models what functions pace to."""
+    raw = os.environ.get(GOOGLE_LIMITS_ENV, "").strip()
+    if not raw:
+        return
+    try:
+        document = json.loads(raw)
+    except ValueError as exc:
+        raise StackError(f"{GOOGLE_LIMITS_ENV} is not JSON: {exc}") from None
+    answer = requests.post(f"{sandbox_url}/_sandbox/limits", json=document, timeout=10)
+    if answer.status_code != 200:
+        raise StackError(f"{GOOGLE_LIMITS_ENV} refused by the sandbox: {answer.text}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -12,6 +12,7 @@ Environment (CLI defaults; the Python API takes them as arguments):
 | `LEADRUN_SANDBOX_CMD` | `python -m sandbox` | sandbox command; fills `{port}` `{project}` |
 | `LEADRUN_STARTUP_TIMEOUT_S` | `90` | readiness deadline |
 | `LEADRUN_ALLOWED_ORIGINS` | `http://localhost:5173` | passed to the functions |
+| `LEADRUN_GOOGLE_LIMITS` | unset | per-user limits (JSON, §7): to the functions and the sandbox |
 """
 
 from __future__ import annotations
@@ -180,3 +181,6 @@ def client_env(project: str, port_map: Mapping[str, int]) -> dict[str, str]:
     for spec in topology.FUNCTIONS:
         env[function_url_key(spec.name)] = f"http://{HOST}:{port_map[spec.name]}/"
     return env
+
+
+GOOGLE_LIMITS_ENV = "LEADRUN_GOOGLE_LIMITS"

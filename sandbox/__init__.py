@@ -2,7 +2,15 @@
 
 Start it with ``python -m sandbox --host 127.0.0.1 --port P --project ID`` or, in-process,
 ``url, stop = sandbox.start_sandbox()``. Point ``googleapiclient.discovery.build`` at it with
-``client_options={"api_endpoint": url}`` and ``AnonymousCredentials``.
+``client_options={"api_endpoint": url}`` and credentials that name the acting user:
+``common.google_apis.SandboxUserCredentials("host@example.com")``, which send
+``Authorization: Bearer sandbox-user:host@example.com`` (``sandbox/identity.py``). An API call
+without it is answered Google's 401; ``/_sandbox/*`` needs none.
+
+Each user has their own mailbox, drive and quotas. ``POST /_sandbox/limits`` sets Google's
+per-user limits (``sandbox/limits.py``), plus one sandbox extension: ``"meetFails": true`` makes
+every new Meet conference end ``failure``. ``GET`` answers the limits in force, ``DELETE`` (and
+``POST /_sandbox/reset``) removes them.
 """
 
 from __future__ import annotations

@@ -6,6 +6,7 @@ import base64
 import hashlib
 import re
 import secrets
+import time as clock
 from datetime import UTC, date, datetime, time
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -124,6 +125,45 @@ def _conference(create: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _pending(conference: dict[str, Any]) -> dict[str, Any]:
+    """What Google answers while a conference is being made: the request, status ``pending``."""
+    request = dict(conference["createRequest"])
+    return {"createRequest": {**request, "status": {"statusCode": "pending"}}}
+
+
+def _failed(conference: dict[str, Any]) -> dict[str, Any]:
+    """A conference Google could not make: status ``failure``, no link, no entry points."""
+    request = dict(conference["createRequest"])
+    return {"createRequest": {**request, "status": {"statusCode": "failure"}}}
+
+
+def _show_conference(event: dict[str, Any], conference: dict[str, Any]) -> None:
+    event["conferenceData"] = conference
+    event.pop("hangoutLink", None)
+    for entry in conference.get("entryPoints", []):
+        if entry.get("entryPointType") == "video":
+            event["hangoutLink"] = entry["uri"]
+            break
+
+
+def settle_conference(event: dict[str, Any], now: float | None = None) -> None:
+    """Show a pending conference's outcome once its time has come (called under the lock)."""
+    due = event.get("_conferenceDue")
+    if due is None or (clock.time() if now is None else now) < due:
+        return
+    _show_conference(event, event.pop("_conferenceOutcome"))
+    del event["_conferenceDue"]
+
+
+def settle_conferences(state: SandboxState) -> None:
+    """Settle every conference that is due (before ``GET /_sandbox/state``)."""
+    with state.lock:
+        now = clock.time()
+        for events in state.events.values():
+            for event in events.values():
+                settle_conference(event, now)
+
+
 def _now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
@@ -171,6 +211,7 @@ def events_insert(state: SandboxState, call: ApiCall) -> dict[str, Any]:
             "reminders": body.get("reminders") or {"useDefault": True},
             "eventType": body.get("eventType") or "default",
             "calendarId": calendar_id,
+            "user": call.user,
         }
         if body.get("attendees"):
             event["attendees"] = [
@@ -178,18 +219,33 @@ def events_insert(state: SandboxState, call: ApiCall) -> dict[str, Any]:
                 for a in body["attendees"]
             ]
         if conference is not None:
-            event["conferenceData"] = conference
-            for entry in conference.get("entryPoints", []):
-                if entry.get("entryPointType") == "video":
-                    event["hangoutLink"] = entry["uri"]
-                    break
+            _make_conference(state, event, conference)
         events[event_id] = event
         state.event_order.append((calendar_id, event_id))
         return _public(event)
 
 
+def _make_conference(
+    state: SandboxState, event: dict[str, Any], conference: dict[str, Any]
+) -> None:
+    """Attach a new conference: made at once, or pending for ``meetPendingSeconds`` (limits)."""
+    limits = state.limits
+    made = conference
+    if "createRequest" in conference and limits.meet_fails:
+        made = _failed(conference)
+    if "createRequest" in conference and limits.meet_pending_s > 0:
+        event["_conferenceDue"] = clock.time() + limits.meet_pending_s
+        event["_conferenceOutcome"] = made
+        _show_conference(event, _pending(conference))
+        return
+    _show_conference(event, made)
+
+
 def _public(event: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in event.items() if k != "calendarId"}
+    """An event as Google answers it: no sandbox bookkeeping (calendar, user, private keys)."""
+    return {
+        k: v for k, v in event.items() if k not in ("calendarId", "user") and not k.startswith("_")
+    }
 
 
 def events_get(state: SandboxState, call: ApiCall) -> dict[str, Any]:
@@ -201,6 +257,7 @@ def events_get(state: SandboxState, call: ApiCall) -> dict[str, Any]:
         event = state.events.get(calendar_id, {}).get(event_id)
         if event is None:
             raise not_found()
+        settle_conference(event)
         return _public(event)
 
 
@@ -248,6 +305,7 @@ def events_list(state: SandboxState, call: ApiCall) -> dict[str, Any]:
             start, end = event_bounds(event)
             if (lo is not None and end <= lo) or (hi is not None and start >= hi):
                 continue
+            settle_conference(event)
             items.append(_public(event))
     if q.get("orderBy") == "startTime":
         items.sort(key=lambda e: event_bounds(e)[0])

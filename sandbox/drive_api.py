@@ -1,4 +1,8 @@
-"""Drive v3: ``files.create/get/list`` with a ``q`` search-query parser.
+"""Drive v3: ``files.create/get/list/generateIds`` with a ``q`` search-query parser.
+
+Each acting user (from the request's credentials) has a drive of their own: another user's file
+is not found. ``files.create`` takes a body ``id`` handed out to that user by ``generateIds``
+(409 if a file already has it, 400 ``fileIdNotUsable`` for any other id).
 
 ``q`` grammar: ``not``, ``and``, ``or``, parentheses, and the predicates
 ``name = 'x'``, ``name != 'x'``, ``name contains 'x'``, ``mimeType = 'x'`` (``!=``),
@@ -12,6 +16,7 @@ from __future__ import annotations
 
 import re
 import secrets
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -25,6 +30,7 @@ DEFAULT_FIELDS: dict[str, str] = {
     "drive.files.create": "kind,id,name,mimeType",
     "drive.files.get": "kind,id,name,mimeType",
     "drive.files.list": "kind,incompleteSearch,nextPageToken,files(kind,id,name,mimeType)",
+    "drive.files.generateIds": "kind,space,ids",
 }
 _TOKEN = re.compile(r"\s*(?:(!=|<=|>=|=|<|>|\(|\)|\{|\})|([A-Za-z_][A-Za-z0-9_.]*)|('|\"))")
 
@@ -231,6 +237,34 @@ def _root() -> dict[str, Any]:
     }
 
 
+def _new_id() -> str:
+    return "1" + secrets.token_urlsafe(24)[:32]
+
+
+def _chosen_id(state: SandboxState, call: ApiCall, wanted: Any) -> str:
+    """The id a create asked for: one ``generateIds`` gave this user, not taken yet."""
+    if not isinstance(wanted, str) or not wanted:
+        raise ApiError(400, "The provided file ID is not usable.", "fileIdNotUsable", location="id")
+    if any(wanted in space.files for space in state.drives.values()):
+        raise ApiError(409, "A file already exists with the provided ID.", "duplicate")
+    if wanted not in state.drive(call.user).generated:
+        raise ApiError(400, "The provided file ID is not usable.", "fileIdNotUsable", location="id")
+    return wanted
+
+
+def files_generate_ids(state: SandboxState, call: ApiCall) -> dict[str, Any]:
+    """``drive.files.generateIds``: ids only this user may create files with."""
+    count = int(call.query.get("count", 10))
+    space = str(call.query.get("space") or "drive")
+    kind = str(call.query.get("type") or "files")
+    if space not in ("drive", "appDataFolder") or kind not in ("files", "shortcuts"):
+        raise ApiError(400, "Invalid Value", "invalid", location="space")
+    ids = [_new_id() for _ in range(count)]
+    with state.lock:
+        state.drive(call.user).generated.update(ids)
+    return {"kind": "drive#generatedIds", "space": space, "ids": ids}
+
+
 def files_create(state: SandboxState, call: ApiCall) -> dict[str, Any]:
     """``drive.files.create`` (metadata only); unknown parent → 404 ``File not found: X.``."""
     body: dict[str, Any] = dict(call.body or {})
@@ -238,17 +272,18 @@ def files_create(state: SandboxState, call: ApiCall) -> dict[str, Any]:
     if len(parents) > 1:
         raise ApiError(403, "Increasing the number of parents is not allowed.", "cannotAddParent")
     stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
-    file_id = "1" + secrets.token_urlsafe(24)[:32]
     mime = body.get("mimeType") or "application/octet-stream"
-    link = (
-        f"https://drive.google.com/drive/folders/{file_id}"
-        if mime == FOLDER
-        else f"https://drive.google.com/file/d/{file_id}/view?usp=drivesdk"
-    )
     with state.lock:
+        space = state.drive(call.user)
+        file_id = _chosen_id(state, call, body["id"]) if "id" in body else _new_id()
         for parent in parents:
-            if parent != ROOT_ID and parent not in state.files:
+            if parent != ROOT_ID and parent not in space.files:
                 raise file_not_found(parent)
+        link = (
+            f"https://drive.google.com/drive/folders/{file_id}"
+            if mime == FOLDER
+            else f"https://drive.google.com/file/d/{file_id}/view?usp=drivesdk"
+        )
         resource: dict[str, Any] = {
             "kind": "drive#file",
             **body,
@@ -268,7 +303,8 @@ def files_create(state: SandboxState, call: ApiCall) -> dict[str, Any]:
             resource["appProperties"] = {
                 k: v for k, v in (body.get("appProperties") or {}).items() if v is not None
             }
-        state.files[file_id] = resource
+        space.files[file_id] = resource
+        space.made[file_id] = time.time()
         return dict(resource)
 
 
@@ -278,7 +314,7 @@ def files_get(state: SandboxState, call: ApiCall) -> dict[str, Any]:
     if file_id in ("root", ROOT_ID):
         return _root()
     with state.lock:
-        resource = state.files.get(file_id)
+        resource = state.drive(call.user).files.get(file_id)
         if resource is None:
             raise file_not_found(file_id)
         return dict(resource)
@@ -287,8 +323,16 @@ def files_get(state: SandboxState, call: ApiCall) -> dict[str, Any]:
 def files_list(state: SandboxState, call: ApiCall) -> dict[str, Any]:
     """``drive.files.list`` with ``q``, ``orderBy``, ``pageSize``/``pageToken``."""
     predicate = QueryParser(call.query.get("q") or "").parse()
+    # A search (``q``) misses files made under ``searchLagSeconds`` ago: Drive's index lags.
+    lag = state.limits.search_lag_s if call.query.get("q") else 0.0
     with state.lock:
-        found = [dict(f) for f in state.files.values() if predicate(f)]
+        space = state.drive(call.user)
+        seen_before = time.time() - lag
+        found = [
+            dict(f)
+            for file_id, f in space.files.items()
+            if (not lag or space.made[file_id] <= seen_before) and predicate(f)
+        ]
     for key in reversed([k.strip() for k in str(call.query.get("orderBy") or "").split(",") if k]):
         name, _, direction = key.partition(" ")
         found.sort(key=_sort_key(name), reverse=direction.lower() == "desc")
@@ -309,4 +353,5 @@ HANDLERS: dict[str, Handler] = {
     "drive.files.create": files_create,
     "drive.files.get": files_get,
     "drive.files.list": files_list,
+    "drive.files.generateIds": files_generate_ids,
 }

@@ -64,6 +64,8 @@ class ApiError(Exception):
         location: str | None = None,
         location_type: str | None = None,
         domain: str = "global",
+        item_message: str | None = None,
+        headers: dict[str, str] | None = None,
     ) -> None:
         self.code = code
         self.reason = reason or default_reason(code)
@@ -71,6 +73,8 @@ class ApiError(Exception):
         self.location = location
         self.location_type = location_type
         self.domain = domain
+        self.item_message = item_message
+        self.headers = headers or {}
         super().__init__(f"{code} {self.reason}: {self.message}")
 
     def body(self) -> dict[str, Any]:
@@ -78,7 +82,7 @@ class ApiError(Exception):
         item: dict[str, Any] = {
             "domain": self.domain,
             "reason": self.reason,
-            "message": self.message,
+            "message": self.item_message or self.message,
         }
         if self.location:
             item["location"] = self.location

@@ -1,6 +1,7 @@
 """Gmail v1: ``messages.send/list/get`` and ``drafts.create/get/list/send``.
 
-One mailbox is shared by every ``userId`` (``me`` or an address). ``q`` supports
+Each acting user (from the request's credentials) has a mailbox of their own; ``userId`` is ``me``
+or that user's address (another address: 403, as Google refuses it). ``q`` supports
 ``rfc822msgid:ID``, ``in:sent|drafts|inbox|anywhere``, ``is:draft``, ``label:L``, ``to:``,
 ``from:``, ``cc:``, ``bcc:``, ``subject:`` (substring, case-insensitive), ``-term`` negation and
 free words (substring of the decoded message); terms separated by spaces are ANDed.
@@ -22,7 +23,7 @@ from email.utils import getaddresses
 from typing import Any
 
 from sandbox.errors import ApiError
-from sandbox.state import ApiCall, Handler, SandboxState
+from sandbox.state import ApiCall, Handler, Mailbox, SandboxState
 
 ADDRESS = re.compile(r"^[^@\s<>(),;:\"\[\]]+@[^@\s<>(),;:\"\[\]]+\.[^@\s<>(),;:\"\[\]]+$")
 TOKEN = re.compile(r'-?[A-Za-z0-9_]+:"[^"]*"|-?"[^"]*"|\S+')
@@ -47,6 +48,23 @@ class MessageMeta:
 def gmail_not_found() -> ApiError:
     """Gmail's 404."""
     return ApiError(404, "Requested entity was not found.", "notFound")
+
+
+def _mailbox(state: SandboxState, call: ApiCall) -> Mailbox:
+    """The acting user's mailbox; ``userId`` must be ``me`` or that user."""
+    user_id = call.params.get("userId", "me")
+    if user_id != "me" and user_id.lower() != call.user:
+        raise ApiError(403, f"Delegation denied for {call.user}", "forbidden")
+    return state.mailbox(call.user)
+
+
+def _searchable(state: SandboxState, call: ApiCall, resource: dict[str, Any]) -> bool:
+    """Whether a list sees a message: a search (``q``) misses one made under
+    ``searchLagSeconds`` ago, as Gmail's index lags."""
+    lag = state.limits.search_lag_s
+    if not lag or not call.query.get("q"):
+        return True
+    return int(resource["internalDate"]) / 1000.0 <= time.time() - lag
 
 
 def invalid_argument(message: str) -> ApiError:
@@ -157,9 +175,14 @@ def _payload(msg: Message, part_id: str, only: set[str] | None = None) -> dict[s
 
 
 def store_message(
-    state: SandboxState, data: bytes, meta: MessageMeta, label: str, thread_id: str | None = None
+    state: SandboxState,
+    box: Mailbox,
+    data: bytes,
+    meta: MessageMeta,
+    label: str,
+    thread_id: str | None = None,
 ) -> dict[str, Any]:
-    """Store a message (``SENT`` or ``DRAFT``); answer ``{id, threadId, labelIds}``."""
+    """Store a message (``SENT`` or ``DRAFT``) in ``box``; answer ``{id, threadId, labelIds}``."""
     with state.lock:
         seq = state.next_sequence()
         message_id = f"{int(time.time() * 1000) & 0xFFFFFFFFFFF:011x}{seq & 0xFFFFF:05x}"
@@ -170,9 +193,9 @@ def store_message(
         if thread_id is None:
             thread_id = message_id
             reply_to = normalize_msgid(_header(meta.parsed, "In-Reply-To"))
-            for other_id, other in state.message_meta.items():
+            for other_id, other in box.meta.items():
                 if reply_to and other.message_id == reply_to:
-                    thread_id = state.messages[other_id]["threadId"]
+                    thread_id = box.messages[other_id]["threadId"]
                     break
         resource = {
             "id": message_id,
@@ -184,20 +207,24 @@ def store_message(
             "internalDate": str(int(time.time() * 1000)),
             "raw": encode_raw(data),
         }
-        state.messages[message_id] = resource
-        state.message_meta[message_id] = meta
+        box.messages[message_id] = resource
+        box.meta[message_id] = meta
         return {"id": message_id, "threadId": thread_id, "labelIds": [label]}
 
 
 def format_message(
-    state: SandboxState, message_id: str, fmt: str, metadata_headers: list[str] | None = None
+    state: SandboxState,
+    box: Mailbox,
+    message_id: str,
+    fmt: str,
+    metadata_headers: list[str] | None = None,
 ) -> dict[str, Any]:
-    """A stored message in ``format`` minimal/full/raw/metadata."""
+    """A message of ``box`` in ``format`` minimal/full/raw/metadata."""
     with state.lock:
-        resource = state.messages.get(message_id)
+        resource = box.messages.get(message_id)
         if resource is None:
             raise gmail_not_found()
-        meta: MessageMeta = state.message_meta[message_id]
+        meta: MessageMeta = box.meta[message_id]
         out = {k: v for k, v in resource.items() if k != "raw"}
     if fmt == "raw":
         out["raw"] = resource["raw"]
@@ -264,7 +291,7 @@ def messages_send(state: SandboxState, call: ApiCall) -> dict[str, Any]:
     meta = parse_message(data)
     if not meta.valid_recipients:
         raise invalid_argument("Invalid To header")
-    return store_message(state, data, meta, "SENT", body.get("threadId"))
+    return store_message(state, _mailbox(state, call), data, meta, "SENT", body.get("threadId"))
 
 
 def messages_list(state: SandboxState, call: ApiCall) -> dict[str, Any]:
@@ -272,12 +299,15 @@ def messages_list(state: SandboxState, call: ApiCall) -> dict[str, Any]:
     labels_wanted = call.query.get("labelIds") or []
     found = []
     with state.lock:
-        for message_id in reversed(state.messages):
-            resource = state.messages[message_id]
+        box = _mailbox(state, call)
+        for message_id in reversed(box.messages):
+            resource = box.messages[message_id]
             labels = resource["labelIds"]
             if not all(label in labels for label in labels_wanted):
                 continue
-            if matches(call.query.get("q", ""), state.message_meta[message_id], labels):
+            if not _searchable(state, call, resource):
+                continue
+            if matches(call.query.get("q", ""), box.meta[message_id], labels):
                 found.append({"id": message_id, "threadId": resource["threadId"]})
     return _page(found, call.query, "messages")
 
@@ -286,6 +316,7 @@ def messages_get(state: SandboxState, call: ApiCall) -> dict[str, Any]:
     """``gmail.users.messages.get`` (format minimal/full/raw/metadata)."""
     return format_message(
         state,
+        _mailbox(state, call),
         call.params["id"],
         call.query.get("format", "full"),
         call.query.get("metadataHeaders"),
@@ -306,19 +337,21 @@ def drafts_create(state: SandboxState, call: ApiCall) -> dict[str, Any]:
     data, meta = _draft_message(body)
     thread = (body.get("message") or {}).get("threadId")
     with state.lock:
-        stored = store_message(state, data, meta, "DRAFT", thread)
+        box = _mailbox(state, call)
+        stored = store_message(state, box, data, meta, "DRAFT", thread)
         draft_id = f"r{secrets.randbelow(9 * 10**18) + 10**18}"
-        state.drafts[draft_id] = stored["id"]
+        box.drafts[draft_id] = stored["id"]
     return {"id": draft_id, "message": stored}
 
 
 def drafts_get(state: SandboxState, call: ApiCall) -> dict[str, Any]:
     """``gmail.users.drafts.get``."""
     with state.lock:
-        message_id = state.drafts.get(call.params["id"])
+        box = _mailbox(state, call)
+        message_id = box.drafts.get(call.params["id"])
         if message_id is None:
             raise gmail_not_found()
-        message = format_message(state, message_id, call.query.get("format", "full"))
+        message = format_message(state, box, message_id, call.query.get("format", "full"))
     return {"id": call.params["id"], "message": message}
 
 
@@ -326,10 +359,13 @@ def drafts_list(state: SandboxState, call: ApiCall) -> dict[str, Any]:
     """``gmail.users.drafts.list`` with ``q``."""
     found = []
     with state.lock:
-        for draft_id in reversed(state.drafts):
-            message_id = state.drafts[draft_id]
-            resource = state.messages[message_id]
-            meta = state.message_meta[message_id]
+        box = _mailbox(state, call)
+        for draft_id in reversed(box.drafts):
+            message_id = box.drafts[draft_id]
+            resource = box.messages[message_id]
+            meta = box.meta[message_id]
+            if not _searchable(state, call, resource):
+                continue
             if matches(call.query.get("q", ""), meta, resource["labelIds"]):
                 message = {"id": message_id, "threadId": resource["threadId"]}
                 found.append({"id": draft_id, "message": message})
@@ -340,37 +376,39 @@ def drafts_send(state: SandboxState, call: ApiCall) -> dict[str, Any]:
     """``gmail.users.drafts.send``: the draft is removed and a ``SENT`` message answered."""
     body: dict[str, Any] = call.body or {}
     draft_id = body.get("id")
+    box = _mailbox(state, call)
     if not draft_id:
         data, meta = _draft_message(body)
         if not meta.valid_recipients:
             raise invalid_argument("Invalid To header")
-        return store_message(state, data, meta, "SENT")
+        return store_message(state, box, data, meta, "SENT")
     with state.lock:
-        message_id = state.drafts.get(str(draft_id))
+        message_id = box.drafts.get(str(draft_id))
         if message_id is None:
             raise gmail_not_found()
         if isinstance(body.get("message"), dict) and body["message"].get("raw"):
             data, meta = _draft_message(body)
         else:
-            data = decode_raw(state.messages[message_id]["raw"])
-            meta = state.message_meta[message_id]
+            data = decode_raw(box.messages[message_id]["raw"])
+            meta = box.meta[message_id]
         if not meta.valid_recipients:
             raise invalid_argument("Invalid To header")
-        thread_id = state.messages[message_id]["threadId"]
-        del state.drafts[str(draft_id)]
-        del state.messages[message_id]
-        del state.message_meta[message_id]
-        return store_message(state, data, meta, "SENT", thread_id)
+        thread_id = box.messages[message_id]["threadId"]
+        del box.drafts[str(draft_id)]
+        del box.messages[message_id]
+        del box.meta[message_id]
+        return store_message(state, box, data, meta, "SENT", thread_id)
 
 
 def drafts_delete(state: SandboxState, call: ApiCall) -> dict[str, Any]:
     """``gmail.users.drafts.delete``."""
     with state.lock:
-        message_id = state.drafts.pop(call.params["id"], None)
+        box = _mailbox(state, call)
+        message_id = box.drafts.pop(call.params["id"], None)
         if message_id is None:
             raise gmail_not_found()
-        state.messages.pop(message_id, None)
-        state.message_meta.pop(message_id, None)
+        box.messages.pop(message_id, None)
+        box.meta.pop(message_id, None)
     return {}
 
 

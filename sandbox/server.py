@@ -21,6 +21,8 @@ from sandbox import calendar_api, drive_api, gmail_api
 from sandbox.discovery import Discovery, Route
 from sandbox.errors import ApiError, bad_request
 from sandbox.fields import apply_fields, parse_fields
+from sandbox.identity import acting_user
+from sandbox.limits import NO_LIMITS, LimitsError, parse_limits
 from sandbox.state import ApiCall, FaultRule, Handler, SandboxState
 from sandbox.tokens import TokenIssuer
 
@@ -59,7 +61,7 @@ class Sandbox:
                 return self._control(method, path, body)
             return self._api(method, path, query, headers, body)
         except ApiError as exc:
-            return exc.code, exc.body(), {}
+            return exc.code, exc.body(), exc.headers
         except ControlError as exc:
             return exc.status, {"error": {"code": exc.status, "message": exc.message}}, {}
         except Exception as exc:
@@ -75,28 +77,36 @@ class Sandbox:
             raise ApiError(404, f"Not Found: {method} {path}", "notFound")
         method_id = route.spec.id
         self.state.count_call(method_id)
-        latency = self.state.latency_ms
-        if latency > 0:
-            time.sleep(latency / 1000.0)
-        fired = self.state.roll_faults(method_id)
-        before = [rule for rule in fired if not rule.after_effect]
-        if before:
-            raise before[0].error()
+        user = acting_user(headers)
         params = self.discovery.validate_query(route.spec, parse_qs(query, keep_blank_values=True))
         payload = self._body(route, params, headers, body)
         self.discovery.validate_body(route.spec, payload)
         handler = self.handlers.get(method_id)
         if handler is None:
             raise ApiError(501, f"{method_id} is not implemented by the sandbox", "notImplemented")
-        call = ApiCall(method_id, route.params, params, payload)
+        call = ApiCall(method_id, route.params, params, payload, user)
+        admission = self.state.admit(method_id, user, payload)
+        effect = False  # without an effect, the sends and invites admission charged go back
         try:
-            result = handler(self.state, call)
-        except ApiError:
+            # inside the admission, so a slow call holds its user's concurrency slot meanwhile
+            latency = self.state.latency_ms
+            if latency > 0:
+                time.sleep(latency / 1000.0)
+            fired = self.state.roll_faults(method_id)
+            before = [rule for rule in fired if not rule.after_effect]
+            if before:
+                raise before[0].error()
+            try:
+                result = handler(self.state, call)
+            except ApiError:
+                if fired:
+                    raise fired[0].error() from None
+                raise
+            effect = True
             if fired:
-                raise fired[0].error() from None
-            raise
-        if fired:
-            raise fired[0].error()
+                raise fired[0].error()
+        finally:
+            self.state.settle(admission, effect)
         if method_id.endswith(".delete"):
             return 204, None, {}
         mask = params.get("fields") or drive_api.DEFAULT_FIELDS.get(method_id, "")
@@ -144,7 +154,21 @@ class Sandbox:
         if key == ("GET", "/_sandbox/health"):
             return 200, {"ok": True, "project": self.project}, {}
         if key == ("GET", "/_sandbox/state"):
+            calendar_api.settle_conferences(state)
             return 200, state.snapshot(), {}
+        if key == ("GET", "/_sandbox/limits"):
+            with state.lock:
+                return 200, state.limits.document, {}
+        if key == ("POST", "/_sandbox/limits"):
+            try:
+                limits = parse_limits(data)
+            except LimitsError as exc:
+                raise ControlError(400, f"invalid limits: {exc}") from None
+            state.set_limits(limits)
+            return 200, {"ok": True, "limits": limits.document}, {}
+        if key == ("DELETE", "/_sandbox/limits"):
+            state.set_limits(NO_LIMITS)
+            return 200, {"ok": True}, {}
         if key == ("POST", "/_sandbox/reset"):
             state.reset()
             return 200, {"ok": True}, {}

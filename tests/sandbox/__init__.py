@@ -1,3 +1,5 @@
 """Tests of the Workspace sandbox (CONTRACT §7) through the real googleapiclient."""
 
 PROJECT = "demo-sandbox-tests"
+USER = "host@example.com"  # the acting user of the default clients (the host of the tests)
+AUTH = {"Authorization": f"Bearer sandbox-user:{USER}"}  # what those clients present

@@ -1,17 +1,23 @@
-"""Fixtures: an in-process sandbox on a free port and real googleapiclient clients for it."""
+"""Fixtures: an in-process sandbox on a free port and real googleapiclient clients for it.
+
+Every client acts as a user, as the functions do: its credentials name the delegated subject
+(`SandboxUserCredentials`), and the sandbox keeps each user's mailbox, drive and quotas apart.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 import requests
-from google.auth.credentials import AnonymousCredentials
 from googleapiclient.discovery import build
 
+from common.google_apis import SandboxUserCredentials
 from sandbox import start_sandbox
-from tests.sandbox import PROJECT
+from tests.sandbox import PROJECT, USER
+
+Clients = Callable[..., Any]
 
 
 @pytest.fixture(scope="session")
@@ -24,37 +30,49 @@ def sandbox_url() -> Iterator[str]:
 
 @pytest.fixture(autouse=True)
 def _reset(sandbox_url: str) -> None:
-    """Every test starts from an empty sandbox."""
+    """Every test starts from an empty sandbox (no limits either)."""
     requests.post(f"{sandbox_url}/_sandbox/reset", timeout=10).raise_for_status()
 
 
-def _build(api: str, version: str, url: str) -> Any:
+def build_client(api: str, version: str, url: str, user: str = USER) -> Any:
+    """A googleapiclient service for the sandbox, acting as `user`."""
     return build(
         api,
         version,
         static_discovery=True,
-        credentials=AnonymousCredentials(),
+        credentials=SandboxUserCredentials(user),
         client_options={"api_endpoint": url},
         cache_discovery=False,
     )
 
 
 @pytest.fixture
-def calendar(sandbox_url: str) -> Any:
-    """A Calendar v3 client for the sandbox."""
-    return _build("calendar", "v3", sandbox_url)
+def client(sandbox_url: str) -> Clients:
+    """`client("gmail", user="bob@example.com")`: a client of one API acting as a user."""
+    versions = {"calendar": "v3", "gmail": "v1", "drive": "v3"}
+
+    def _client(api: str, user: str = USER) -> Any:
+        return build_client(api, versions[api], sandbox_url, user)
+
+    return _client
 
 
 @pytest.fixture
-def gmail(sandbox_url: str) -> Any:
-    """A Gmail v1 client for the sandbox."""
-    return _build("gmail", "v1", sandbox_url)
+def calendar(client: Clients) -> Any:
+    """A Calendar v3 client for the sandbox, acting as USER."""
+    return client("calendar")
 
 
 @pytest.fixture
-def drive(sandbox_url: str) -> Any:
-    """A Drive v3 client for the sandbox."""
-    return _build("drive", "v3", sandbox_url)
+def gmail(client: Clients) -> Any:
+    """A Gmail v1 client for the sandbox, acting as USER."""
+    return client("gmail")
+
+
+@pytest.fixture
+def drive(client: Clients) -> Any:
+    """A Drive v3 client for the sandbox, acting as USER."""
+    return client("drive")
 
 
 @pytest.fixture
@@ -65,3 +83,14 @@ def state(sandbox_url: str) -> Any:
         return requests.get(f"{sandbox_url}/_sandbox/state", timeout=10).json()
 
     return _state
+
+
+@pytest.fixture
+def limits(sandbox_url: str) -> Callable[[dict[str, Any]], None]:
+    """A function applying a limits document (``POST /_sandbox/limits``)."""
+
+    def _limits(document: dict[str, Any]) -> None:
+        answer = requests.post(f"{sandbox_url}/_sandbox/limits", json=document, timeout=10)
+        assert answer.status_code == 200, answer.text
+
+    return _limits

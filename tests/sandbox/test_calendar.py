@@ -8,6 +8,8 @@ import pytest
 import requests
 from googleapiclient.errors import HttpError
 
+from tests.sandbox import AUTH
+
 HOST = "host@example.com"
 
 
@@ -253,7 +255,10 @@ def test_unknown_body_field_is_400(calendar: Any, state: Any) -> None:
 
 def test_undeclared_query_parameter_is_400(sandbox_url: str) -> None:
     answer = requests.get(
-        f"{sandbox_url}/calendars/{HOST}/events", params={"notAParam": "1"}, timeout=10
+        f"{sandbox_url}/calendars/{HOST}/events",
+        params={"notAParam": "1"},
+        headers=AUTH,
+        timeout=10,
     )
     assert answer.status_code == 400
     assert "notAParam" in answer.json()["error"]["message"]

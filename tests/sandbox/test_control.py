@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -19,7 +20,7 @@ from google.auth import exceptions as auth_exceptions
 from google.oauth2 import id_token
 from googleapiclient.errors import HttpError
 
-from tests.sandbox import PROJECT
+from tests.sandbox import AUTH, PROJECT
 
 ROOT = Path(__file__).resolve().parents[2]
 HOST = "host@example.com"
@@ -151,7 +152,10 @@ def test_concurrent_inserts_are_counted_and_unique(sandbox_url: str, state: Any)
     def insert(i: int) -> int:
         session = session_local.setdefault(threading.get_ident(), requests.Session())
         answer = session.post(
-            f"{sandbox_url}/calendars/{HOST}/events", json=_event(f"load{i % 50:05d}"), timeout=30
+            f"{sandbox_url}/calendars/{HOST}/events",
+            json=_event(f"load{i % 50:05d}"),
+            headers=AUTH,
+            timeout=30,
         )
         return answer.status_code
 
@@ -189,3 +193,23 @@ def test_cli_starts_on_a_free_port_and_answers_health() -> None:
         proc.terminate()
         proc.wait(timeout=10)
     assert proc.returncode == 0
+
+
+def test_the_stack_applies_leadrun_google_limits(
+    sandbox_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from leadrun.stack import GOOGLE_LIMITS_ENV, StackError, apply_google_limits
+
+    url = f"{sandbox_url}/_sandbox/limits"
+    monkeypatch.delenv(GOOGLE_LIMITS_ENV, raising=False)
+    apply_google_limits(sandbox_url)  # unset: nothing applied
+    assert requests.get(url, timeout=10).json() == {}
+    document = {"gmail": {"units": 15000, "perSeconds": 60}, "searchLagSeconds": 2}
+    monkeypatch.setenv(GOOGLE_LIMITS_ENV, json.dumps(document))
+    apply_google_limits(sandbox_url)
+    assert requests.get(url, timeout=10).json() == document
+    for bad in ("{not json", '{"gmail": {"units": "many"}}'):
+        monkeypatch.setenv(GOOGLE_LIMITS_ENV, bad)
+        with pytest.raises(StackError, match=GOOGLE_LIMITS_ENV):
+            apply_google_limits(sandbox_url)
+    assert requests.get(url, timeout=10).json() == document

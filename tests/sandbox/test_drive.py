@@ -70,3 +70,26 @@ def test_bad_query_is_400(drive: Any) -> None:
         with pytest.raises(HttpError) as err:
             drive.files().list(q=q).execute()
         assert err.value.status_code == 400, q
+
+
+def test_generated_ids_create_once_and_get_by_id(drive: Any, client: Any, state: Any) -> None:
+    generated = drive.files().generateIds(count=3, space="drive", type="files").execute()
+    assert generated["kind"] == "drive#generatedIds" and generated["space"] == "drive"
+    ids = generated["ids"]
+    assert len(set(ids)) == 3
+    body = {"id": ids[0], "name": "Acme", "mimeType": FOLDER}
+    made = drive.files().create(body=body, fields="id,name").execute()
+    assert made == {"id": ids[0], "name": "Acme"}
+    assert drive.files().get(fileId=ids[0]).execute()["id"] == ids[0]
+    with pytest.raises(HttpError) as err:  # a retry of the same create
+        drive.files().create(body=body).execute()
+    assert err.value.status_code == 409
+    with pytest.raises(HttpError) as err:  # an id Drive never handed out
+        drive.files().create(body={"id": "1madeUpByTheClient", "name": "x"}).execute()
+    assert err.value.status_code == 400
+    assert err.value.error_details[0]["reason"] == "fileIdNotUsable"
+    other = client("drive", user="bob@example.com")
+    with pytest.raises(HttpError) as err:  # handed out to another user
+        other.files().create(body={"id": ids[1], "name": "x"}).execute()
+    assert err.value.status_code == 400
+    assert [f["id"] for f in state()["folders"]] == [ids[0]]

@@ -10,6 +10,8 @@ import pytest
 import requests
 from googleapiclient.errors import HttpError
 
+from tests.sandbox import AUTH
+
 
 def _raw(to: str | None, message_id: str, subject: str = "Our call", body: str = "Hi Ana") -> str:
     msg = EmailMessage()
@@ -108,7 +110,7 @@ def test_media_upload_path_send(gmail: Any, sandbox_url: str) -> None:
     answer = requests.post(
         f"{sandbox_url}/upload/gmail/v1/users/me/messages/send?uploadType=media",
         data=raw,
-        headers={"Content-Type": "message/rfc822"},
+        headers={"Content-Type": "message/rfc822", **AUTH},
         timeout=10,
     )
     assert answer.status_code == 200, answer.text

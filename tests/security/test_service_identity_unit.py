@@ -16,13 +16,19 @@ from google.auth.credentials import AnonymousCredentials
 from google_auth_httplib2 import AuthorizedHttp
 
 from common.config import settings_from
-from common.google_apis import SCOPES, ServiceCache
+from common.google_apis import SCOPES, SandboxUserCredentials, ServiceCache
 
 WORKSPACE = {
     "GOOGLE_CLOUD_PROJECT": "leadrun-prod",
     "LEADRUN_GOOGLE_MODE": "workspace",
     "LEADRUN_DELEGATION_SA": "notify@leadrun-prod.iam.gserviceaccount.com",
     "LEADRUN_WORKSPACE_SUBJECTS": "example.com",
+}
+
+SANDBOX = {
+    "GOOGLE_CLOUD_PROJECT": "demo-leadrun",
+    "LEADRUN_GOOGLE_MODE": "sandbox",
+    "WORKSPACE_SANDBOX_URL": "http://127.0.0.1:9999",
 }
 
 
@@ -80,3 +86,18 @@ def test_a_request_is_executed_with_the_hosts_client(workspace: ServiceCache) ->
         bound.call("create", body={"name": "x"}, fields="id")
     assert [(client, method) for client, _, method in sent] == [(recording, "POST")]
     assert sent[0][1].startswith("https://www.googleapis.com/drive/v3/files")
+
+
+def test_on_the_sandbox_each_host_presents_itself_too() -> None:
+    cache = ServiceCache(settings_from(SANDBOX))
+    ana = cache("gmail", "ana@example.com", "users.drafts")
+    bob = cache("gmail", "bob@example.com", "users.drafts")
+    for bound, subject in ((ana, "ana@example.com"), (bob, "bob@example.com")):
+        assert isinstance(bound.http, AuthorizedHttp)
+        assert isinstance(bound.http.credentials, SandboxUserCredentials)
+        headers: dict[str, str] = {}
+        bound.http.credentials.before_request(None, "GET", "http://x", headers)
+        assert headers["authorization"] == f"Bearer sandbox-user:{subject}"
+    assert ana.http is not bob.http
+    assert cache("gmail", "ana@example.com", "users.messages").http is ana.http  # per kind, user
+    assert cache("drive", "ana@example.com", "files").http is not ana.http
