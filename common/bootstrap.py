@@ -12,7 +12,6 @@ from common.auth import CertificateCache, FirebaseVerifier
 from common.bus import PubSubBus
 from common.config import Settings, settings
 from common.firestore_documents import FirestoreDocuments
-from common.gates import Gates
 from common.google_apis import (
     CalendarFreeBusy,
     DriveFolders,
@@ -22,6 +21,7 @@ from common.google_apis import (
 )
 from common.handlers.delivery import Deps
 from common.holds import SlotHolds
+from common.lanes import Lanes
 from common.ports import Tools
 from common.store import Store
 
@@ -47,6 +47,11 @@ class App:
     def holds(self) -> SlotHolds:
         """Slot holds against double booking."""
         return SlotHolds(self.documents)
+
+    @cached_property
+    def lanes(self) -> Lanes:
+        """The hosts' lanes: pacing and Google's gates."""
+        return Lanes(self.documents)
 
     @cached_property
     def bus(self) -> PubSubBus:
@@ -84,7 +89,7 @@ class App:
         return Deps(
             self.store,
             self.holds,
-            Gates(self.documents),
+            self.lanes,
             self.bus,
             self.tools_for,
             timedelta(seconds=self.settings.max_message_age_s),

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 
 from common import topology
+from common.pacing import Limits, LimitsError, parse_limits
 
 GOOGLE_MODE_SANDBOX = "sandbox"
 GOOGLE_MODE_WORKSPACE = "workspace"
@@ -79,6 +80,8 @@ class Settings:
     counter_shards: int = 8
     on_emulators: bool = False
     hosts: HostAllowlist = field(default_factory=lambda: HostAllowlist(None, open_when_unset=False))
+    google_limits: Limits = field(default_factory=lambda: parse_limits(None))
+    sweep_loop_s: float = 50.0  # how long one sweeper tick keeps resuming what falls due
 
 
 def _split(value: str) -> frozenset[str]:
@@ -128,10 +131,19 @@ def settings_from(env: dict[str, str] | os._Environ[str]) -> Settings:
         lease_s=int(env.get("LEADRUN_LEASE_S", "120")),
         sweep_stale_s=int(env.get("LEADRUN_SWEEP_STALE_S", str(topology.SWEEP_STALE_S))),
         on_emulators=on_emulators,
+        google_limits=_limits(env.get("LEADRUN_GOOGLE_LIMITS")),
+        sweep_loop_s=float(env.get("LEADRUN_SWEEP_LOOP_S", "50")),
         hosts=HostAllowlist.parse(
             env.get("LEADRUN_WORKSPACE_SUBJECTS"), open_when_unset=mode == GOOGLE_MODE_SANDBOX
         ),
     )
+
+
+def _limits(raw: str | None) -> Limits:
+    try:
+        return parse_limits(raw)
+    except LimitsError as exc:
+        raise RuntimeError(str(exc)) from None
 
 
 @lru_cache(maxsize=1)

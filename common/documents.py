@@ -112,9 +112,11 @@ class Documents(Protocol):
         """Pending receipts of any run untouched since `older_than`: (run, lead, action, data)."""
         ...
 
-    def due_receipts(self, now_stamp: str, limit: int) -> list[tuple[str, str, str]]:
+    def due_receipts(
+        self, now_stamp: str, limit: int
+    ) -> list[tuple[str, str, str, dict[str, Any]]]:
         """Pending receipts of any run whose `waiting.until` (RFC 3339, UTC) is at or before
-        `now_stamp`: (run, lead, action)."""
+        `now_stamp`, soonest first: (run, lead, action, data)."""
         ...
 
 

@@ -20,9 +20,9 @@ from common.handlers.dead_letter import handle_dead_letter
 from common.handlers.delivery import Delivery, Effect, Retry, handle_delivery
 from common.handlers.diagnostics import handle_diagnostics_get, handle_diagnostics_post
 from common.handlers.drive import drive
-from common.handlers.intake import HttpResult, error, handle_schedule
+from common.handlers.intake import HttpResult, Pace, error, handle_schedule
 from common.handlers.notify import notify
-from common.handlers.sweep import sweep_stale
+from common.handlers.sweep import sweep
 from common.log import log, trace_field
 from common.models import LeadMessage
 
@@ -149,6 +149,7 @@ def _schedule_post(uid: str, request: flask.Request) -> HttpResult:
         trace,
         hosts=app().settings.hosts,
         traceparent=traceparent,
+        pace=Pace(app().lanes, app().settings.google_limits),
     )
 
 
@@ -254,4 +255,11 @@ def dead_letter_event(event: CloudEvent) -> None:
 
 def sweep_event(event: CloudEvent) -> None:
     """CloudEvent entry of `sweep` (lead-sweep, published by Cloud Scheduler)."""
-    sweep_stale(app().store, app().bus, timedelta(seconds=app().settings.sweep_stale_s))
+    config = app().settings
+    sweep(
+        app().store,
+        app().bus,
+        Pace(app().lanes, config.google_limits),
+        stale_after=timedelta(seconds=config.sweep_stale_s),
+        loop_s=config.sweep_loop_s,
+    )

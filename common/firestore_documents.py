@@ -134,17 +134,20 @@ class FirestoreDocuments:
             found.append((lead_ref.parent.parent.id, lead_ref.id, snap.id, snap.to_dict() or {}))
         return found
 
-    def due_receipts(self, now_stamp: str, limit: int) -> list[tuple[str, str, str]]:
+    def due_receipts(
+        self, now_stamp: str, limit: int
+    ) -> list[tuple[str, str, str, dict[str, Any]]]:
         """Waiting receipts now due (collection-group index on status + waiting.until,
         infra/firestore.indexes.json). Stamps are all UTC with a Z, so text order is time order."""
         query = (
             self.db.collection_group("receipts")
             .where(filter=FieldFilter("status", "==", "pending"))
             .where(filter=FieldFilter("waiting.until", "<=", now_stamp))
+            .order_by("waiting.until")
             .limit(limit)
         )
         found = []
         for snap in query.stream():
             lead_ref = snap.reference.parent.parent
-            found.append((lead_ref.parent.parent.id, lead_ref.id, snap.id))
+            found.append((lead_ref.parent.parent.id, lead_ref.id, snap.id, snap.to_dict() or {}))
         return found

@@ -49,12 +49,14 @@ def waits_for_calendar(
 def publishable(
     actions: Iterable[str], receipts: Mapping[str, Mapping[str, Any] | None]
 ) -> list[str]:
-    """The actions of a lead to publish now: pending, and not waiting for the calendar."""
+    """The actions of a lead to publish now: pending, not waiting for the calendar, and not
+    waiting for their start in the host's lane (the sweeper publishes those when due)."""
     wanted = list(actions)
     return [
         action
         for action in wanted
         if not is_terminal(receipts.get(action))
+        and not (receipts.get(action) or {}).get("waiting")
         and not waits_for_calendar(action, wanted, receipts)
     ]
 
@@ -106,3 +108,11 @@ def reopenable(
     if action == "calendar":
         return receipt.get("outcome") == "no_slot"
     return calendar_again and receipt.get("outcome") == "drafted"
+
+
+def email_goes_with_booking(email: Mapping[str, Any] | None, now_stamp: str) -> bool:
+    """Whether book publishes the email with its booking: not when the email waits for a later
+    start in its host's Gmail lane (the sweeper publishes it then; notify reads the booking
+    from the calendar receipt)."""
+    until = ((email or {}).get("waiting") or {}).get("until")
+    return not until or until <= now_stamp

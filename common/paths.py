@@ -27,6 +27,11 @@ def run_settings(run_id: str, settings_id: str) -> str:
     return f"{RUNS}/{run_id}/settings/{settings_id}"
 
 
+def run_settings_all(run_id: str) -> str:
+    """The collection of a run's settings documents."""
+    return f"{RUNS}/{run_id}/settings"
+
+
 def receipt(run_id: str, lead_doc_id: str, action: str) -> str:
     """The receipt of one action of one lead."""
     return f"{RUNS}/{run_id}/leads/{lead_doc_id}/receipts/{action}"

@@ -157,6 +157,14 @@ class Store:
         """A run's counters folded into `counts` and `reasons`."""
         return fold(self.docs.counters(run_id))
 
+    def run_hosts(self, run_id: str) -> list[str]:
+        """The hosts (`senderEmail`) the run's requests named."""
+        found = {
+            str((doc.data.get("host") or {}).get("senderEmail"))
+            for _, doc in self.docs.children(paths.run_settings_all(run_id))
+        }
+        return sorted(found)
+
     def waiting_until(self, run_id: str) -> str | None:
         """The latest `waiting.until` among a run's receipts (None: nothing waits)."""
         found = self.docs.latest(paths.leads(run_id), "waitingUntil")
@@ -351,22 +359,31 @@ class Store:
         except ReceiptMissing:
             return
 
-    def resume(self, run_id: str, lead_doc_id: str, action: str, now: datetime) -> bool:
-        """A waiting receipt whose wait is over goes back in flight (its message is published
-        next); False if it is no longer waiting or not due yet."""
+    def restart(
+        self,
+        run_id: str,
+        lead_doc_id: str,
+        action: str,
+        waiting: dict[str, Any] | None,
+        start_at: str | None,
+        *,
+        spaced: bool = False,
+    ) -> bool:
+        """A waiting receipt gets a new wait (`waiting`) or goes back in flight (None: its
+        message is published next, and its delivery starts at `start_at`); False if it no
+        longer waits (it finished, or another sweeper moved it)."""
 
         def step(receipt: dict[str, Any]) -> tuple[bool, dict[str, Any] | None]:
-            until = (receipt.get("waiting") or {}).get("until")
-            if is_terminal(receipt) or not until or until > stamp(now):
+            if is_terminal(receipt) or not receipt.get("waiting"):
                 return False, None
-            return True, {"waiting": None}
+            return True, {"waiting": waiting, "startAt": start_at, "spaced": spaced}
 
-        resumed: bool = self._transition(run_id, lead_doc_id, action, step)
-        return resumed
+        moved: bool = self._transition(run_id, lead_doc_id, action, step)
+        return moved
 
-    def due_receipts(self, now: datetime, limit: int) -> list[tuple[str, str, str]]:
-        """(runId, leadDocId, action) of waiting receipts whose wait is over."""
-        return self.docs.due_receipts(stamp(now), limit)
+    def due_receipts(self, by: datetime, limit: int) -> list[tuple[str, str, str, dict[str, Any]]]:
+        """Waiting receipts whose wait is over by `by`: (runId, leadDocId, action, receipt)."""
+        return self.docs.due_receipts(stamp(by), limit)
 
     def touch_receipt(self, run_id: str, lead_doc_id: str, action: str) -> None:
         """Move `updatedAt`, so the next sweep waits a full period before publishing again."""

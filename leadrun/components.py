@@ -25,6 +25,12 @@ from leadrun.stack_config import (
     client_env,
 )
 
+
+def sweep_every_s() -> float:
+    """The local Cloud Scheduler's period (`LEADRUN_SWEEP_EVERY_S`)."""
+    return float(os.environ.get("LEADRUN_SWEEP_EVERY_S", f"{DEFAULT_SWEEP_EVERY_S:g}"))
+
+
 DEFAULT_SANDBOX_CMD: tuple[str, ...] = (
     "{python}",
     "-m",
@@ -107,7 +113,7 @@ class Commands:
                 "PYTHONUNBUFFERED": "1",
             }
         if name == SCHEDULER:
-            every = os.environ.get("LEADRUN_SWEEP_EVERY_S", f"{DEFAULT_SWEEP_EVERY_S:g}")
+            every = f"{sweep_every_s():g}"
             return [
                 self.python,
                 "-m",
@@ -155,6 +161,8 @@ class Commands:
             "LEADRUN_GOOGLE_MODE": "sandbox",
             "LEADRUN_FIREBASE_CERTS_URL": env["LEADRUN_FIREBASE_CERTS_URL"],
             "LEADRUN_ALLOWED_ORIGINS": self.allowed_origins,
+            # One sweeper tick keeps publishing what falls due until just before the next.
+            "LEADRUN_SWEEP_LOOP_S": f"{0.9 * sweep_every_s():g}",
             **{k: v for k, v in os.environ.items() if k == GOOGLE_LIMITS_ENV},
             **self.extra_env,
         }

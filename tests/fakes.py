@@ -122,14 +122,17 @@ class MemoryDocuments:
                     found.append((parts[1], parts[3], parts[5], dict(doc.data)))
             return found[:limit]
 
-    def due_receipts(self, now_stamp: str, limit: int) -> list[tuple[str, str, str]]:
-        """Waiting receipts now due."""
+    def due_receipts(
+        self, now_stamp: str, limit: int
+    ) -> list[tuple[str, str, str, dict[str, Any]]]:
+        """Waiting receipts now due, soonest first."""
         with self._lock:
             found = []
-            for path, doc in sorted(self.docs.items()):
+            for path, doc in self.docs.items():
                 parts = path.split("/")
                 if len(parts) == 6 and parts[4] == "receipts" and _due(doc.data, now_stamp):
-                    found.append((parts[1], parts[3], parts[5]))
+                    found.append((parts[1], parts[3], parts[5], copy.deepcopy(doc.data)))
+            found.sort(key=lambda row: (row[3]["waiting"]["until"], row[:3]))
             return found[:limit]
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -21,6 +21,7 @@ from common.errors import PermanentError
 from common.handlers.delivery import KeptHold, Outcome, Retry, Work, terminal
 from common.holds import SlotHold
 from common.models import Slot
+from common.pacing import LOOKAHEAD
 from common.ports import Calendar
 from common.slots import (
     Interval,
@@ -32,6 +33,7 @@ from common.slots import (
     first_free_expanded,
     split_candidates,
 )
+from common.store import stamp
 
 HOLD_TTL = timedelta(minutes=5)
 MAX_CLAIM_ROUNDS = 60
@@ -209,10 +211,14 @@ class Booker:
         return event
 
     def _follow_up(self, booking: dict[str, Any]) -> tuple[Outgoing, ...]:
-        """The email message that carries this booking, if the lead has an email action."""
+        """The email message that carries this booking, if the lead has an email action that
+        may go now."""
         if not flow.email_follows_calendar(self.work.settings.actions):
             return ()
         d = self.work.delivery
+        email = self.work.receipts.get_receipt(d.run_id, d.lead_doc_id, "email")
+        if not flow.email_goes_with_booking(email, stamp(datetime.now(UTC) + LOOKAHEAD)):
+            return ()
         return (Outgoing(d.run_id, d.lead_doc_id, "email", booking),)
 
     def no_slot(self) -> Outcome:

@@ -25,18 +25,19 @@ from common import flow
 from common.bus import Outgoing
 from common.documents import Contended
 from common.errors import PermanentError, as_permanent, is_transient
-from common.gates import Gates
 from common.holds import HoldsContended, SlotHold
+from common.lanes import Lane, Lanes
 from common.limits import ACTION_API, Limit, limit_of
 from common.log import log
 from common.models import Lead, RunSettings
+from common.pacing import BRIEF
 from common.ports import Bus, Holds, Receipts, Tools
 from common.store import Claim, LeaseHeld, ReceiptMissing
 
 QUICK_TRIES = 3
 QUICK_BACKOFF_S = 0.2
 # A limit that asks for no more than this is waited out in process; a longer one parks the receipt.
-BRIEF_WAIT_S = 1.0
+BRIEF_WAIT_S = BRIEF.total_seconds()
 
 
 class Retry(Exception):
@@ -68,11 +69,12 @@ class Deps:
 
     receipts: Receipts
     holds: Holds
-    gates: Gates
+    lanes: Lanes
     bus: Bus
     tools_for: Callable[[bool], Tools]
     max_age: timedelta = timedelta(days=7)
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    sleep: Callable[[float], None] = time.sleep
 
 
 @dataclass(frozen=True)
@@ -227,8 +229,11 @@ def handle_delivery(deps: Deps, delivery: Delivery, effect: Effect) -> str:
     dry_run = bool(run.get("dryRun"))
     tools = deps.tools_for(dry_run)
     work = Work(d, dry_run, lead_doc, lead, settings, claim, tools, deps.receipts, deps.holds, now)
-    gate = _Gate(deps.gates, settings.host.senderEmail, ACTION_API[d.action], deps.clock)
-    outcome = gate.held(now) or _act(effect, work, gate, _GiveBack(deps.receipts, d, owner, say))
+    lane = _Lane(
+        deps.lanes, settings.host.senderEmail, ACTION_API[d.action], deps.clock, deps.sleep
+    )
+    give_back = _GiveBack(deps.receipts, d, owner, say)
+    outcome = lane.held(claim, now) or _act(effect, work, lane, give_back)
     try:
         if outcome.follow_ups:
             deps.bus.publish(outcome.follow_ups, traceparent=d.traceparent)
@@ -273,32 +278,46 @@ def waiting_fields(limit: Limit) -> dict[str, Any]:
     return {"status": "pending", "outcome": None, "waiting": limit.waiting()}
 
 
-@dataclass
-class _Gate:
-    """This delivery's view of its host's gate on the API it calls."""
+def _when(stamp: Any, default: datetime) -> datetime:
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00")) if stamp else default
 
-    gates: Gates
+
+@dataclass
+class _Lane:
+    """This delivery's view of its host's lane on the API it calls."""
+
+    lanes: Lanes
     host: str
     api: str
     clock: Callable[[], datetime]
-    streak: int = 0
+    sleep: Callable[[float], None]
+    seen: Lane | None = None
 
-    def held(self, now: datetime) -> Outcome | None:
-        """A parked outcome while another lead's limit holds the host back, else None."""
-        gate = self.gates.read(self.host, self.api)
-        self.streak = gate.streak
-        closed = gate.closed(now)
-        return None if closed is None else Outcome(waiting_fields(closed))
+    def held(self, claim: Claim, now: datetime) -> Outcome | None:
+        """A parked outcome while the lane holds this lead back, else None: its own start is
+        later (it came early: a replay, a duplicate), or another lead's limit closed the gate.
+        A start that is only a moment away is waited for here."""
+        lane = self.seen = self.lanes.read(self.host, self.api)
+        closed = lane.closed(now)
+        if closed is not None:
+            return Outcome(waiting_fields(closed))
+        waiting = claim.receipt.get("waiting") or {}
+        start = _when(waiting.get("until") or claim.receipt.get("startAt"), now)
+        if start - now > BRIEF:  # came before its start (a replay, a duplicate): wait for it
+            return Outcome({"status": "pending", "outcome": None, "waiting": waiting})
+        self.sleep(max((start - now).total_seconds(), 0.0))
+        return None
 
     def met(self, exc: BaseException) -> Limit | None:
-        """The wait a refused call asks for (the host's gate closed with it), or None."""
-        limit = limit_of(exc, self.api, self.clock(), self.streak)
-        return None if limit is None else self.gates.close(self.host, limit)
+        """The wait a refused call asks for (the lane slowed, its gate closed), or None."""
+        streak = self.seen.streak if self.seen else 0
+        limit = limit_of(exc, self.api, self.clock(), streak)
+        return None if limit is None else self.lanes.close(self.host, limit, self.clock())
 
     def passed(self) -> None:
-        """Calls went through: a gate that had closed starts its backoff afresh."""
-        if self.streak:
-            self.gates.opened(self.host, self.api)
+        """Calls went through: a slowed lane speeds up again."""
+        if self.seen is not None:
+            self.lanes.passed(self.host, self.seen, self.clock())
 
 
 def _claim(receipts: Receipts, d: Delivery, owner: str, say: _Story) -> Claim | None:
@@ -345,7 +364,7 @@ class _GiveBack:
         self.say(f"{what}, retrying: {exc!r}", severity=severity, outcome="retry")
 
 
-def _act(effect: Effect, work: Work, gate: _Gate, give_back: _GiveBack) -> Outcome:
+def _act(effect: Effect, work: Work, lane: _Lane, give_back: _GiveBack) -> Outcome:
     """The effect's outcome, with a few quick retries. One of Google's limits parks the receipt
     (acknowledged: a wait must not spend Pub/Sub's delivery attempts); a permanent error becomes
     a `failed` outcome; a transient one gives the lease back and asks Pub/Sub for a redelivery.
@@ -365,12 +384,12 @@ def _act(effect: Effect, work: Work, gate: _Gate, give_back: _GiveBack) -> Outco
             give_back("transient", exc)
             raise Retry(str(exc)) from exc
         except Exception as exc:
-            limit = gate.met(exc)
+            limit = lane.met(exc)
             if limit is not None:
-                wait = (limit.until - gate.clock()).total_seconds()
+                wait = (limit.until - lane.clock()).total_seconds()
                 if wait > BRIEF_WAIT_S or attempt == QUICK_TRIES:
                     return Outcome(waiting_fields(limit))
-                time.sleep(max(wait, 0.0))  # a brief wait costs less than a round trip
+                lane.sleep(max(wait, 0.0))  # a brief wait costs less than a round trip
                 continue
             if is_transient(exc) and attempt < QUICK_TRIES:
                 give_back.say(
@@ -388,6 +407,6 @@ def _act(effect: Effect, work: Work, gate: _Gate, give_back: _GiveBack) -> Outco
                 return Outcome(failed("permanent_error", permanent.code, permanent.message))
             give_back("internal", exc, severity="ERROR")
             raise
-        gate.passed()
+        lane.passed()
         return outcome
     raise AssertionError("unreachable")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from pydantic import (
@@ -16,7 +17,8 @@ from pydantic import (
 
 from common.handlers.intake import HttpResult, error
 from common.models import Id, field_errors, not_reserved
-from common.store import Store
+from common.pacing import LEAD_SECONDS
+from common.store import Store, stamp
 
 _RUN_ID: TypeAdapter[str] = TypeAdapter(Id)
 
@@ -60,12 +62,22 @@ def funnel(store: Store, run_id: str, run: dict[str, Any]) -> dict[str, Any]:
     counts.update(folded["counts"])
     reasons = dict(folded["reasons"])
     waiting_until = store.waiting_until(run_id) if counts.get("waiting") else None
+    now = datetime.now(UTC)
+    finish = now
+    if counts.get("pending"):
+        # Brought up to date: the latest start a waiting lead has, and its own time after it.
+        latest = (
+            datetime.fromisoformat(waiting_until.replace("Z", "+00:00")) if waiting_until else now
+        )
+        finish = max(latest, now) + LEAD_SECONDS
+    eta = {host: stamp(finish) for host in store.run_hosts(run_id)}
     return {
         "runId": run_id,
         "dryRun": bool(run.get("dryRun")),
         "counts": counts,
         "reasons": reasons,
         "waitingUntil": waiting_until,
+        "eta": eta,
         "filterReasons": dict(stages.get("filterReasons") or {}),
         "updatedAt": _iso(run.get("updatedAt")),
     }

@@ -10,8 +10,9 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import ValidationError
@@ -20,12 +21,15 @@ from common import flow, paths
 from common.bus import Outgoing
 from common.config import HostAllowlist
 from common.documents import SERVER_TIME, Changed, Commit, Write
+from common.lanes import Lanes
+from common.limits import ACTION_API, RATE_LIMIT, Limit
 from common.log import log
 from common.models import Lead, RunSettings, ScheduleRequest, field_errors, valid_email
+from common.pacing import LEAD_SECONDS, LOOKAHEAD, Limits
 from common.ports import Bus
 from common.receipts import new_receipt, tally
 from common.slots import Interval, split_candidates
-from common.store import Store, StoredLead, created, lead_actions, lead_change
+from common.store import Store, StoredLead, created, lead_actions, lead_change, stamp
 
 INTAKE_ATTEMPTS = 4
 
@@ -64,6 +68,49 @@ def lead_problem(lead: Lead, settings: RunSettings) -> str | None:
     return None
 
 
+@dataclass(frozen=True)
+class Pace:
+    """What intake paces to: the hosts' lanes and the limits they run under."""
+
+    lanes: Lanes
+    limits: Limits
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+
+
+class Starts:
+    """Hands out each new pending receipt's start in its host's lane, in request order.
+
+    Without reservations it only counts what the plan asks for (the first pass); with them, a
+    receipt due within `LOOKAHEAD` is published now with its `startAt` (its delivery waits for
+    that moment), and a later one is created `waiting` for it (the sweeper publishes it then).
+    """
+
+    def __init__(
+        self,
+        now: datetime,
+        reserved: Mapping[str, list[datetime]] | None = None,
+        host: str | None = None,
+    ):
+        self.now = now
+        self.reserved = reserved
+        self.host = host
+        self.wanted: Counter[str] = Counter()
+
+    def take(self, action: str) -> dict[str, Any]:
+        """The pacing fields of the next pending receipt of `action`."""
+        api = ACTION_API[action]
+        index = self.wanted[api]
+        self.wanted[api] += 1
+        starts = (self.reserved or {}).get(api)
+        if not starts:
+            return {}
+        at = starts[min(index, len(starts) - 1)]
+        # `host`: the lane the sweeper finds a waiting receipt's rate in.
+        if at - self.now > LOOKAHEAD:
+            return {"host": self.host, "waiting": Limit(RATE_LIMIT, api, at).waiting()}
+        return {"host": self.host, "startAt": stamp(at)}
+
+
 @dataclass
 class IntakePlan:
     """What schedule will write and publish for a request, decided from what is stored."""
@@ -81,6 +128,7 @@ def _lead_doc(
     reason: str | None,
     receipts: Mapping[str, Mapping[str, Any]],
 ) -> dict[str, Any]:
+    waits = {a: r["waiting"]["until"] for a, r in receipts.items() if r.get("waiting")}
     return {
         "lead": lead.model_dump(mode="json"),
         "actions": actions,
@@ -88,6 +136,8 @@ def _lead_doc(
         "status": "rejected" if reason else "accepted",
         "reason": reason,
         "reasonTally": tally(receipts.values()),
+        "waiting": waits,
+        "waitingUntil": max(waits.values(), default=None),
     }
 
 
@@ -104,19 +154,31 @@ def _messages(
 
 
 def _new_lead(
-    run_id: str, lead: Lead, actions: list[str], settings_id: str, reason: str | None, dry_run: bool
-) -> Commit:
+    run_id: str,
+    lead: Lead,
+    actions: list[str],
+    settings_id: str,
+    reason: str | None,
+    dry_run: bool,
+    starts: Starts,
+) -> tuple[Commit, dict[str, dict[str, Any]]]:
     """A lead seen for the first time: its document and a receipt per action, all new."""
     status = "rejected" if reason else "pending"
-    receipts = {a: new_receipt(a, dry_run=dry_run, status=status, reason=reason) for a in actions}
+    receipts = {
+        a: {
+            **new_receipt(a, dry_run=dry_run, status=status, reason=reason),
+            **(starts.take(a) if reason is None else {}),
+        }
+        for a in actions
+    }
     doc = _lead_doc(lead, actions, settings_id, reason, receipts)
     writes = [created(paths.lead(run_id, lead.leadDocId), doc)]
     writes += [created(paths.receipt(run_id, lead.leadDocId, a), r) for a, r in receipts.items()]
-    return Commit(writes, run_id, lead_change(None, doc, {}, receipts))
+    return Commit(writes, run_id, lead_change(None, doc, {}, receipts)), receipts
 
 
 def _reopen(
-    run_id: str, lead: Lead, stored: StoredLead, settings_id: str, dry_run: bool
+    run_id: str, lead: Lead, stored: StoredLead, settings_id: str, dry_run: bool, starts: Starts
 ) -> tuple[Commit | None, dict[str, dict[str, Any]], list[str]]:
     """A lead sent again: reopen what may now succeed (`flow.reopenable`), rewrite the lead
     with what was sent; the commit (None: nothing to reopen), its receipts now, its actions."""
@@ -131,6 +193,8 @@ def _reopen(
                 **new_receipt(action, dry_run=dry_run),
                 "attempts": attempts,
                 "lease": None,
+                "startAt": None,
+                **starts.take(action),
             }
     current = {**old, **reopened}
     if not reopened:
@@ -149,14 +213,22 @@ def _reopen(
     return Commit(writes, run_id, lead_change(old_lead, doc, old, reopened)), current, actions
 
 
-def plan_intake(store: Store, request: ScheduleRequest) -> IntakePlan:
-    """Decide, from what is stored, what to write and publish for each lead."""
+def plan_intake(
+    store: Store,
+    request: ScheduleRequest,
+    starts: Starts | None = None,
+    existing: Mapping[str, StoredLead] | None = None,
+) -> IntakePlan:
+    """Decide, from what is stored (`existing`, else read), what to write and publish for each
+    lead, each pending receipt with its start from `starts` (none: published at once)."""
     settings = request.settings()
     settings_doc = settings.model_dump(mode="json")
     settings_id = settings_key(settings_doc)
     actions: list[str] = list(settings.actions)
     run_id = request.runId
-    existing = store.stored_leads(run_id, [lead.leadDocId for lead in request.leads], actions)
+    starts = starts or Starts(datetime.now(UTC))
+    if existing is None:
+        existing = stored_for(store, request)
     # Content-addressed: writing it again writes the same thing, so it needs no guard.
     plan = IntakePlan(
         [Commit([Write(paths.run_settings(run_id, settings_id), settings_doc)])], [], [], []
@@ -166,22 +238,22 @@ def plan_intake(store: Store, request: ScheduleRequest) -> IntakePlan:
         lead_id = lead.leadDocId
         stored = existing.get(lead_id)
         if stored is None:
-            plan.commits.append(
-                _new_lead(run_id, lead, actions, settings_id, reason, request.dryRun)
+            commit, receipts = _new_lead(
+                run_id, lead, actions, settings_id, reason, request.dryRun, starts
             )
+            plan.commits.append(commit)
             if reason is None:
-                receipts = {a: new_receipt(a, dry_run=request.dryRun) for a in actions}
                 plan.messages.extend(_messages(run_id, lead_id, actions, receipts))
         elif reason is not None:
             # A lead already on record is never clobbered by a worse copy of itself.
             plan.rejected.append({"leadDocId": lead_id, "reason": reason})
             continue
         else:
-            commit, current, stored_actions = _reopen(
-                run_id, lead, stored, settings_id, request.dryRun
+            reopen, current, stored_actions = _reopen(
+                run_id, lead, stored, settings_id, request.dryRun, starts
             )
-            if commit is not None:
-                plan.commits.append(commit)
+            if reopen is not None:
+                plan.commits.append(reopen)
             elif stored.lead.data.get("status") == "rejected":
                 plan.rejected.append(
                     {"leadDocId": lead_id, "reason": str(stored.lead.data.get("reason"))}
@@ -195,6 +267,33 @@ def plan_intake(store: Store, request: ScheduleRequest) -> IntakePlan:
     return plan
 
 
+def stored_for(store: Store, request: ScheduleRequest) -> dict[str, StoredLead]:
+    """The request's leads as already stored, with their receipts."""
+    actions = list(request.settings().actions)
+    return store.stored_leads(request.runId, [lead.leadDocId for lead in request.leads], actions)
+
+
+def reserve_starts(
+    lanes: Lanes, limits: Limits, host: str, wanted: Mapping[str, int], now: datetime
+) -> tuple[dict[str, list[datetime]], int]:
+    """Reserve the wanted number of starts in each of the host's lanes (one write a lane);
+    the starts by API, and how many leads wait for the next daily sending window."""
+    reserved: dict[str, list[datetime]] = {}
+    over_daily = 0
+    for api, count in wanted.items():
+        if count:
+            plan = lanes.reserve(host, api, count, limits, now)
+            reserved[api] = plan.starts
+            over_daily += plan.over_daily
+    return reserved, over_daily
+
+
+def eta_of(reserved: Mapping[str, list[datetime]], now: datetime) -> str:
+    """When the last reserved start is expected to be done (RFC 3339)."""
+    last = max((starts[-1] for starts in reserved.values() if starts), default=now)
+    return stamp(max(last, now) + LEAD_SECONDS)
+
+
 def handle_schedule(
     store: Store,
     bus: Bus,
@@ -204,6 +303,7 @@ def handle_schedule(
     *,
     hosts: HostAllowlist,
     traceparent: str | None = None,
+    pace: Pace | None = None,
 ) -> HttpResult:
     """Validate and accept a schedule request (CONTRACT §3).
 
@@ -232,8 +332,18 @@ def handle_schedule(
     if bool(run.get("dryRun")) != request.dryRun:
         mode = "a dry run" if run.get("dryRun") else "a live run"
         return error(409, "run_mode_conflict", f"run {request.runId} is {mode}")
+    now = pace.clock() if pace is not None else datetime.now(UTC)
+    existing = stored_for(store, request)
+    reserved: dict[str, list[datetime]] = {}
+    over_daily = 0
+    if pace is not None and not request.dryRun:  # a dry run calls only freeBusy: not paced
+        counting = Starts(now)
+        plan_intake(store, request, counting, existing)
+        host = request.host.senderEmail
+        reserved, over_daily = reserve_starts(pace.lanes, pace.limits, host, counting.wanted, now)
     for attempt in range(INTAKE_ATTEMPTS):
-        plan = plan_intake(store, request)
+        starts = Starts(now, reserved, request.host.senderEmail)
+        plan = plan_intake(store, request, starts, existing)
         try:
             store.write_intake(plan.commits)
             break
@@ -241,6 +351,7 @@ def handle_schedule(
             # A concurrent copy of this request wrote first: look again at what is stored.
             if attempt == INTAKE_ATTEMPTS - 1:
                 return error(503, "unavailable", "the run is being changed concurrently; retry")
+            existing = stored_for(store, request)
     try:
         published = bus.publish(plan.messages, traceparent=traceparent)
     except Exception as exc:
@@ -266,7 +377,15 @@ def handle_schedule(
         published=published,
         byAction=dict(counts),
         dryRun=request.dryRun,
+        overDailyCap=over_daily,
     )
-    return HttpResult(
-        202, {"runId": request.runId, "accepted": plan.accepted, "rejected": plan.rejected}
-    )
+    answer: dict[str, Any] = {
+        "runId": request.runId,
+        "accepted": plan.accepted,
+        "rejected": plan.rejected,
+        "eta": {request.host.senderEmail: eta_of(reserved, now)},
+    }
+    if over_daily:
+        # Leads past the host's daily sending cap wait for its next window (CONTRACT §3 eta).
+        answer["waitingForDailyCap"] = {request.host.senderEmail: over_daily}
+    return HttpResult(202, answer)

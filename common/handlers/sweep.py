@@ -1,44 +1,95 @@
-"""Re-publish actions whose message was lost: the safety net under "no lead without a receipt".
+"""The sweeper: every tick it publishes what falls due, and what was lost.
 
-Pub/Sub redelivers what it was given, but a message can still be lost before it gets there (a
-publish that never happened after a crash, an emulator that drops a push). Every tick the sweeper
-looks for receipts still `pending` long after their last change, with no live lease, and publishes
-their action again. Doing so is always safe: a terminal receipt acknowledges a duplicate, and every
-effect is idempotent.
+Pacing (CONTRACT §4 v1.1 `waiting`): a lead that schedule gave a later start in its host's lane,
+or that Google's limits held back, waits in Firestore, not in Pub/Sub (a nack would spend a
+delivery attempt). For the length of a tick (`loop_s`: Cloud Scheduler ticks once a minute) the
+sweeper publishes, every `RESUME_EVERY`, the waiting receipts whose start falls within the next
+`LOOKAHEAD`; each delivery then waits in process for its exact start. While a lane is held back
+or slowed, the leads that fall due are first spaced anew at the lane's current rate.
 
-It also brings back receipts parked by one of Google's limits once their `waiting.until` is past:
-a parked delivery acknowledged its message (a nack would spend a Pub/Sub delivery attempt), so
-the tick is what resumes it.
+The safety net under "no lead without a receipt": Pub/Sub redelivers what it was given, but a
+message can still be lost before it gets there (a publish that never happened after a crash, an
+emulator that drops a push). Once a tick the sweeper publishes again every receipt still `pending`
+long after its last change, with no live lease and no wait. Publishing again is always safe: a
+terminal receipt acknowledges a duplicate, and every effect is idempotent.
 """
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from common import flow
 from common.bus import Outgoing
+from common.handlers.intake import Pace
+from common.limits import Limit
 from common.log import log
+from common.pacing import LOOKAHEAD
 from common.ports import Bus
-from common.store import Store, lead_actions
+from common.receipts import is_terminal
+from common.store import Store, lead_actions, stamp
+
+RESUME_EVERY = timedelta(milliseconds=250)
+Row = tuple[str, str, str, dict[str, Any]]
 
 
-def resume_due(store: Store, bus: Bus, now: datetime, limit: int = 500) -> int:
-    """Publish every waiting action whose wait is over; returns how many."""
-    messages = [
-        Outgoing(run_id, lead_doc_id, action)
-        for run_id, lead_doc_id, action in store.due_receipts(now, limit)
-        if store.resume(run_id, lead_doc_id, action, now)
-    ]
+def _parse(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def _booking_open(store: Store, run_id: str, lead_doc_id: str) -> bool:
+    """An email whose booking has not settled goes with the booking (book publishes it)."""
+    calendar = store.get_receipt(run_id, lead_doc_id, "calendar")
+    return calendar is not None and not is_terminal(calendar)
+
+
+def _starts(pace: Pace | None, rows: list[Row], now: datetime) -> list[datetime]:
+    """When each of one lane's due leads starts: as planned, or, while the lane is held back or
+    slowed, spaced anew (once: a lead the sweeper spaced keeps its start)."""
+    _, _, _, first = rows[0]
+    host, api = first.get("host"), first["waiting"].get("api")
+    planned = [_parse(receipt["waiting"]["until"]) for _, _, _, receipt in rows]
+    if pace is None or not host or api not in ("calendar", "gmail", "drive"):
+        return planned
+    if not pace.lanes.read(host, api).respacing(now, LOOKAHEAD):
+        return planned
+    anew = [i for i, (_, _, _, receipt) in enumerate(rows) if not receipt.get("spaced")]
+    if anew:
+        spaced = pace.lanes.respace(host, api, len(anew), pace.limits, now).starts
+        for i, start in zip(anew, spaced, strict=True):
+            planned[i] = start
+    return planned
+
+
+def resume_due(store: Store, bus: Bus, now: datetime, pace: Pace | None = None) -> int:
+    """Publish the waiting actions whose start falls within `LOOKAHEAD`; returns how many."""
+    lanes: dict[tuple[Any, Any], list[Row]] = {}
+    for row in store.due_receipts(now + LOOKAHEAD, limit=500):
+        run_id, lead_id, action, receipt = row
+        if action == "email" and _booking_open(store, run_id, lead_id):
+            continue
+        lanes.setdefault((receipt.get("host"), receipt["waiting"].get("api")), []).append(row)
+    messages = []
+    for rows in lanes.values():
+        for (run_id, lead_id, action, receipt), start in zip(
+            rows, _starts(pace, rows, now), strict=True
+        ):
+            if start - now <= LOOKAHEAD:
+                if store.restart(run_id, lead_id, action, None, stamp(start)):
+                    messages.append(Outgoing(run_id, lead_id, action))
+            else:
+                again = Limit(receipt["waiting"]["reason"], receipt["waiting"]["api"], start)
+                store.restart(run_id, lead_id, action, again.waiting(), None, spaced=True)
     if messages:
         bus.publish(messages)
     return len(messages)
 
 
-def sweep_stale(store: Store, bus: Bus, stale_after: timedelta, limit: int = 500) -> int:
-    """Resume what waited for Google's limits, then publish again every stale pending action
-    (at most `limit` of each a sweep); returns how many were published."""
+def republish_stale(store: Store, bus: Bus, stale_after: timedelta, limit: int = 500) -> int:
+    """Publish again every stale pending action (at most `limit`); returns how many."""
     now = datetime.now(UTC)
-    resumed = resume_due(store, bus, now, limit)
     stale = store.stale_receipts(now - stale_after, now, limit)
     messages = []
     for run_id, lead_doc_id, action in stale:
@@ -52,11 +103,31 @@ def sweep_stale(store: Store, bus: Bus, stale_after: timedelta, limit: int = 500
         bus.publish(messages)
         for message in messages:
             store.touch_receipt(message.run_id, message.lead_doc_id, message.action)
+    return len(messages)
+
+
+def sweep(
+    store: Store,
+    bus: Bus,
+    pace: Pace | None,
+    *,
+    stale_after: timedelta,
+    loop_s: float,
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> int:
+    """One tick: republish what was lost, then publish what falls due for `loop_s` seconds."""
+    republished = republish_stale(store, bus, stale_after)
+    resumed = 0
+    ends = time.monotonic() + loop_s
+    while True:
+        resumed += resume_due(store, bus, clock(), pace)
+        if time.monotonic() + RESUME_EVERY.total_seconds() > ends:
+            break
+        time.sleep(RESUME_EVERY.total_seconds())
     log(
         "sweep",
-        outcome="republished" if messages or resumed else "nothing stale",
-        republished=len(messages),
-        stale=len(stale),
+        outcome="republished" if republished or resumed else "nothing due",
+        republished=republished,
         resumed=resumed,
     )
-    return len(messages) + resumed
+    return republished + resumed

@@ -16,10 +16,10 @@ import pytest
 
 from common import keys, paths
 from common.bus import Outgoing, PubSubBus
-from common.gates import Gates
 from common.handlers.delivery import Delivery, Deps, handle_delivery
 from common.handlers.intake import plan_intake
 from common.holds import SlotHolds
+from common.lanes import Lanes
 from common.models import ScheduleRequest
 from leadrun.client import LeadRunClient
 from tests.support import (
@@ -149,7 +149,7 @@ def _deliver_drive(
     deps = Deps(
         store,
         SlotHolds(store.docs),
-        Gates(store.docs),
+        Lanes(store.docs),
         PubSubBus(stack_env["GOOGLE_CLOUD_PROJECT"]),
         lambda dry_run: pytest.fail(f"{what} must not reach Google"),
         max_age=timedelta(hours=1),

@@ -14,15 +14,16 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from common.config import HostAllowlist
-from common.gates import Gates
 from common.handlers.book import book
 from common.handlers.dead_letter import handle_dead_letter
 from common.handlers.delivery import Delivery, Deps, Outcome, Retry, Work, handle_delivery
 from common.handlers.drive import drive
-from common.handlers.intake import HttpResult, handle_schedule
+from common.handlers.intake import HttpResult, Pace, handle_schedule
 from common.handlers.notify import notify
 from common.handlers.sweep import resume_due
 from common.holds import SlotHolds
+from common.lanes import Lanes
+from common.pacing import Limits, parse_limits
 from common.ports import Tools
 from common.receipts import recount
 from common.store import Store
@@ -50,15 +51,20 @@ class World:
     outcomes: list[str] = field(default_factory=list)
     deliveries: int = 0
     later: timedelta = timedelta(0)  # how far this world's clock runs ahead of the real one
+    limits: Limits = field(default_factory=lambda: parse_limits('{"gmail": {}}'))
 
     def clock(self) -> datetime:
         """The handlers' time: real time, moved on by `tick`."""
         return datetime.now(UTC) + self.later
 
+    def wait(self, seconds: float) -> None:
+        """A delivery's in-process wait: this world's time moves on instead."""
+        self.later += timedelta(seconds=seconds)
+
     def tick(self, seconds: float) -> int:
         """Let `seconds` pass, then run the sweeper's resume and deliver what it published."""
         self.later += timedelta(seconds=seconds)
-        resumed = resume_due(self.store, self.bus, self.clock())
+        resumed = resume_due(self.store, self.bus, self.clock(), self.pace)
         self.pump()
         return resumed
 
@@ -70,20 +76,23 @@ class World:
         self.drive = FakeDrive(self.calls)
         live = Tools(self.calendar, self.calendar, self.mailer, self.drive)
         dry = Tools(FreeBusyOnly(self.calendar))
-        self.gates = Gates(self.docs)
+        self.lanes = Lanes(self.docs)
+        self.pace = Pace(self.lanes, self.limits, self.clock)
         self.deps = Deps(
             self.store,
             self.holds,
-            self.gates,
+            self.lanes,
             self.bus,
             lambda dry_run: dry if dry_run else live,
             clock=self.clock,
+            sleep=self.wait,
         )
 
     def schedule(self, body: dict[str, Any], uid: str = "alice") -> HttpResult:
         """POST the request to schedule."""
         hosts = HostAllowlist.parse("", open_when_unset=True)
-        return handle_schedule(self.store, self.bus, uid, json.dumps(body).encode(), hosts=hosts)
+        data = json.dumps(body).encode()
+        return handle_schedule(self.store, self.bus, uid, data, hosts=hosts, pace=self.pace)
 
     def deliver(self, message: Any, message_id: str = "m-1") -> str:
         """One delivery of one published message."""

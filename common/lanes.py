@@ -1,0 +1,191 @@
+"""Per-host lanes: how a host's calls to one API are paced, and held back when Google says so.
+
+One document per (acting user, API), `google_limits/{api}_{host}`:
+- the plan: `next` (when the lane is free for its next lead) and `factor` (the share of the
+  configured rate it runs at: below 1 after Google refused a call, back up as calls succeed),
+  and the daily window of Gmail sends (`dayStart`, `dayUsed`);
+- the gate: `until`, `reason`, `streak`: while closed, every delivery for the host on that API
+  parks at once instead of finding the wall for itself.
+Schedule reserves a whole request's starts with one write; deliveries only read it, and write it
+only when Google refused a call (at most once a second) or when a slowed lane speeds up again
+(at most once a second), so it is never a document that every delivery writes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from common import paths
+from common.documents import SERVER_TIME, Commit, Decision, Documents, Stored, change, guarded
+from common.limits import Limit
+from common.pacing import Limits, Plan, plan_lane
+
+SLOWDOWN = 0.5  # a refused call halves the lane's rate...
+SPEEDUP = 0.1  # ...and each second of calls that go through gives back a tenth of it
+MIN_FACTOR = 0.05
+CHANGE_EVERY = timedelta(seconds=1)
+
+
+def host_key(host: str) -> str:
+    """A document-id-safe key for an acting user."""
+    return hashlib.sha256(host.lower().encode()).hexdigest()[:24]
+
+
+@dataclass(frozen=True)
+class Lane:
+    """A host's lane on one API, as read."""
+
+    api: str
+    limit: Limit | None = None  # the gate's last wait
+    streak: int = 0
+    next_free: datetime | None = None
+    factor: float = 1.0
+    changed_at: datetime | None = None
+    day_start: datetime | None = None
+    day_used: int = 0
+    released_until: datetime | None = None  # the sweeper's own releases, while it re-spaces
+
+    def respacing(self, now: datetime, ahead: timedelta) -> bool:
+        """Whether due leads must be spaced anew before they go: the gate is closed, the lane
+        is slowed, or earlier re-spaced leads still occupy it."""
+        busy = self.released_until is not None and self.released_until > now + ahead
+        return self.closed(now) is not None or self.factor < 1.0 or busy
+
+    def closed(self, now: datetime) -> Limit | None:
+        """The wait in force at `now`, or None."""
+        return self.limit if self.limit is not None and self.limit.until > now else None
+
+    def recently_changed(self, now: datetime) -> bool:
+        """Whether the rate moved less than a second ago (one move a second at most)."""
+        return self.changed_at is not None and now - self.changed_at < CHANGE_EVERY
+
+
+def _lane_of(found: Stored | None, api: str) -> Lane:
+    if found is None:
+        return Lane(api)
+    d = found.data
+    until = d.get("until")
+    limit = Limit(str(d.get("reason")), api, until) if isinstance(until, datetime) else None
+    return Lane(
+        api,
+        limit,
+        int(d.get("streak") or 0),
+        d.get("next"),
+        float(d.get("factor") or 1.0),
+        d.get("changedAt"),
+        d.get("dayStart"),
+        int(d.get("dayUsed") or 0),
+        d.get("releasedUntil"),
+    )
+
+
+class Lanes:
+    """The lanes, over a `Documents` port."""
+
+    def __init__(self, docs: Documents) -> None:
+        self.docs = docs
+
+    def _change(self, host: str, api: str, decide: Any) -> Any:
+        path = paths.gate(api, host_key(host))
+
+        def on_read(found: dict[str, Stored | None]) -> Decision[Any]:
+            lane = _lane_of(found[path], api)
+            result, fields = decide(lane)
+            if not fields:
+                return Decision(result)
+            doc = {"host": host, "api": api, **fields, "updatedAt": SERVER_TIME}
+            return Decision(result, Commit([guarded(path, found[path], doc)]))
+
+        return change(self.docs, [path], on_read)
+
+    def read(self, host: str, api: str) -> Lane:
+        """The host's lane on `api`."""
+        path = paths.gate(api, host_key(host))
+        return _lane_of(self.docs.read([path])[path], api)
+
+    def close(self, host: str, limit: Limit, now: datetime) -> Limit:
+        """Google refused a call: hold the host's calls on `limit.api` back until at least
+        `limit.until`, and slow the lane; the wait now in force (a later one stands)."""
+
+        def decide(lane: Lane) -> tuple[Limit, dict[str, Any] | None]:
+            current = lane.closed(now)
+            if current is not None and current.until >= limit.until:
+                return current, None
+            fields: dict[str, Any] = {
+                "reason": limit.reason,
+                "until": limit.until,
+                "streak": lane.streak + 1,
+            }
+            if not lane.recently_changed(now):
+                fields["factor"] = max(MIN_FACTOR, lane.factor * SLOWDOWN)
+                fields["changedAt"] = now
+            return limit, fields
+
+        result: Limit = self._change(host, limit.api, decide)
+        return result
+
+    def passed(self, host: str, lane: Lane, now: datetime) -> None:
+        """A call went through: the next refusal backs off from the start, and a slowed lane
+        speeds up again (once a second at most)."""
+        if not lane.streak and (lane.factor >= 1.0 or lane.recently_changed(now)):
+            return
+
+        def decide(current: Lane) -> tuple[None, dict[str, Any] | None]:
+            fields: dict[str, Any] = {}
+            if current.streak:
+                fields["streak"] = 0
+            if current.factor < 1.0 and not current.recently_changed(now):
+                fields["factor"] = min(1.0, current.factor + SPEEDUP)
+                fields["changedAt"] = now
+            return None, fields or None
+
+        self._change(host, lane.api, decide)
+
+    def reserve(self, host: str, api: str, count: int, limits: Limits, now: datetime) -> Plan:
+        """Starts for `count` leads in the host's lane (not before a closed gate opens)."""
+        interval = limits.interval(api)
+        daily = limits.daily_sends() if api == "gmail" else None
+
+        def decide(lane: Lane) -> tuple[Plan, dict[str, Any] | None]:
+            step = (interval or timedelta(0)) / max(lane.factor, MIN_FACTOR)
+            closed = lane.closed(now)
+            after = (now, lane.next_free, lane.released_until, closed and closed.until)
+            free = max(x for x in after if x)
+            plan = plan_lane(
+                count,
+                now=now,
+                next_free=free,
+                interval=step,
+                daily=daily,
+                day_start=lane.day_start,
+                day_used=lane.day_used,
+            )
+            if interval is None and daily is None:
+                return plan, None  # nothing to pace to
+            fields = {"next": plan.next_free, "dayStart": plan.day_start, "dayUsed": plan.day_used}
+            return plan, fields
+
+        result: Plan = self._change(host, api, decide)
+        return result
+
+    def respace(self, host: str, api: str, count: int, limits: Limits, now: datetime) -> Plan:
+        """New starts for `count` leads that fell due while the lane was held back or slowed:
+        one every (slowed) interval from when the gate opens and the lane's earlier re-spaced
+        leads are gone. Only the sweeper calls this, once a lane a tick."""
+        interval = limits.interval(api) or timedelta(0)
+
+        def decide(lane: Lane) -> tuple[Plan, dict[str, Any] | None]:
+            step = interval / max(lane.factor, MIN_FACTOR)
+            closed = lane.closed(now)
+            free = max(x for x in (now, lane.released_until, closed and closed.until) if x)
+            plan = plan_lane(count, now=now, next_free=free, interval=step)
+            fields: dict[str, Any] = {"releasedUntil": plan.next_free}
+            if lane.next_free is None or lane.next_free < plan.next_free:
+                fields["next"] = plan.next_free
+            return plan, fields
+
+        result: Plan = self._change(host, api, decide)
+        return result

@@ -1,0 +1,119 @@
+"""Pacing per host and API (issue: as fast as Google allows and no faster), on the fakes: the
+plan is pure; lanes are independent per host; a refusal slows only its own host's lane; the
+expected finish (`eta`) comes from the plan. Ordering and counts, never timings."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from common.pacing import HEADROOM, PUBLISHED, LimitsError, parse_limits, plan_lane
+from tests.fakes import http_error
+from tests.support import free_leads, request, unique
+from tests.unit.world import World
+
+T0 = datetime(2030, 1, 7, 15, tzinfo=UTC)
+# 1,100 Gmail units a 2 s window: ten confirmations a window, one every 0.21 s at the headroom.
+GMAIL = {"gmail": {"units": 1100, "perSeconds": 2}}
+
+
+def test_google_published_figures_are_the_default_and_a_bad_document_is_refused() -> None:
+    assert parse_limits(None).document == PUBLISHED
+    gmail = parse_limits(None).interval("gmail")
+    assert gmail == timedelta(seconds=110 * 60 / (15000 * HEADROOM))
+    assert parse_limits(json.dumps(GMAIL)).interval("drive") is None
+    for bad in ("[1]", "{", '{"gmail": {"units": "many"}}', '{"drive": {"writes": true}}'):
+        with pytest.raises(LimitsError):
+            parse_limits(bad)
+
+
+def test_a_lane_spaces_its_leads_from_when_it_is_free() -> None:
+    plan = plan_lane(3, now=T0, next_free=T0 + timedelta(seconds=5), interval=timedelta(seconds=2))
+    assert plan.starts == [T0 + timedelta(seconds=s) for s in (5, 7, 9)]
+    assert plan.next_free == T0 + timedelta(seconds=11)
+    assert plan_lane(
+        1, now=T0, next_free=T0 - timedelta(hours=1), interval=timedelta(0)
+    ).starts == [T0]
+
+
+def test_leads_past_the_daily_cap_start_in_the_next_window() -> None:
+    day = timedelta(seconds=30)
+    plan = plan_lane(5, now=T0, next_free=T0, interval=timedelta(0), daily=(2, day))
+    assert plan.starts == [T0, T0, T0 + day, T0 + day, T0 + 2 * day]
+    assert plan.over_daily == 3
+
+
+def _world(limits: dict[str, object]) -> World:
+    return World(limits=parse_limits(json.dumps(limits)))
+
+
+def test_a_paced_run_waits_in_its_lane_and_sends_in_planned_order() -> None:
+    world = _world(GMAIL)
+    run, host = unique("paced"), f"{unique('h')}@example.com"
+    answer = world.schedule(request(run, free_leads(30), host=host, actions=["email"]))
+    assert answer.status == 202
+    receipts = world.receipts(run)
+    starts = {
+        lead: (r.get("waiting") or {}).get("until") or r.get("startAt")
+        for (lead, _), r in receipts.items()
+    }
+    assert sorted(starts, key=lambda lead: starts[lead]) == sorted(starts)  # request order
+    waiting = [r for r in receipts.values() if r.get("waiting")]
+    assert len(waiting) >= 25 and {w["waiting"]["api"] for w in waiting} == {"gmail"}
+    last = max(starts.values())
+    assert answer.body["eta"][host] > last  # the last start, and its own time after it
+    world.pump()
+    assert len(world.mailer.sent) <= 3  # only what was due at once went
+    for _ in range(40):
+        world.tick(0.25)
+    assert len(world.mailer.sent) == 30 and world.counts_match_receipts(run)
+    sent_order = [m["raw"] for m in world.mailer.sent]
+    assert len(set(sent_order)) == 30
+    assert world.calls.counted["drafts.send"] == 30  # no call refused or repeated
+
+
+def test_two_hosts_lanes_are_independent() -> None:
+    world = _world(GMAIL)
+    big, small = f"{unique('big')}@example.com", f"{unique('small')}@example.com"
+    world.schedule(request(unique("a"), free_leads(100), host=big, actions=["email"]))
+    answer = world.schedule(request(unique("b"), free_leads(3), host=small, actions=["email"]))
+    eta_small = datetime.fromisoformat(answer.body["eta"][small].replace("Z", "+00:00"))
+    assert eta_small - world.clock() < timedelta(seconds=4)  # not behind the big host's 100
+    assert world.lanes.read(small, "gmail").next_free < world.lanes.read(big, "gmail").next_free
+
+
+def test_a_refusal_slows_only_its_own_hosts_lane_and_it_speeds_up_again() -> None:
+    world = _world(GMAIL)
+    slow, other = f"{unique('slow')}@example.com", f"{unique('other')}@example.com"
+    world.calls.fail("drafts.send", http_error(403, "userRateLimitExceeded", "User Rate Limit"))
+    world.schedule(request(unique("s"), free_leads(1), host=slow, actions=["email"]))
+    world.pump()
+    assert world.lanes.read(slow, "gmail").factor == 0.5
+    assert world.lanes.read(slow, "gmail").closed(world.clock()) is not None
+    world.schedule(request(unique("o"), free_leads(1), host=other, actions=["email"]))
+    world.pump()
+    assert world.lanes.read(other, "gmail").factor == 1.0
+    for _ in range(20):
+        world.tick(1.0)
+    run = unique("later")
+    world.schedule(request(run, free_leads(1), host=slow, actions=["email"]))
+    world.pump()
+    for _ in range(10):
+        world.tick(1.0)
+    assert world.lanes.read(slow, "gmail").factor > 0.5
+    assert len(world.mailer.sent) == 3
+
+
+def test_a_run_past_the_daily_cap_says_how_many_wait_for_the_next_window() -> None:
+    world = _world({"gmail": {"sends": 20, "sendsPerSeconds": 30}})
+    run, host = unique("cap"), f"{unique('h')}@example.com"
+    answer = world.schedule(request(run, free_leads(30), host=host, actions=["email"]))
+    assert answer.body["waitingForDailyCap"] == {host: 10}
+    waits = [r["waiting"] for r in world.receipts(run).values() if r.get("waiting")]
+    assert len(waits) == 10 and {w["reason"] for w in waits} == {"rate_limit"}
+    world.pump()
+    assert len(world.mailer.sent) == 20
+    world.tick(31)
+    assert len(world.mailer.sent) == 30
