@@ -150,4 +150,5 @@ def new_receipt(
         "attempts": 0,
         "external": None,
         "error": None,
+        "waiting": None,
     }

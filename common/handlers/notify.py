@@ -139,9 +139,15 @@ class Sender:
             if not self.gmail.draft_exists(self.sender, draft_id):
                 return self._draft_gone(draft_id, checkpoint)
         elif self.work.resumed:
-            # Only a crash between drafts.create and its checkpoint leaves an unrecorded draft.
+            # Only a crash between drafts.create and its checkpoint leaves an unrecorded draft
+            # (and, if a try after it sent that draft, a sent message): look, then record it.
+            found = self.gmail.find_sent(self.sender, self.message_id) if self.letter.send else None
+            if found:
+                return self.sent(found)
             draft = self.gmail.find_draft(self.sender, self.message_id)
-            draft_id = draft["id"] if draft else None
+            if draft:
+                draft_id = str(draft["id"])
+                self._checkpoint(draft_id)
         if draft_id is None:
             draft_id = self._create_draft()
         if not self.letter.send:
@@ -154,11 +160,15 @@ class Sender:
             raise
 
     def _create_draft(self) -> str:
-        d, letter = self.work.delivery, self.letter
         draft_id = str(self.gmail.create_draft(self.sender, self.raw())["id"])
-        made = {"draftId": draft_id, "kind": letter.kind, "at": self.work.now.isoformat()}
-        self.work.receipts.checkpoint(d.run_id, d.lead_doc_id, "email", made)
+        self._checkpoint(draft_id)
         return draft_id
+
+    def _checkpoint(self, draft_id: str) -> None:
+        """Record the draft before sending it: a retry then asks for it by id, not by search."""
+        d = self.work.delivery
+        made = {"draftId": draft_id, "kind": self.letter.kind, "at": self.work.now.isoformat()}
+        self.work.receipts.checkpoint(d.run_id, d.lead_doc_id, "email", made)
 
     def _draft_gone(self, draft_id: str, checkpoint: dict[str, Any]) -> dict[str, Any]:
         """A recorded draft that is gone was sent (`drafts.send` removes it) or, for a draft

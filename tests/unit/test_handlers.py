@@ -245,3 +245,19 @@ def _fully_busy(world: World, run: str, expand_days: int) -> dict[str, Any]:
     month = Interval(when - timedelta(days=30), when + timedelta(days=30))
     world.calendar.busy_blocks[host] = [month]
     return body
+
+
+def test_a_draft_found_by_search_is_recorded_so_a_later_retry_never_sends_twice(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """drafts.create and then drafts.send both fail after acting: the second try finds the
+    unrecorded draft by search and sends it; the third must find that send, not write again."""
+    monkeypatch.setattr("common.handlers.delivery.QUICK_BACKOFF_S", 0.0)
+    run = unique("twice")
+    world.calls.fail("drafts.create", http_error(503, "backendError"), after_effect=True)
+    world.calls.fail("drafts.send", http_error(503, "backendError"), after_effect=True)
+    _ok(world, request(run, free_leads(1), actions=["email"]))
+    world.pump()
+    assert len(world.mailer.sent) == 1 and world.mailer.drafts == {}
+    email = world.receipts(run)[("lead-000", "email")]
+    assert (email["outcome"], email["attempts"]) == ("sent", 1)
