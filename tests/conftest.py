@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from common.pacing import PUBLISHED, compressed
 from leadrun.client import LeadRunClient
+
+TOLD_LIMITS = compressed(PUBLISHED, 4)
 
 
 @pytest.fixture(scope="session")
@@ -26,6 +30,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
             "LEADRUN_ALLOWED_ORIGINS": "https://app.example.com",
             "LEADRUN_LEASE_S": "20",
             "LEADRUN_SWEEP_STALE_S": "15",
+            # The functions pace to Google's published limits with a minute of 15 s; the
+            # sandbox enforces none unless a test puts some in force (`/_sandbox/limits`).
+            "LEADRUN_GOOGLE_LIMITS": json.dumps(TOLD_LIMITS),
         },
         retry_min_s=float(os.environ.get("LEADRUN_TEST_RETRY_MIN_S", "1")),
         retry_max_s=float(os.environ.get("LEADRUN_TEST_RETRY_MAX_S", "5")),

@@ -103,3 +103,16 @@ def receipts_by_key(client: Any, run_id: str) -> dict[tuple[str, str], dict[str,
     """A run's receipts keyed by (leadDocId, action)."""
     rows = client.receipts(run_id)
     return {(lead_id, action): r for lead_id, _, rs in rows for action, r in rs.items()}
+
+
+def figures(client: Any, run_id: str, waited_s: float) -> None:
+    """What the run cost, printed for the record (`pytest -s`): leads, deliveries per lead
+    (receipts' attempts), calls Google refused so far in this sandbox."""
+    receipts = receipts_by_key(client, run_id)
+    leads = len({lead for lead, _ in receipts})
+    attempts = sum(int(r.get("attempts") or 0) for r in receipts.values())
+    throttled = client.sandbox.state()["throttled"]
+    print(
+        f"\n{run_id}: {leads} leads, settled {waited_s:.1f} s after the wait began, "
+        f"{attempts / max(len(receipts), 1):.2f} deliveries per receipt, refused calls {throttled}"
+    )

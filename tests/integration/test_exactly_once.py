@@ -8,6 +8,7 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from common.models import ScheduleRequest
 from leadrun.client import LeadRunClient
 from tests.support import (
     decode_raw,
+    figures,
     free_leads,
     lead,
     next_weekday,
@@ -35,6 +37,19 @@ from tests.support import (
 )
 
 pytestmark = pytest.mark.integration
+# Google as it behaves: search lags behind what was just made, Meet links come later. Exactly-once
+# must not rest on a search (CONTRACT §7 "Limits": searchLagSeconds, meetPendingSeconds).
+LAGGING_GOOGLE = {"searchLagSeconds": 10, "meetPendingSeconds": 2}
+
+
+@pytest.fixture(autouse=True)
+def lagging_google(client: LeadRunClient) -> Iterator[None]:
+    """Every test here runs against a lagging search and pending Meet links."""
+    client.sandbox.limits(LAGGING_GOOGLE)
+    try:
+        yield
+    finally:
+        client.sandbox.limits(None)
 
 
 def _folders(state: dict[str, Any], run_id: str, lead_id: str) -> list[dict[str, Any]]:
@@ -255,7 +270,9 @@ def test_fault_run_duplicates_and_a_crash_still_give_exactly_one_of_each(
     # neither delivered nor dead-lettered. Real Pub/Sub does not lose messages that way.)
     crashed = _kill_worker(stack, "notify")
 
+    started = time.monotonic()
     client.wait_settled(run_id, timeout_s=420, poll_s=1.0)
+    figures(client, run_id, time.monotonic() - started)
     client.sandbox.clear_faults()
     state = client.sandbox.state()
     mine = of_run(state, run_id, host)

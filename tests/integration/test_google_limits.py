@@ -12,7 +12,15 @@ from typing import Any
 import pytest
 
 from leadrun.client import LeadRunClient
-from tests.support import decode_raw, free_leads, of_run, receipts_by_key, request, unique
+from tests.support import (
+    decode_raw,
+    figures,
+    free_leads,
+    of_run,
+    receipts_by_key,
+    request,
+    unique,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -27,7 +35,9 @@ def limited(client: LeadRunClient) -> Iterator[LeadRunClient]:
 
 
 def _settle(client: LeadRunClient, run_id: str, timeout_s: float) -> dict[str, Any]:
+    started = time.monotonic()
     funnel = client.wait_settled(run_id, timeout_s=timeout_s)
+    figures(client, run_id, time.monotonic() - started)
     recount = client.recount(run_id)  # counts equal receipts
     assert funnel["counts"] == {**recount["counts"], "sourced": 0, "filtered": 0}
     assert funnel["reasons"] == recount["reasons"]
