@@ -72,7 +72,9 @@ class App:
     def live_tools(self) -> Tools:
         """Everything a live run may use of Google."""
         calendar = GoogleCalendar(self.services)
-        return Tools(calendar, calendar, GmailMailer(self.services), DriveFolders(self.services))
+        settle = timedelta(seconds=self.settings.search_settle_s)
+        mailer = GmailMailer(self.services, settle)
+        return Tools(calendar, calendar, mailer, DriveFolders(self.services))
 
     @cached_property
     def dry_tools(self) -> Tools:

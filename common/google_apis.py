@@ -13,7 +13,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import google.auth
@@ -240,8 +240,12 @@ def _first(items: list[dict[str, Any]] | None) -> dict[str, Any] | None:
 class GmailMailer:
     """Creates and sends drafts, and finds what an earlier attempt did, by Message-ID."""
 
-    def __init__(self, services: ServiceFactory) -> None:
+    def __init__(
+        self, services: ServiceFactory, search_settle: timedelta = timedelta(minutes=10)
+    ) -> None:
         self._services = services
+        # Gmail's search is an index: seconds, sometimes minutes behind (DESIGN.md).
+        self.search_settle = search_settle
 
     def _drafts(self, sender: str) -> Bound:
         return self._services("gmail", sender, "users.drafts")

@@ -16,7 +16,7 @@ import threading
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httplib2
@@ -265,6 +265,7 @@ class FakeMailer:
 
     def __init__(self, calls: Calls | None = None) -> None:
         self.calls = calls or Calls()
+        self.search_settle = timedelta(seconds=20)
         self.drafts: dict[str, tuple[str, str]] = {}  # id -> (sender, raw)
         self.sent: list[dict[str, Any]] = []
         self._ids = itertools.count(1)

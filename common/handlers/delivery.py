@@ -44,6 +44,12 @@ class Retry(Exception):
     """Ask Pub/Sub to deliver this message again later."""
 
 
+class Later(Exception):
+    """Nothing can be decided until Google's search has caught up: the receipt stays pending
+    with the lease given back, the message is acknowledged (a nack would spend a delivery
+    attempt), and the sweeper publishes it again once it has been quiet for a while."""
+
+
 @dataclass(frozen=True)
 class Delivery:
     """One push delivery of a lead action message, decoded from its CloudEvent."""
@@ -252,8 +258,11 @@ def _told(
     say: _Story, d: Delivery, fields: dict[str, Any], receipts: Receipts, settings: RunSettings
 ) -> str:
     """Log what was recorded (and close the email of a failed booking); the log's outcome."""
-    if fields["status"] == "failed" and d.action == "calendar":
+    if fields.get("status") == "failed" and d.action == "calendar":
         close_email_after_failed_booking(receipts, d.run_id, d.lead_doc_id, settings)
+    if "status" not in fields:
+        say(f"{d.action} left pending: {fields['error']['message']}", outcome="later")
+        return "later"
     if fields.get("waiting"):
         waiting = fields["waiting"]
         say(
@@ -380,6 +389,8 @@ def _act(effect: Effect, work: Work, lane: _Lane, give_back: _GiveBack) -> Outco
             outcome = effect(replace(work, tries=attempt))
         except PermanentError as exc:
             return Outcome(failed("permanent_error", exc.code, exc.message))
+        except Later as exc:
+            return Outcome({"error": {"code": "search_lag", "message": str(exc)}})
         except (Retry, LeaseHeld, Contended, HoldsContended) as exc:
             give_back("transient", exc)
             raise Retry(str(exc)) from exc

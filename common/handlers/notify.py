@@ -8,14 +8,14 @@ a sent message is found by its deterministic Message-ID; a draft that is gone wa
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from googleapiclient.errors import HttpError
 
 from common import flow, keys, mime
-from common.handlers.delivery import Outcome, Retry, Work, terminal
+from common.handlers.delivery import Later, Outcome, Retry, Work, terminal
 from common.models import parse_time
 from common.ports import Mailer
 from common.slots import format_meeting_time
@@ -79,11 +79,6 @@ def compose(work: Work, booking: dict[str, Any] | None) -> Letter | dict[str, An
     )
 
 
-# How long Gmail's search may lag behind a send before a draft that is gone and not found among
-# sent mail is taken as sent long ago (DESIGN: lag of seconds, sometimes minutes).
-SEARCH_SETTLE = timedelta(minutes=10)
-
-
 class Sender:
     """The email action for one delivery, on a live mailbox."""
 
@@ -130,24 +125,27 @@ class Sender:
     def run(self) -> dict[str, Any]:
         """Create, checkpoint and send the draft, resuming whatever an earlier attempt did.
 
-        A resume trusts the draft checkpoint and `drafts.get` (by id: consistent), not a
-        search: Gmail's search is an index that can miss what was made a moment ago.
+        A resume trusts the checkpoint and `drafts.get` (by id: consistent), not a search:
+        Gmail's search is an index that can miss what was made a moment ago. A search is made
+        only when a try marked that it was creating a draft and did not record it, and while
+        the index may still lag behind that moment, the delivery waits rather than write again.
         """
         checkpoint = self.work.claim.receipt.get("checkpoint") or {}
-        draft_id = checkpoint.get("draftId") if checkpoint.get("kind") == self.letter.kind else None
+        mine = checkpoint if checkpoint.get("kind") == self.letter.kind else {}
+        draft_id = mine.get("draftId")
         if draft_id is not None:
             if not self.gmail.draft_exists(self.sender, draft_id):
-                return self._draft_gone(draft_id, checkpoint)
-        elif self.work.resumed:
-            # Only a crash between drafts.create and its checkpoint leaves an unrecorded draft
-            # (and, if a try after it sent that draft, a sent message): look, then record it.
+                return self._draft_gone(draft_id, mine)
+        elif mine.get("creating"):
             found = self.gmail.find_sent(self.sender, self.message_id) if self.letter.send else None
             if found:
                 return self.sent(found)
             draft = self.gmail.find_draft(self.sender, self.message_id)
             if draft:
                 draft_id = str(draft["id"])
-                self._checkpoint(draft_id)
+                self._checkpoint({"draftId": draft_id, "at": mine["creating"]})
+            elif self._may_lag(mine["creating"]):
+                raise Later("a draft an earlier try made may not be searchable yet")
         if draft_id is None:
             draft_id = self._create_draft()
         if not self.letter.send:
@@ -156,19 +154,27 @@ class Sender:
             return self.sent(self.gmail.send_draft(self.sender, draft_id))
         except HttpError as error:
             if int(error.resp.status) == 404:
-                return self._draft_gone(draft_id, checkpoint)
+                return self._draft_gone(draft_id, mine)
             raise
 
+    def _may_lag(self, since: str) -> bool:
+        """Whether Gmail's search may still miss what was made at `since`."""
+        return self.work.now - datetime.fromisoformat(since) < self.gmail.search_settle
+
     def _create_draft(self) -> str:
+        """Mark, create, record: a try that finds the mark without a draft id knows a draft may
+        exist that no checkpoint names."""
+        now = self.work.now.isoformat()
+        self._checkpoint({"draftId": None, "creating": now})
         draft_id = str(self.gmail.create_draft(self.sender, self.raw())["id"])
-        self._checkpoint(draft_id)
+        self._checkpoint({"draftId": draft_id, "at": now})
         return draft_id
 
-    def _checkpoint(self, draft_id: str) -> None:
-        """Record the draft before sending it: a retry then asks for it by id, not by search."""
+    def _checkpoint(self, values: dict[str, Any]) -> None:
         d = self.work.delivery
-        made = {"draftId": draft_id, "kind": self.letter.kind, "at": self.work.now.isoformat()}
-        self.work.receipts.checkpoint(d.run_id, d.lead_doc_id, "email", made)
+        self.work.receipts.checkpoint(
+            d.run_id, d.lead_doc_id, "email", {"kind": self.letter.kind, **values}
+        )
 
     def _draft_gone(self, draft_id: str, checkpoint: dict[str, Any]) -> dict[str, Any]:
         """A recorded draft that is gone was sent (`drafts.send` removes it) or, for a draft
@@ -180,10 +186,8 @@ class Sender:
         found = self.gmail.find_sent(self.sender, self.message_id)
         if found:
             return self.sent(found)
-        made = checkpoint.get("at")
-        since = self.work.now - datetime.fromisoformat(made) if made else SEARCH_SETTLE
-        if since < SEARCH_SETTLE:
-            raise Retry("the sent message is not searchable yet")
+        if self._may_lag(str(checkpoint.get("at") or "1970-01-01T00:00:00+00:00")):
+            raise Later("the sent message is not searchable yet")
         # Long enough for the index: not among sent mail, so the host removed it unsent.
         return self.sent(self.gmail.send_draft(self.sender, self._create_draft()))
 

@@ -188,3 +188,37 @@ def _message(run: str, action: str) -> object:
     from common.bus import Outgoing
 
     return Outgoing(run, "lead-000", action)
+
+
+def test_a_draft_made_by_a_failed_create_is_waited_for_not_made_twice_while_search_lags(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run = unique("stray")
+    world.calls.fail("drafts.create", http_error(500, "backendError"), after_effect=True)
+    finding = world.mailer.find_draft
+    monkeypatch.setattr(world.mailer, "find_draft", lambda sender, message_id: None)
+    world.schedule(request(run, free_leads(1), actions=["email"]))
+    world.pump()
+    email = world.receipts(run)[("lead-000", "email")]
+    assert email["status"] == "pending" and email["error"]["code"] == "search_lag"
+    assert world.outcomes[-1] == "later" and len(world.mailer.drafts) == 1
+    monkeypatch.setattr(world.mailer, "find_draft", finding)  # the index has caught up
+    world.bus.publish([_message(run, "email")])  # as the sweeper does for a quiet receipt
+    world.pump()
+    assert len(world.mailer.sent) == 1 and world.mailer.drafts == {}
+    assert world.calls.counted["drafts.create"] == 1
+
+
+def test_a_create_that_made_nothing_is_made_again_once_search_has_settled(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run = unique("none")
+    world.calls.fail("drafts.create", http_error(500, "backendError"))  # failed before acting
+    monkeypatch.setattr("common.handlers.delivery.QUICK_BACKOFF_S", 0.0)
+    world.schedule(request(run, free_leads(1), actions=["email"]))
+    world.pump()
+    assert world.outcomes[-1] == "later" and world.mailer.drafts == {}
+    world.later += world.mailer.search_settle
+    world.bus.publish([_message(run, "email")])
+    world.pump()
+    assert len(world.mailer.sent) == 1 and world.calls.counted["drafts.create"] == 2
