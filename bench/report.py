@@ -48,6 +48,11 @@ def machine() -> dict[str, Any]:
     }
 
 
+def now() -> str:
+    """The date the closing JSON line carries."""
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
 def _per_lead(total: float, leads: int) -> float:
     return round(total / leads, 3) if leads else float("nan")
 
@@ -80,7 +85,7 @@ def summary(
     rpcs = sum(v for k, v in fs.items() if k.startswith("rpc_"))
     published = e2e.logs.published_by_schedule + e2e.logs.messages["notify"]
     return {
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "date": now(),
         "machine": machine(),
         "leads": n,
         "leads_per_s": round(e2e.leads_per_s, 2),
