@@ -56,6 +56,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="host A's leads in the quota phase (1000; 200 with --quick)",
     )
     parser.add_argument(
+        "--quota-timeout",
+        type=float,
+        default=None,
+        metavar="S",
+        help="stop waiting for host A after S seconds a run (600 plus 10 times the bound)",
+    )
+    parser.add_argument(
         "--no-quota", action="store_true", help="skip the quota phase after the other phases"
     )
     parser.add_argument(
@@ -68,7 +75,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def quota_phase(args: argparse.Namespace, leads: int, say: Any) -> dict[str, Any]:
     """The quota phase's figures (told run, then untold run), on a stack of its own."""
-    options = quota.QuotaOptions(leads=leads, untold=not args.no_untold, progress=say)
+    options = quota.QuotaOptions(
+        leads=leads,
+        untold=not args.no_untold,
+        settle_timeout_s=args.quota_timeout,
+        progress=say,
+    )
     root = Path(tempfile.mkdtemp(prefix="leadrun-quota-")) if args.keep is None else args.keep
     root.mkdir(parents=True, exist_ok=True)
     runs = quota.run(options, root / "quota")

@@ -80,6 +80,12 @@ class QuotaRun:
     cpu: dict[str, float]
     others_cpu_s: float
     progress: list[tuple[float, int, int]]  # (s from A's start, A's pending, A's waiting)
+    timeout_s: float = 0.0  # how long the phase waited for A at most
+
+    @property
+    def pending_at_end(self) -> int:
+        """A's receipts still pending when the run stopped waiting (0 once settled)."""
+        return self.progress[-1][1] if self.progress and self.a.seconds is None else 0
 
     @property
     def bound_s(self) -> float:
@@ -109,7 +115,7 @@ class QuotaOptions:
     small_delay_s: float = SMALL_HOST_DELAY_S
     compression: float = COMPRESSION
     untold: bool = True
-    settle_timeout_s: float | None = None  # default: 600 s plus 10 times the bound
+    settle_timeout_s: float | None = None  # per run; default: 600 s plus 10 times the bound
     progress: Any = field(default=print)
 
 
@@ -244,6 +250,7 @@ def quota_run(
                 b.settled_polled_s = time.time() - b.started
                 b_settled_before_a = a.settled_polled_s is None
         if elapsed > timeout:
+            say(f"  {label}: gave up waiting after {elapsed:.0f}s (--quota-timeout)")
             break
         if not b.started:
             # A's POSTs may already have taken most of the delay: start B on time.
@@ -268,6 +275,7 @@ def quota_run(
         cpu=cpu,
         others_cpu_s=max(0.0, others),
         progress=progress,
+        timeout_s=timeout,
     )
 
 

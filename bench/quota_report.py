@@ -34,6 +34,9 @@ def _one(run: QuotaRun, suffix: str) -> dict[str, Any]:
         },
         f"quota_settle_s{suffix}": _round(run.a.seconds),
         f"quota_settle_polled_s{suffix}": _round(run.a.settled_polled_s),
+        # A that did not settle within the timeout: its settle time and efficiency are null.
+        f"quota_pending_at_end{suffix}": run.pending_at_end,
+        f"quota_timeout_s{suffix}": _round(run.timeout_s, 0),
         f"quota_efficiency{suffix}": _round(run.efficiency, 3),
         f"throttled_fraction{suffix}": _round(run.throttled_fraction, 4),
         f"throttled_by_method{suffix}": dict(sorted(run.throttled.items())),
@@ -132,7 +135,10 @@ def table(result: dict[str, Any]) -> str:
                 "A settled (s)",
                 result[f"quota_settle_s{suffix}"],
                 f"first POST to last terminal receipt (poll saw "
-                f"{result[f'quota_settle_polled_s{suffix}']} s)",
+                f"{result[f'quota_settle_polled_s{suffix}']} s)"
+                if result[f"quota_settle_s{suffix}"] is not None
+                else f"NOT SETTLED in {result[f'quota_timeout_s{suffix}']} s: "
+                f"{result[f'quota_pending_at_end{suffix}']} receipts still pending",
             ),
             _row(
                 "efficiency = bound / actual",
