@@ -35,6 +35,7 @@ from bench.quota_limits import (
     scaled_counts,
 )
 from bench.workload import REQUEST_SIZE, first_slot, lead, request
+from common.receipts import TERMINAL
 from leadrun.client import LeadRunClient
 from leadrun.stack import Stack, start_stack
 from leadrun.stack_config import GOOGLE_LIMITS_ENV
@@ -63,6 +64,8 @@ class HostRun:
     failed: int = 0
     dead_lettered: int = 0
     logs: measure.DeliveryLog = field(default_factory=measure.DeliveryLog)
+    # When each action's last receipt turned terminal, from `started`: which API held the run up.
+    last_by_action: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -185,6 +188,9 @@ def _read_receipts(client: LeadRunClient, stack: Stack, run: HostRun) -> None:
             run.failed += status == "failed"
             run.dead_lettered += receipt.get("reason") == "dead_lettered"
             last = max(last, receipt["updatedAt"].timestamp())
+            if status in TERMINAL:
+                moment = receipt["updatedAt"].timestamp() - run.started
+                run.last_by_action[action] = max(run.last_by_action.get(action, 0.0), moment)
     if run.settled_polled_s is not None:
         run.seconds = last - run.started
     run.logs = measure.read_logs(stack, run.run_id)

@@ -34,6 +34,9 @@ def _one(run: QuotaRun, suffix: str) -> dict[str, Any]:
         },
         f"quota_settle_s{suffix}": _round(run.a.seconds),
         f"quota_settle_polled_s{suffix}": _round(run.a.settled_polled_s),
+        f"quota_last_s_by_action{suffix}": {
+            k: _round(v) for k, v in sorted(run.a.last_by_action.items())
+        },
         # A that did not settle within the timeout: its settle time and efficiency are null.
         f"quota_pending_at_end{suffix}": run.pending_at_end,
         f"quota_timeout_s{suffix}": _round(run.timeout_s, 0),
@@ -139,6 +142,11 @@ def table(result: dict[str, Any]) -> str:
                 if result[f"quota_settle_s{suffix}"] is not None
                 else f"NOT SETTLED in {result[f'quota_timeout_s{suffix}']} s: "
                 f"{result[f'quota_pending_at_end{suffix}']} receipts still pending",
+            ),
+            _row(
+                "A's last receipt of each action (s)",
+                "",
+                ", ".join(f"{k} {v}" for k, v in result[f"quota_last_s_by_action{suffix}"].items()),
             ),
             _row(
                 "efficiency = bound / actual",
