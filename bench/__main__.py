@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
-from bench import profiler, report, runner, slot_bench
+from bench import profiler, quota, quota_report, report, runner, slot_bench
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,7 +43,50 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--keep", type=Path, default=None, metavar="DIR", help="keep state and logs in DIR"
     )
+    parser.add_argument(
+        "--quota",
+        action="store_true",
+        help="only the quota phase: Google's limits compressed tenfold, host A and host B",
+    )
+    parser.add_argument(
+        "--quota-leads",
+        type=int,
+        default=None,
+        metavar="N",
+        help="host A's leads in the quota phase (1000; 200 with --quick)",
+    )
+    parser.add_argument(
+        "--quota-timeout",
+        type=float,
+        default=None,
+        metavar="S",
+        help="stop waiting for host A after S seconds a run (600 plus 10 times the bound)",
+    )
+    parser.add_argument(
+        "--no-quota", action="store_true", help="skip the quota phase after the other phases"
+    )
+    parser.add_argument(
+        "--no-untold",
+        action="store_true",
+        help="skip the quota phase's second run (sandbox at half of what the pipeline was told)",
+    )
     return parser
+
+
+def quota_phase(args: argparse.Namespace, leads: int, say: Any) -> dict[str, Any]:
+    """The quota phase's figures (told run, then untold run), on a stack of its own."""
+    options = quota.QuotaOptions(
+        leads=leads,
+        untold=not args.no_untold,
+        settle_timeout_s=args.quota_timeout,
+        progress=say,
+    )
+    root = Path(tempfile.mkdtemp(prefix="leadrun-quota-")) if args.keep is None else args.keep
+    root.mkdir(parents=True, exist_ok=True)
+    runs = quota.run(options, root / "quota")
+    if args.keep is None:
+        shutil.rmtree(root, ignore_errors=True)
+    return quota_report.summary(runs)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -49,12 +95,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     leads = args.leads if args.leads is not None else (200 if args.quick else 1000)
     accept = args.accept_requests if args.accept_requests is not None else (5 if args.quick else 20)
     rounds = args.rounds if args.rounds is not None else (1 if args.quick else 3)
-    if leads < 1 or accept < 1 or rounds < 1:
-        print("--leads, --accept-requests and --rounds must be positive", file=sys.stderr)
+    quota_leads = (
+        args.quota_leads if args.quota_leads is not None else (200 if args.quick else 1000)
+    )
+    if leads < 1 or accept < 1 or rounds < 1 or quota_leads < 1:
+        print(
+            "--leads, --accept-requests, --rounds and --quota-leads must be positive",
+            file=sys.stderr,
+        )
         return 2
 
     def say(message: str) -> None:
         print(message, file=sys.stderr, flush=True)
+
+    if args.quota:
+        try:
+            result = quota_phase(args, quota_leads, say)
+        except (runner.BenchError, RuntimeError) as exc:
+            print(f"bench: {exc}", file=sys.stderr)
+            return 1
+        print(quota_report.table(result))
+        print(report.json_line({"date": report.now(), "machine": report.machine(), **result}))
+        return 0
 
     say("slot selection (in process)")
     slots = slot_bench.measure()
@@ -83,6 +145,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"  {path.stem}: {found.samples} samples in handlers; {share}")
             for frame, count in found.by_frame.most_common(8):
                 print(f"    {100 * count / found.samples:5.1f}%  {frame}")
+    if not args.no_quota:
+        # After the other phases, whose stacks are stopped by now: nothing else competes.
+        try:
+            figures = quota_phase(args, quota_leads, say)
+        except (runner.BenchError, RuntimeError) as exc:
+            print(f"bench: {exc}", file=sys.stderr)
+            return 1
+        print(quota_report.table(figures))
+        result.update(figures)
     print(report.json_line(result), flush=True)
     return 0
 

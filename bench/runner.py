@@ -30,6 +30,13 @@ TARGET_CALLS: dict[str, int] = {
     "gmail.users.drafts.send": 1,
     "drive.files.create": 1,
 }
+# Drive ids come from `files.generateIds` in blocks of 100 per process and owner
+# (common.google_apis.DriveFolders.reserve_id): an amortized share of a call per lead, not part of
+# the five. It is reported on its own and held to this ceiling per booked lead.
+ID_RESERVATION = "drive.files.generateIds"
+MAX_ID_RESERVATIONS_PER_LEAD = 0.1
+# `calendar.events.get` appears only while Meet conferences are pending; the bench's sandbox makes
+# them at once (meetPendingSeconds 0), so there it would break the exact five, as it should.
 POLL_S = 0.5
 FLUSH_S = 0.6  # the Firestore counting hook writes its files every 0.2 s
 WARM_UP_LEADS = 20
