@@ -14,6 +14,7 @@ only when Google refused a call (at most once a second) or when a slowed lane sp
 from __future__ import annotations
 
 import hashlib
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -83,10 +84,14 @@ def _lane_of(found: Stored | None, api: str) -> Lane:
 
 
 class Lanes:
-    """The lanes, over a `Documents` port."""
+    """The lanes, over a `Documents` port. A lane read is kept for `FRESH` in this process
+    (every delivery reads its lane; a gate another instance closed is seen that much later)."""
+
+    FRESH = 0.25  # seconds
 
     def __init__(self, docs: Documents) -> None:
         self.docs = docs
+        self._seen: dict[str, tuple[float, Lane]] = {}
 
     def _change(self, host: str, api: str, decide: Any) -> Any:
         path = paths.gate(api, host_key(host))
@@ -99,12 +104,20 @@ class Lanes:
             doc = {"host": host, "api": api, **fields, "updatedAt": SERVER_TIME}
             return Decision(result, Commit([guarded(path, found[path], doc)]))
 
+        self._seen.pop(path, None)
         return change(self.docs, [path], on_read)
 
     def read(self, host: str, api: str) -> Lane:
-        """The host's lane on `api`."""
+        """The host's lane on `api` (as read less than `FRESH` ago in this process)."""
         path = paths.gate(api, host_key(host))
-        return _lane_of(self.docs.read([path])[path], api)
+        seen = self._seen.get(path)
+        if seen is not None and time.monotonic() - seen[0] < self.FRESH:
+            return seen[1]
+        lane = _lane_of(self.docs.read([path])[path], api)
+        if len(self._seen) > 4096:
+            self._seen.clear()
+        self._seen[path] = (time.monotonic(), lane)
+        return lane
 
     def close(self, host: str, limit: Limit, now: datetime) -> Limit:
         """Google refused a call: hold the host's calls on `limit.api` back until at least

@@ -77,21 +77,6 @@ class Limits:
         return int(sends), timedelta(seconds=float(window))
 
 
-TIME_KEYS = ("perSeconds", "sendsPerSeconds", "invitesPerSeconds", "lockoutSeconds")
-
-
-def compressed(document: Mapping[str, Any], factor: float) -> dict[str, Any]:
-    """The same limits with every window and lockout `factor` times shorter (counts kept): a
-    local run where a minute lasts 60/`factor` seconds."""
-    out: dict[str, Any] = {}
-    for api, figures in document.items():
-        if isinstance(figures, Mapping):
-            out[api] = {k: (v / factor if k in TIME_KEYS else v) for k, v in figures.items()}
-        else:
-            out[api] = figures
-    return out
-
-
 def parse_limits(raw: str | None) -> Limits:
     """The limits of `LEADRUN_GOOGLE_LIMITS` (unset or empty: Google's published figures)."""
     if not raw or not raw.strip():

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from common.pacing import PUBLISHED, compressed
+from bench.quota_limits import GOOGLE_LIMITS, compressed
 from leadrun.client import LeadRunClient
 
-TOLD_LIMITS = compressed(PUBLISHED, 4)
+TOLD_LIMITS = compressed(GOOGLE_LIMITS, 4)
 
 
 @pytest.fixture(scope="session")

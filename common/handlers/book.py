@@ -216,7 +216,9 @@ class Booker:
         if not flow.email_follows_calendar(self.work.settings.actions):
             return ()
         d = self.work.delivery
-        email = self.work.receipts.get_receipt(d.run_id, d.lead_doc_id, "email")
+        # The lead keeps when each of its waiting receipts starts: no read of the email's.
+        until = (self.work.lead_doc.get("waiting") or {}).get("email")
+        email = {"waiting": {"until": until}} if until else None
         if not flow.email_goes_with_booking(email, stamp(datetime.now(UTC) + LOOKAHEAD)):
             return ()
         return (Outgoing(d.run_id, d.lead_doc_id, "email", booking),)

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from common.pacing import HEADROOM, PUBLISHED, LimitsError, compressed, parse_limits, plan_lane
+from common.pacing import HEADROOM, PUBLISHED, LimitsError, parse_limits, plan_lane
 from tests.fakes import http_error
 from tests.support import free_leads, request, unique
 from tests.unit.world import World
@@ -117,13 +117,3 @@ def test_a_run_past_the_daily_cap_says_how_many_wait_for_the_next_window() -> No
     assert len(world.mailer.sent) == 20
     world.tick(31)
     assert len(world.mailer.sent) == 30
-
-
-def test_compressed_limits_shorten_every_window_and_keep_the_counts() -> None:
-    quick = compressed(PUBLISHED, 10)
-    assert quick["gmail"] == {**PUBLISHED["gmail"], "perSeconds": 6, "sendsPerSeconds": 8640}
-    assert quick["calendar"]["lockoutSeconds"] == 360 and quick["drive"]["perSeconds"] == 0.1
-    assert (
-        parse_limits(json.dumps(quick)).interval("gmail")
-        == parse_limits(None).interval("gmail") / 10
-    )
