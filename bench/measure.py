@@ -9,7 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from leadrun.stack import Stack, owned_processes
+from leadrun.processes import owned_processes
+from leadrun.running_stack import Stack
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 PIPELINE = ("schedule", "book", "notify", "drive")

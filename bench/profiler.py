@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from leadrun.stack import Stack
+from leadrun.running_stack import Stack
 
 
 def py_spy() -> str | None:

@@ -19,7 +19,10 @@ from bench.ceiling import write_noop_functions
 from bench.workload import REQUEST_SIZE, run_requests
 from common import topology
 from leadrun.client import LeadRunClient
-from leadrun.stack import REPO_ROOT, Stack, pubsub_clients, start_stack
+from leadrun.pubsub import pubsub_clients
+from leadrun.running_stack import Stack
+from leadrun.stack import start_stack
+from leadrun.stack_config import REPO_ROOT
 
 HOOK_DIR = Path(__file__).resolve().parent / "_hook"
 # A booked lead on a first, fault-free attempt costs exactly this (issue #7).

@@ -42,13 +42,13 @@ from leadrun.leads import (
     request_problems,
     settings_from_flags,
 )
+from leadrun.stack_config import DEAD_LETTER_AUDIT_SUBSCRIPTION
 from leadrun.views import RunView, build_view, tally
 
 EXIT_OK, EXIT_FAILED, EXIT_INPUT, EXIT_STACK = 0, 1, 2, 3
 DEFAULT_ENV_FILE = Path(".leadrun") / "stack.env"
 REPO_ENV_FILE = Path(__file__).resolve().parents[1] / ".leadrun" / "stack.env"
 IMPLICIT_CONFIG = "run-config.json"
-DEFAULT_AUDIT_SUBSCRIPTION = "lead-dead-letter-audit"
 
 
 class CliError(Exception):
@@ -62,11 +62,12 @@ class CliError(Exception):
 # -- where the stack is -----------------------------------------------------------------------
 def resolve_env(env_file: str | None) -> tuple[dict[str, str], str | None]:
     """(stack environment, Firebase ID token or None) as described in the module doc."""
+    token = os.environ.get("LEADRUN_ID_TOKEN") or None
     if env_file:
         path = Path(env_file)
         if not path.exists():
             raise CliError(f"no such env file: {path}")
-        return read_env_file(path), os.environ.get("LEADRUN_ID_TOKEN") or None
+        return read_env_file(path), token
     if os.environ.get("SCHEDULE_URL"):
         missing = [
             key for key in ("DIAGNOSTICS_URL", "GOOGLE_CLOUD_PROJECT") if not os.environ.get(key)
@@ -83,7 +84,6 @@ def resolve_env(env_file: str | None) -> tuple[dict[str, str], str | None]:
             "LEADRUN_DEAD_LETTER_AUDIT_SUBSCRIPTION",
         )
         env = {key: os.environ[key] for key in keys if os.environ.get(key)}
-        token = os.environ.get("LEADRUN_ID_TOKEN") or None
         if token is None and not env.get("WORKSPACE_SANDBOX_URL"):
             raise CliError("set LEADRUN_ID_TOKEN to a Firebase ID token (see docs/operations.md)")
         return env, token
@@ -92,7 +92,7 @@ def resolve_env(env_file: str | None) -> tuple[dict[str, str], str | None]:
     candidates += [DEFAULT_ENV_FILE, REPO_ENV_FILE]
     for path in candidates:
         if path.exists():
-            return read_env_file(path), os.environ.get("LEADRUN_ID_TOKEN") or None
+            return read_env_file(path), token
     raise CliError(
         "no stack found: run `make up` (writes .leadrun/stack.env), pass --env FILE, "
         "or set SCHEDULE_URL, DIAGNOSTICS_URL, GOOGLE_CLOUD_PROJECT and LEADRUN_ID_TOKEN"
@@ -327,7 +327,7 @@ def cmd_redrive(args: argparse.Namespace) -> int:
     name = (
         args.subscription
         or client.env.get("LEADRUN_DEAD_LETTER_AUDIT_SUBSCRIPTION")
-        or DEFAULT_AUDIT_SUBSCRIPTION
+        or DEAD_LETTER_AUDIT_SUBSCRIPTION
     )
     path = subscription_path(client.env["GOOGLE_CLOUD_PROJECT"], name)
     with pubsub_clients(client.env) as (bus, subscriber):
@@ -424,7 +424,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     redrive.add_argument(
         "--subscription",
-        help=f"dead-letter pull subscription (default {DEFAULT_AUDIT_SUBSCRIPTION})",
+        help=f"dead-letter pull subscription (default {DEAD_LETTER_AUDIT_SUBSCRIPTION})",
     )
     redrive.add_argument("--run-id", help="only this run's dead letters (others stay queued)")
     redrive.add_argument("--max", type=int, default=1000, help="at most this many messages")

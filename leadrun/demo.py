@@ -30,7 +30,9 @@ from rich.rule import Rule
 from leadrun import cli, terminal
 from leadrun.client import LeadRunClient, read_env_file
 from leadrun.leads import parse_slot, today_in
-from leadrun.stack import DEFAULT_STATE_DIR, ENV_FILE, REPO_ROOT, Stack, reset_emulators
+from leadrun.running_stack import Stack
+from leadrun.stack import reset_emulators
+from leadrun.stack_config import DEFAULT_STATE_DIR, ENV_FILE, REPO_ROOT
 
 SAMPLES = REPO_ROOT / "samples"
 

@@ -160,15 +160,10 @@ def launch(
     return info, popen
 
 
-def terminate(info: ProcessInfo, popen: subprocess.Popen[bytes] | None = None) -> None:
-    """Stop `info`'s whole process group: SIGTERM, wait, then SIGKILL. Never touches others."""
-    terminate_all([info], [popen] if popen is not None else [])
-
-
 def terminate_all(
     infos: Iterable[ProcessInfo], popens: Iterable[subprocess.Popen[bytes]] = ()
 ) -> None:
-    """Stop several process groups at once: SIGTERM to all, wait, SIGKILL what is left."""
+    """Stop process groups: SIGTERM to all, wait, SIGKILL what is left. Never touches others."""
     infos, popens = list(infos), list(popens)
     for info in infos:
         signal_group(info, signal.SIGTERM)

@@ -43,51 +43,46 @@ class Stage:
     segments: tuple[Segment, ...]
 
 
+def _stage(key: str, title: str, *segments: tuple[str, str, int, str]) -> Stage:
+    """A funnel row; each segment is (key, label, value, colour)."""
+    return Stage(key, title, tuple(Segment(*segment) for segment in segments))
+
+
 def funnel_stages(view: RunView) -> list[Stage]:
     """sourced → filtered → accepted → booked / no slot → sent / drafted, with folders."""
     c = view.counts
     stages: list[Stage] = []
     if c.get("sourced", 0) or c.get("filtered", 0):
         stages.append(
-            Stage("sourced", "Sourced", (Segment("sourced", "sourced", c.get("sourced", 0), GREY),))
+            _stage("sourced", "Sourced", ("sourced", "sourced", c.get("sourced", 0), GREY))
         )
         stages.append(
-            Stage(
-                "filtered",
-                "Filtered out",
-                (Segment("filtered", "filtered out", c.get("filtered", 0), GREY),),
+            _stage(
+                "filtered", "Filtered out", ("filtered", "filtered out", c.get("filtered", 0), GREY)
             )
         )
     stages += [
-        Stage("submitted", "Submitted", (Segment("submitted", "submitted", view.submitted, GREY),)),
-        Stage(
+        _stage("submitted", "Submitted", ("submitted", "submitted", view.submitted, GREY)),
+        _stage(
             "accepted",
             "Accepted",
-            (
-                Segment("accepted", "accepted", c.get("accepted", 0), TEAL),
-                Segment("rejected", "rejected", c.get("rejected", 0), RED),
-            ),
+            ("accepted", "accepted", c.get("accepted", 0), TEAL),
+            ("rejected", "rejected", c.get("rejected", 0), RED),
         ),
-        Stage(
+        _stage(
             "meetings",
             "Meetings",
-            (
-                Segment("booked", "booked", c.get("booked", 0), GREEN),
-                Segment("noSlot", "no slot", c.get("noSlot", 0), AMBER),
-            ),
+            ("booked", "booked", c.get("booked", 0), GREEN),
+            ("noSlot", "no slot", c.get("noSlot", 0), AMBER),
         ),
-        Stage(
+        _stage(
             "emails",
             "Emails",
-            (
-                Segment("sent", "sent", c.get("sent", 0), GREEN),
-                Segment("drafted", "drafted", c.get("drafted", 0), BLUE),
-            ),
+            ("sent", "sent", c.get("sent", 0), GREEN),
+            ("drafted", "drafted", c.get("drafted", 0), BLUE),
         ),
-        Stage(
-            "folders",
-            "Folders",
-            (Segment("foldersCreated", "created", c.get("foldersCreated", 0), GREEN),),
+        _stage(
+            "folders", "Folders", ("foldersCreated", "created", c.get("foldersCreated", 0), GREEN)
         ),
     ]
     return stages

@@ -29,7 +29,6 @@ from leadrun.processes import (
     owned_processes,
     owns_port,
     signal_group,
-    terminate,
     terminate_all,
     wait_gone,
 )
@@ -172,7 +171,8 @@ class Stack:
 
     def stop_component(self, name: str) -> None:
         """Stop one component's processes (it stays recorded until started again)."""
-        terminate(self.processes[name], self._popens.get(name))
+        popen = self._popens.get(name)
+        terminate_all([self.processes[name]], [popen] if popen is not None else [])
 
     def write_pid_file(self) -> None:
         """Record every process, so `down` can stop them from another interpreter."""

@@ -1,7 +1,7 @@
 """The local stack: the production topology in miniature, on one machine.
 
-`python -m leadrun.stack up|down|status` (what `make up` / `make down` call; leadrun.stack_cli)
-starts, in the background and each in its own process group:
+`python -m leadrun.stack up|down|status` (what `make up` / `make down` call) starts, in the
+background and each in its own process group:
 
 * Google's Pub/Sub and Firestore emulators (from the Google Cloud CLI),
 * the Workspace sandbox (`python -m sandbox`, CONTRACT section 7),
@@ -14,36 +14,38 @@ default, so local runs settle fast), and writes `<state dir>/stack.env` and a pi
 The test suite uses the Python API instead: `start_stack(tmp_dir, ports="auto")` returns a
 `Stack` it can `stop()`, `restart_function()` and `reset_emulators()`.
 
-This module orchestrates the start; the parts live by concern: settings, ports and stack.env in
-leadrun.stack_config, each component's command in leadrun.components, process groups and /proc
-in leadrun.processes, Pub/Sub clients and topology in leadrun.pubsub, the running `Stack` in
-leadrun.running_stack, the `up|down|status` commands in leadrun.stack_cli. The names callers
-import from here stay importable from here (`__all__`).
+`up` is idempotent: a recorded stack that is healthy is reused; `down` stops every process `up`
+started, by pid, and nothing else.
+
+This module orchestrates the start and holds the commands; the parts live by concern: settings,
+ports and stack.env in leadrun.stack_config, each component's command in leadrun.components,
+process groups and /proc in leadrun.processes, Pub/Sub clients and topology in leadrun.pubsub,
+the running `Stack` in leadrun.running_stack.
 """
 
 from __future__ import annotations
 
+import argparse
 import atexit
+import contextlib
+import fcntl
 import json
 import logging
 import os
+import shlex
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 import requests
 
 from common import topology
-from leadrun.client import read_env_file
 from leadrun.components import DEFAULT_SANDBOX_CMD, Commands
-from leadrun.processes import owned_processes
-from leadrun.pubsub import delete_topology, ensure_topology, pubsub_clients, subscription_requests
+from leadrun.pubsub import delete_topology, ensure_topology
 from leadrun.running_stack import ComponentFailed, Stack, wait_ready
 from leadrun.stack_config import (
     BACKGROUND_SERVICES,
-    COMPONENTS,
-    DEAD_LETTER_AUDIT_SUBSCRIPTION,
     DEFAULT_ALLOWED_ORIGINS,
     DEFAULT_FUNCTIONS_DIR,
     DEFAULT_PROJECT,
@@ -51,8 +53,8 @@ from leadrun.stack_config import (
     DEFAULT_STATE_DIR,
     ENV_FILE,
     GOOGLE_LIMITS_ENV,
+    LOCK_FILE,
     LOG_DIR,
-    REPO_ROOT,
     SCHEDULER,
     StackError,
     check_prerequisites,
@@ -62,27 +64,6 @@ from leadrun.stack_config import (
     resolve_ports,
     retry_backoff,
 )
-
-# Names other code (tests, bench, the demo) imports from leadrun.stack: they stay importable here.
-__all__ = [
-    "COMPONENTS",
-    "DEAD_LETTER_AUDIT_SUBSCRIPTION",
-    "DEFAULT_STATE_DIR",
-    "ENV_FILE",
-    "REPO_ROOT",
-    "Stack",
-    "StackError",
-    "free_ports",
-    "main",
-    "owned_processes",
-    "pubsub_clients",
-    "read_env_file",
-    "reset_emulators",
-    "resolve_ports",
-    "retry_backoff",
-    "start_stack",
-    "subscription_requests",
-]
 
 log = logging.getLogger(__name__)
 
@@ -238,11 +219,141 @@ def apply_google_limits(sandbox_url: str) -> None:
         raise StackError(f"{GOOGLE_LIMITS_ENV} refused by the sandbox: {answer.text}")
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of `python -m leadrun.stack` (the commands are in leadrun.stack_cli)."""
-    from leadrun.stack_cli import main as stack_main
+@contextlib.contextmanager
+def _state_lock(state_dir: Path) -> Iterator[None]:
+    """Serialise up/down on one state dir (two `make up` at once must not race)."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    with (state_dir / LOCK_FILE).open("w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
-    return stack_main(argv)
+
+def _stop_recorded(state_dir: Path) -> bool:
+    """Stop the stack recorded in `state_dir`; False when nothing was recorded."""
+    stack = Stack.load(state_dir)
+    if stack is None:
+        (state_dir / ENV_FILE).unlink(missing_ok=True)
+        return False
+    stack.stop()
+    return True
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    """`up`: start the stack unless the recorded one is already up and healthy."""
+    state_dir: Path = args.state_dir
+    with _state_lock(state_dir):
+        existing = Stack.load(state_dir)
+        if existing is not None:
+            if existing.healthy() and (state_dir / ENV_FILE).exists():
+                print(f"local stack already up ({state_dir / ENV_FILE})")
+                return 0
+            print("recorded stack is not healthy; stopping what is left of it", file=sys.stderr)
+            existing.stop()
+        sandbox_cmd = (
+            shlex.split(os.environ["LEADRUN_SANDBOX_CMD"])
+            if os.environ.get("LEADRUN_SANDBOX_CMD")
+            else None
+        )
+        try:
+            stack = start_stack(
+                state_dir,
+                ports=args.ports,
+                project=args.project,
+                functions_dir=args.functions_dir,
+                sandbox_cmd=sandbox_cmd,
+                stop_at_exit=False,
+            )
+        except StackError as exc:
+            print(f"leadrun stack: {exc}", file=sys.stderr)
+            return 1
+    _print_summary(stack)
+    return 0
+
+
+def _print_summary(stack: Stack) -> None:
+    lo, hi = stack.retry_backoff_s
+    print(f"local stack up in {stack.startup_s:.1f}s (project {stack.project})")
+    for name, info in stack.processes.items():
+        print(f"  {name:<12} {stack.url(name):<28} pid {info.pid:<7} log {info.log}")
+    print(
+        f"  push retry backoff {lo:g}s..{hi:g}s, dead letter after "
+        f"{topology.MAX_DELIVERY_ATTEMPTS} deliveries"
+    )
+    print(f"  environment: {stack.state_dir / ENV_FILE}")
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    """`down`: stop every process `up` started."""
+    with _state_lock(args.state_dir):
+        stopped = _stop_recorded(args.state_dir)
+    print("local stack stopped" if stopped else "no local stack recorded; nothing to stop")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    """`status`: which components are up; exit 0 only when all are."""
+    stack = Stack.load(args.state_dir)
+    if stack is None:
+        print("local stack: not running")
+        return 1
+    status = stack.status()
+    for name, state in status.items():
+        print(f"  {name:<12} {state:<9} {stack.url(name)}")
+    return 0 if all(state == "up" for state in status.values()) else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The `python -m leadrun.stack` argument parser."""
+    parser = argparse.ArgumentParser(
+        prog="python -m leadrun.stack", description="Run the local stack in the background."
+    )
+    parser.add_argument(
+        "command", choices=("up", "down", "status"), help="start / stop / show the stack"
+    )
+    parser.add_argument(
+        "--state-dir",
+        type=Path,
+        default=Path(os.environ.get("LEADRUN_STATE_DIR") or DEFAULT_STATE_DIR),
+        help="pid file, stack.env and logs (default: LEADRUN_STATE_DIR or <repo>/.leadrun)",
+    )
+    parser.add_argument(
+        "--project",
+        default=os.environ.get("LEADRUN_PROJECT") or DEFAULT_PROJECT,
+        help="project id (default: LEADRUN_PROJECT or leadrun-local)",
+    )
+    parser.add_argument(
+        "--ports",
+        default=None,
+        help="'auto' or a base port (default: LEADRUN_PORT_BASE or 8600)",
+    )
+    parser.add_argument(
+        "--functions-dir",
+        type=Path,
+        default=Path(os.environ.get("LEADRUN_FUNCTIONS_DIR") or DEFAULT_FUNCTIONS_DIR),
+        help="deploy units (default: LEADRUN_FUNCTIONS_DIR or <repo>/functions)",
+    )
+    return parser
+
+
+_COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "up": cmd_up,
+    "down": cmd_down,
+    "status": cmd_status,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of `python -m leadrun.stack`."""
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
+    args = build_parser().parse_args(argv)
+    try:
+        return _COMMANDS[args.command](args)
+    except StackError as exc:
+        print(f"leadrun stack: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

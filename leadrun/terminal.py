@@ -137,14 +137,14 @@ def summary_table(view: RunView) -> Table:
     mode = "dry run: what would happen" if view.dry_run else "live run"
     table = Table(title=f"run {view.run_id} · {mode}", title_justify="left")
     table.add_column("action")
-    for key in ("booked", "no_slot", "sent", "drafted", "created", "rejected", "failed", "pending"):
+    for key in (*PROGRESS_ORDER, "pending"):
         table.add_column(OUTCOME_LABELS.get(key, key), justify="right")
     for action in ("calendar", "email", "drive"):
         if action not in by_action:
             continue
         counts = by_action[action]
         cells = []
-        for key in ("booked", "no_slot", "sent", "drafted", "created", "rejected", "failed"):
+        for key in PROGRESS_ORDER:
             value = counts.get(key, 0)
             cells.append(f"[{_COLOURS.get(key, 'white')}]{value}[/]" if value else "[dim]·[/]")
         cells.append(str(counts.get("pending", 0)) if counts.get("pending") else "[dim]·[/]")

@@ -26,8 +26,12 @@ import requests
 from common import topology
 from leadrun import stack as stackmod
 from leadrun import stack_config
-from leadrun.processes import listening_inodes, proc_stat
-from leadrun.stack import Stack, StackError, pubsub_clients, start_stack
+from leadrun.client import read_env_file
+from leadrun.processes import listening_inodes, owned_processes, proc_stat
+from leadrun.pubsub import pubsub_clients, subscription_requests
+from leadrun.running_stack import Stack
+from leadrun.stack import start_stack
+from leadrun.stack_config import StackError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 needs_emulators = pytest.mark.skipif(
@@ -225,7 +229,7 @@ def new_ids() -> dict[str, str]:
 @pytest.mark.integration
 @needs_emulators
 def test_stack_env_and_pid_file(stack: Stack) -> None:
-    env = stackmod.read_env_file(stack.state_dir / "stack.env")
+    env = read_env_file(stack.state_dir / "stack.env")
     for key in (
         "GOOGLE_CLOUD_PROJECT",
         "PUBSUB_EMULATOR_HOST",
@@ -245,7 +249,7 @@ def test_stack_env_and_pid_file(stack: Stack) -> None:
     assert env["LEADRUN_FIREBASE_CERTS_URL"] == env["WORKSPACE_SANDBOX_URL"] + "/_sandbox/certs"
 
     pids = json.loads((stack.state_dir / "stack.pids.json").read_text())
-    assert set(pids) == set(stackmod.COMPONENTS)
+    assert set(pids) == set(stack_config.COMPONENTS)
     for name, entry in pids.items():
         assert entry["pid"] == entry["pgid"] == stack.processes[name].pid
         assert entry["port"] == stack.port(name)
@@ -307,7 +311,7 @@ def test_subscriptions_carry_the_production_policy(stack: Stack) -> None:
         audit = subscriber.get_subscription(
             request={
                 "subscription": f"projects/{project}/subscriptions/"
-                f"{stackmod.DEAD_LETTER_AUDIT_SUBSCRIPTION}"
+                f"{stack_config.DEAD_LETTER_AUDIT_SUBSCRIPTION}"
             }
         )
         assert audit.topic == f"projects/{project}/topics/{topology.TOPIC_DEAD_LETTER}"
@@ -336,7 +340,7 @@ def test_push_delivers_a_cloudevent(stack: Stack, standins: tuple[Path, list[str
     assert event["messageId"] == message_id
     assert event["attributes"] == attributes
     assert json.loads(event["data"]) == data
-    assert event["pid"] in stackmod.owned_processes(stack.processes["book"])
+    assert event["pid"] in owned_processes(stack.processes["book"])
     time.sleep(1.5)  # a success is acknowledged: no redelivery
     assert len(received()) == 1
 
@@ -369,7 +373,7 @@ def test_failing_message_is_redelivered_then_dead_lettered(
     assert json.loads(dead["data"]) == attributes
 
     # The audit pull subscription keeps a copy for operators (`leadrun redrive`).
-    audit = f"projects/{stack.project}/subscriptions/{stackmod.DEAD_LETTER_AUDIT_SUBSCRIPTION}"
+    audit = f"projects/{stack.project}/subscriptions/{stack_config.DEAD_LETTER_AUDIT_SUBSCRIPTION}"
     with pubsub_clients(stack.env) as (_, subscriber):
         found = None
         deadline = time.monotonic() + 20
@@ -394,7 +398,7 @@ def test_restart_function_keeps_the_port(
 ) -> None:
     out = standins[2]
     before = stack.processes["book"]
-    old_pids = stackmod.owned_processes(before)
+    old_pids = owned_processes(before)
     assert old_pids
     stack.restart_function("book")
     after = stack.processes["book"]
@@ -410,8 +414,8 @@ def test_restart_function_keeps_the_port(
         30,
         "delivery to the restarted function",
     )
-    assert stackmod.owned_processes(after)
-    assert got[0]["pid"] in stackmod.owned_processes(after)
+    assert owned_processes(after)
+    assert got[0]["pid"] in owned_processes(after)
 
 
 @pytest.mark.integration
@@ -484,7 +488,7 @@ def test_cli_up_is_idempotent_and_down_leaves_no_process(
         assert up.returncode == 0, up.stderr
         stack = Stack.load(state_dir)
         assert stack is not None
-        env_file = stackmod.read_env_file(state_dir / "stack.env")
+        env_file = read_env_file(state_dir / "stack.env")
         assert env_file["GOOGLE_CLOUD_PROJECT"] == "leadrun-cli-test"
         assert requests.get(env_file["SCHEDULE_URL"], timeout=10).status_code == 200
 
@@ -500,7 +504,7 @@ def test_cli_up_is_idempotent_and_down_leaves_no_process(
 
         status = run("status")
         assert status.returncode == 0
-        assert status.stdout.count(" up ") == len(stackmod.COMPONENTS)
+        assert status.stdout.count(" up ") == len(stack_config.COMPONENTS)
     finally:
         down = run("down")
     assert down.returncode == 0, down.stderr
@@ -563,28 +567,28 @@ def test_down_never_signals_a_process_it_did_not_start(tmp_path: Path) -> None:
 def test_retry_backoff_and_ports_configuration(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("LEADRUN_RETRY_MIN_S", raising=False)
     monkeypatch.delenv("LEADRUN_RETRY_MAX_S", raising=False)
-    assert stackmod.retry_backoff() == (1, 10)
+    assert stack_config.retry_backoff() == (1, 10)
     monkeypatch.setenv("LEADRUN_RETRY_MIN_S", "0")
     monkeypatch.setenv("LEADRUN_RETRY_MAX_S", "2.5")
-    assert stackmod.retry_backoff() == (0, 2.5)
-    assert stackmod.retry_backoff(3, 4) == (3, 4)
+    assert stack_config.retry_backoff() == (0, 2.5)
+    assert stack_config.retry_backoff(3, 4) == (3, 4)
     with pytest.raises(StackError):
-        stackmod.retry_backoff(5, 1)
+        stack_config.retry_backoff(5, 1)
 
     monkeypatch.setenv("LEADRUN_PORT_BASE", "9100")
-    ports = stackmod.resolve_ports(None)
+    ports = stack_config.resolve_ports(None)
     assert ports["pubsub"] == 9100 and ports["firestore"] == 9101 and ports["sandbox"] == 9102
-    assert ports["schedule"] == 9110 and set(ports) == set(stackmod.COMPONENTS)
-    assert stackmod.resolve_ports({"pubsub": 1234})["pubsub"] == 1234
-    auto = stackmod.resolve_ports("auto")
-    assert len(set(auto.values())) == len(stackmod.COMPONENTS)
+    assert ports["schedule"] == 9110 and set(ports) == set(stack_config.COMPONENTS)
+    assert stack_config.resolve_ports({"pubsub": 1234})["pubsub"] == 1234
+    auto = stack_config.resolve_ports("auto")
+    assert len(set(auto.values())) == len(stack_config.COMPONENTS)
     with pytest.raises(StackError):
-        stackmod.resolve_ports({"nope": 1})
+        stack_config.resolve_ports({"nope": 1})
 
-    subs = stackmod.subscription_requests("p", {s.name: 1 for s in topology.FUNCTIONS}, 0, 1)
+    subs = subscription_requests("p", {s.name: 1 for s in topology.FUNCTIONS}, 0, 1)
     names = {s["name"].rsplit("/", 1)[1] for s in subs}
     expected = {s.subscription for s in topology.FUNCTIONS if s.subscription}
-    assert names == {*expected, stackmod.DEAD_LETTER_AUDIT_SUBSCRIPTION}
+    assert names == {*expected, stack_config.DEAD_LETTER_AUDIT_SUBSCRIPTION}
 
 
 class _Squatter:
@@ -619,7 +623,7 @@ def test_a_port_held_by_another_process_is_never_taken_for_ours(
     squatter = _Squatter()
     try:
         # Fixed ports: a clear error naming the port, and nothing left running.
-        ports = stackmod.resolve_ports("auto")
+        ports = stack_config.resolve_ports("auto")
         ports["schedule"] = squatter.port
         with pytest.raises(StackError, match=f"port {squatter.port} is held by another process"):
             start_stack(
@@ -641,7 +645,7 @@ def test_a_port_held_by_another_process_is_never_taken_for_ours(
             calls["n"] += 1
             picked = real_free_ports(count)
             if calls["n"] == 1:  # someone grabs schedule's port between our pick and its bind
-                picked[stackmod.COMPONENTS.index("schedule")] = squatter.port
+                picked[stack_config.COMPONENTS.index("schedule")] = squatter.port
             return picked
 
         monkeypatch.setattr(stack_config, "free_ports", racy_free_ports)

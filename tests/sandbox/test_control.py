@@ -198,7 +198,8 @@ def test_cli_starts_on_a_free_port_and_answers_health() -> None:
 def test_the_stack_applies_leadrun_google_limits(
     sandbox_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from leadrun.stack import GOOGLE_LIMITS_ENV, StackError, apply_google_limits
+    from leadrun.stack import apply_google_limits
+    from leadrun.stack_config import GOOGLE_LIMITS_ENV, StackError
 
     url = f"{sandbox_url}/_sandbox/limits"
     monkeypatch.delenv(GOOGLE_LIMITS_ENV, raising=False)
