@@ -37,7 +37,8 @@ from bench.quota_limits import (
 from bench.workload import REQUEST_SIZE, first_slot, lead, request
 from common.receipts import TERMINAL
 from leadrun.client import LeadRunClient
-from leadrun.stack import Stack, start_stack
+from leadrun.running_stack import Stack
+from leadrun.stack import start_stack
 from leadrun.stack_config import GOOGLE_LIMITS_ENV
 
 SMALL_HOST_LEADS = 20
