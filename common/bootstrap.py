@@ -51,7 +51,7 @@ class App:
     @cached_property
     def lanes(self) -> Lanes:
         """The hosts' lanes: pacing and Google's gates."""
-        return Lanes(self.documents)
+        return Lanes(self.documents, self.settings.google_limits)
 
     @cached_property
     def bus(self) -> PubSubBus:

@@ -89,9 +89,14 @@ class Lanes:
 
     FRESH = 0.25  # seconds
 
-    def __init__(self, docs: Documents) -> None:
+    def __init__(self, docs: Documents, limits: Limits | None = None) -> None:
         self.docs = docs
+        self.limits = limits  # the limits lanes pace to (for how long a refusal waits first)
         self._seen: dict[str, tuple[float, Lane]] = {}
+
+    def first_wait(self, api: str) -> timedelta:
+        """How long a refusal without a "Retry after" holds the lane back at first."""
+        return self.limits.window(api) if self.limits is not None else timedelta(seconds=1)
 
     def _change(self, host: str, api: str, decide: Any) -> Any:
         path = paths.gate(api, host_key(host))

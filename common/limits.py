@@ -76,8 +76,15 @@ def backoff(base: timedelta, ceiling: timedelta, waits_in_a_row: int) -> timedel
     return step * (1 + 0.2 * random.random())
 
 
-def limit_of(exc: BaseException, api: str, now: datetime, waits_in_a_row: int = 0) -> Limit | None:
-    """The wait a refused call asks for, or None if `exc` is not one of Google's limits."""
+def limit_of(
+    exc: BaseException,
+    api: str,
+    now: datetime,
+    waits_in_a_row: int = 0,
+    first_wait: timedelta = RATE_BACKOFF,
+) -> Limit | None:
+    """The wait a refused call asks for, or None if `exc` is not one of Google's limits.
+    Without a "Retry after", the first wait is `first_wait` (the API's window), doubling."""
     if not isinstance(exc, HttpError):
         return None
     status = int(exc.resp.status)

@@ -60,13 +60,25 @@ class Limits:
     document: Mapping[str, Any]
 
     def interval(self, api: str) -> timedelta | None:
-        """The steady time between two leads' actions on `api` (None: no limit)."""
+        """The steady time between two leads' actions on `api` (None: no limit).
+
+        At most `HEADROOM` of the limit, and at least half a lead's room in every window: a
+        window that holds a few calls (Drive's 3 a second) is missed by a call that runs a
+        little late or early, unless the plan leaves room for one.
+        """
         figures = self.document.get(api) or {}
         unit, cost = COSTS[api]
         count, window = figures.get(unit), figures.get("perSeconds")
         if not count or not window:
             return None
-        return timedelta(seconds=cost * float(window) / (float(count) * HEADROOM))
+        per_window = min(float(count) / cost * HEADROOM, float(count) / cost - 0.5)
+        return timedelta(seconds=float(window) / max(per_window, 0.5))
+
+    def window(self, api: str) -> timedelta:
+        """The API's rate window (one second when not told): how long a refusal without a
+        "Retry after" waits first, at most a second."""
+        seconds = float((self.document.get(api) or {}).get("perSeconds") or 1.0)
+        return timedelta(seconds=min(seconds, 1.0))
 
     def daily_sends(self) -> tuple[int, timedelta] | None:
         """Gmail's cap on sends and its window, if any."""

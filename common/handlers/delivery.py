@@ -320,7 +320,7 @@ class _Lane:
     def met(self, exc: BaseException) -> Limit | None:
         """The wait a refused call asks for (the lane slowed, its gate closed), or None."""
         streak = self.seen.streak if self.seen else 0
-        limit = limit_of(exc, self.api, self.clock(), streak)
+        limit = limit_of(exc, self.api, self.clock(), streak, self.lanes.first_wait(self.api))
         return None if limit is None else self.lanes.close(self.host, limit, self.clock())
 
     def passed(self) -> None:

@@ -76,7 +76,7 @@ class World:
         self.drive = FakeDrive(self.calls)
         live = Tools(self.calendar, self.calendar, self.mailer, self.drive)
         dry = Tools(FreeBusyOnly(self.calendar))
-        self.lanes = Lanes(self.docs)
+        self.lanes = Lanes(self.docs, self.limits)
         self.pace = Pace(self.lanes, self.limits, self.clock)
         self.deps = Deps(
             self.store,
