@@ -14,6 +14,7 @@ only when Google refused a call (at most once a second) or when a slowed lane sp
 from __future__ import annotations
 
 import hashlib
+import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -22,7 +23,7 @@ from typing import Any
 from common import paths
 from common.documents import SERVER_TIME, Commit, Decision, Documents, Stored, change, guarded
 from common.limits import Limit
-from common.pacing import Limits, Plan, plan_lane
+from common.pacing import BRIEF, Limits, Plan, plan_lane
 
 SLOWDOWN = 0.5  # a refused call halves the lane's rate...
 SPEEDUP = 0.1  # ...and each second of calls that go through gives back a tenth of it
@@ -93,6 +94,24 @@ class Lanes:
         self.docs = docs
         self.limits = limits  # the limits lanes pace to (for how long a refusal waits first)
         self._seen: dict[str, tuple[float, Lane]] = {}
+        self._last: dict[str, datetime] = {}  # this process's last planned call, per lane
+        self._lock = threading.Lock()
+
+    def spaced_start(self, host: str, api: str, lane: Lane, start: datetime) -> datetime:
+        """`start`, or later so that this process's calls on the lane keep its interval (at
+        most `pacing.BRIEF` later): a lead that arrives late goes, but not on the heels of
+        the one before it."""
+        interval = self.limits.interval(api) if self.limits is not None else None
+        if interval is None:
+            return start
+        step = interval / max(lane.factor, MIN_FACTOR)
+        with self._lock:
+            key = f"{api}:{host}"
+            if len(self._last) > 4096:
+                self._last.clear()
+            at = max(start, min(self._last.get(key, start) + step, start + BRIEF))
+            self._last[key] = at
+        return at
 
     def first_wait(self, api: str) -> timedelta:
         """How long a refusal without a "Retry after" holds the lane back at first."""

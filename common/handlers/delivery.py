@@ -305,16 +305,21 @@ class _Lane:
     def held(self, claim: Claim, now: datetime) -> Outcome | None:
         """A parked outcome while the lane holds this lead back, else None: its own start is
         later (it came early: a replay, a duplicate), or another lead's limit closed the gate.
-        A start that is only a moment away is waited for here."""
+        A start, or a gate's opening, that is only a moment away is waited for here, and so
+        is the lane's interval since this process's last call on it (deliveries that arrive
+        late must not bunch up)."""
         lane = self.seen = self.lanes.read(self.host, self.api)
         closed = lane.closed(now)
-        if closed is not None:
+        if closed is not None and closed.until - now > BRIEF:
             return Outcome(waiting_fields(closed))
         waiting = claim.receipt.get("waiting") or {}
         start = _when(waiting.get("until") or claim.receipt.get("startAt"), now)
         if start - now > BRIEF:  # came before its start (a replay, a duplicate): wait for it
             return Outcome({"status": "pending", "outcome": None, "waiting": waiting})
-        self.sleep(max((start - now).total_seconds(), 0.0))
+        if closed is not None:
+            start = max(start, closed.until)
+        start = self.lanes.spaced_start(self.host, self.api, lane, start)
+        self.sleep(max((start - self.clock()).total_seconds(), 0.0))
         return None
 
     def met(self, exc: BaseException) -> Limit | None:
