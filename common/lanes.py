@@ -97,19 +97,24 @@ class Lanes:
         self._last: dict[str, datetime] = {}  # this process's last planned call, per lane
         self._lock = threading.Lock()
 
-    def spaced_start(self, host: str, api: str, lane: Lane, start: datetime) -> datetime:
-        """`start`, or later so that this process's calls on the lane keep its interval (at
-        most `pacing.BRIEF` later): a lead that arrives late goes, but not on the heels of
-        the one before it."""
+    def spaced_start(
+        self, host: str, api: str, lane: Lane, start: datetime, now: datetime
+    ) -> datetime:
+        """When to call: `start`, not before `now`, and at least the lane's interval after
+        this process's previous call on it (at most `pacing.BRIEF` later): a lead that
+        arrives late goes, but not on the heels of the one before it."""
         interval = self.limits.interval(api) if self.limits is not None else None
         if interval is None:
             return start
         step = interval / max(lane.factor, MIN_FACTOR)
+        at = max(start, now)
         with self._lock:
             key = f"{api}:{host}"
             if len(self._last) > 4096:
                 self._last.clear()
-            at = max(start, min(self._last.get(key, start) + step, start + BRIEF))
+            previous = self._last.get(key)
+            if previous is not None:
+                at = max(at, min(previous + step, at + BRIEF))
             self._last[key] = at
         return at
 

@@ -318,7 +318,7 @@ class _Lane:
             return Outcome({"status": "pending", "outcome": None, "waiting": waiting})
         if closed is not None:
             start = max(start, closed.until)
-        start = self.lanes.spaced_start(self.host, self.api, lane, start)
+        start = self.lanes.spaced_start(self.host, self.api, lane, start, self.clock())
         self.sleep(max((start - self.clock()).total_seconds(), 0.0))
         return None
 
