@@ -110,9 +110,9 @@ def reopenable(
     return calendar_again and receipt.get("outcome") == "drafted"
 
 
-def email_goes_with_booking(email: Mapping[str, Any] | None, now_stamp: str) -> bool:
-    """Whether book publishes the email with its booking: not when the email waits for a later
-    start in its host's Gmail lane (the sweeper publishes it then; notify reads the booking
-    from the calendar receipt)."""
-    until = ((email or {}).get("waiting") or {}).get("until")
-    return not until or until <= now_stamp
+def email_goes_with_booking(lead_waits: Mapping[str, Any]) -> bool:
+    """Whether book publishes the email with its booking: not when the email waits for its
+    start in the host's Gmail lane (`lead_waits`: the lead's `waiting`, action -> start); the
+    sweeper publishes it at that start, once the booking has settled, and notify reads the
+    booking from the calendar receipt."""
+    return "email" not in lead_waits

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from common.holds import SlotHold
@@ -25,7 +25,9 @@ class Receipts(Protocol):
     def get_lead(self, run_id: str, lead_doc_id: str) -> dict[str, Any] | None: ...
     def lead_settings(self, run_id: str, lead: dict[str, Any]) -> RunSettings: ...
     def get_receipt(self, run_id: str, lead_doc_id: str, action: str) -> dict[str, Any] | None: ...
-    def claim(self, run_id: str, lead_doc_id: str, action: str, owner: str) -> Claim: ...
+    def claim(
+        self, run_id: str, lead_doc_id: str, action: str, owner: str, now: datetime | None = None
+    ) -> Claim: ...
     def checkpoint(
         self, run_id: str, lead_doc_id: str, action: str, values: dict[str, Any]
     ) -> None: ...

@@ -31,6 +31,7 @@ from common.documents import (
     guarded,
 )
 from common.models import RunSettings
+from common.pacing import BRIEF
 from common.receipts import counted_keys, delta, fold, is_terminal, lead_keys, retally
 
 WRITES_PER_BATCH = 400
@@ -290,21 +291,31 @@ class Store:
 
         return change(self.docs, [receipt_path, lead_path], decide)
 
-    def claim(self, run_id: str, lead_doc_id: str, action: str, owner: str) -> Claim:
+    def claim(
+        self, run_id: str, lead_doc_id: str, action: str, owner: str, now: datetime | None = None
+    ) -> Claim:
         """Take the receipt's lease for this delivery (CONTRACT §4 state machine).
 
-        No lock is left behind by an instance that dies in the middle: a lease expires.
+        No lock is left behind by an instance that dies in the middle: a lease expires. A
+        receipt whose wait is over (its start is at most `BRIEF` away: the sweeper published
+        it) stops waiting here, its start kept as `startAt`.
         """
+        at = now or datetime.now(UTC)
 
         def step(receipt: dict[str, Any]) -> tuple[Claim, dict[str, Any] | None]:
             if is_terminal(receipt):
                 return Claim(terminal=True, receipt=receipt), None
-            now = datetime.now(UTC)
             held = receipt.get("lease") or {}
-            if held.get("owner") not in (None, owner) and held.get("expiresAt", now) > now:
+            if held.get("owner") not in (None, owner) and held.get("expiresAt", at) > at:
                 raise LeaseHeld(f"{run_id}/{lead_doc_id}/{action}")
             attempt = int(receipt.get("attempts") or 0) + 1
-            fields = {"attempts": attempt, "lease": {"owner": owner, "expiresAt": now + self.lease}}
+            fields: dict[str, Any] = {
+                "attempts": attempt,
+                "lease": {"owner": owner, "expiresAt": at + self.lease},
+            }
+            until = (receipt.get("waiting") or {}).get("until")
+            if until and until <= stamp(at + BRIEF):
+                fields.update(waiting=None, startAt=until)
             return Claim(terminal=False, receipt={**receipt, **fields}, attempt=attempt), fields
 
         try:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -21,7 +21,6 @@ from common.errors import PermanentError
 from common.handlers.delivery import KeptHold, Outcome, Retry, Work, terminal
 from common.holds import SlotHold
 from common.models import Slot
-from common.pacing import LOOKAHEAD
 from common.ports import Calendar
 from common.slots import (
     Interval,
@@ -33,7 +32,6 @@ from common.slots import (
     first_free_expanded,
     split_candidates,
 )
-from common.store import stamp
 
 HOLD_TTL = timedelta(minutes=5)
 MAX_CLAIM_ROUNDS = 60
@@ -217,9 +215,7 @@ class Booker:
             return ()
         d = self.work.delivery
         # The lead keeps when each of its waiting receipts starts: no read of the email's.
-        until = (self.work.lead_doc.get("waiting") or {}).get("email")
-        email = {"waiting": {"until": until}} if until else None
-        if not flow.email_goes_with_booking(email, stamp(datetime.now(UTC) + LOOKAHEAD)):
+        if not flow.email_goes_with_booking(self.work.lead_doc.get("waiting") or {}):
             return ()
         return (Outgoing(d.run_id, d.lead_doc_id, "email", booking),)
 

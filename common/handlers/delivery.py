@@ -204,7 +204,7 @@ def handle_delivery(deps: Deps, delivery: Delivery, effect: Effect) -> str:
     if run is None:
         say("no such run: message dropped", severity="ERROR", outcome="dropped")
         return "dropped"
-    claim = _claim(deps.receipts, d, owner, say)
+    claim = _claim(deps.receipts, d, owner, say, deps.clock())
     if claim is None:
         return "dropped"
     say.context["attempt"] = claim.attempt
@@ -334,10 +334,10 @@ class _Lane:
             self.lanes.passed(self.host, self.seen, self.clock())
 
 
-def _claim(receipts: Receipts, d: Delivery, owner: str, say: _Story) -> Claim | None:
+def _claim(receipts: Receipts, d: Delivery, owner: str, say: _Story, now: datetime) -> Claim | None:
     """The claim on this delivery's receipt; None if the message names no receipt."""
     try:
-        return receipts.claim(d.run_id, d.lead_doc_id, d.action, owner)
+        return receipts.claim(d.run_id, d.lead_doc_id, d.action, owner, now)
     except ReceiptMissing:
         say("no receipt for this action: message dropped", severity="ERROR", outcome="dropped")
         return None

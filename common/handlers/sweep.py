@@ -29,7 +29,7 @@ from common.log import log
 from common.pacing import LOOKAHEAD
 from common.ports import Bus
 from common.receipts import is_terminal
-from common.store import Store, lead_actions, stamp
+from common.store import Store, lead_actions
 
 RESUME_EVERY = timedelta(milliseconds=250)
 Row = tuple[str, str, str, dict[str, Any]]
@@ -63,11 +63,25 @@ def _starts(pace: Pace | None, rows: list[Row], now: datetime) -> list[datetime]
     return planned
 
 
-def resume_due(store: Store, bus: Bus, now: datetime, pace: Pace | None = None) -> int:
-    """Publish the waiting actions whose start falls within `LOOKAHEAD`; returns how many."""
+def resume_due(
+    store: Store,
+    bus: Bus,
+    now: datetime,
+    pace: Pace | None = None,
+    published: set[tuple[str, str, str, str]] | None = None,
+) -> int:
+    """Publish the waiting actions whose start falls within `LOOKAHEAD`; returns how many.
+
+    A published receipt keeps waiting until its delivery claims it (the claim ends the wait),
+    so this costs no write; `published` keeps one tick from publishing it twice. A lead that a
+    held-back lane spaces anew gets its new start written.
+    """
+    seen = published if published is not None else set()
     lanes: dict[tuple[Any, Any], list[Row]] = {}
     for row in store.due_receipts(now + LOOKAHEAD, limit=500):
         run_id, lead_id, action, receipt = row
+        if (run_id, lead_id, action, receipt["waiting"]["until"]) in seen:
+            continue
         if action == "email" and _booking_open(store, run_id, lead_id):
             continue
         lanes.setdefault((receipt.get("host"), receipt["waiting"].get("api")), []).append(row)
@@ -76,11 +90,12 @@ def resume_due(store: Store, bus: Bus, now: datetime, pace: Pace | None = None) 
         for (run_id, lead_id, action, receipt), start in zip(
             rows, _starts(pace, rows, now), strict=True
         ):
+            waiting = receipt["waiting"]
             if start - now <= LOOKAHEAD:
-                if store.restart(run_id, lead_id, action, None, stamp(start)):
-                    messages.append(Outgoing(run_id, lead_id, action))
+                seen.add((run_id, lead_id, action, waiting["until"]))
+                messages.append(Outgoing(run_id, lead_id, action))
             else:
-                again = Limit(receipt["waiting"]["reason"], receipt["waiting"]["api"], start)
+                again = Limit(waiting["reason"], waiting["api"], start)
                 store.restart(run_id, lead_id, action, again.waiting(), None, spaced=True)
     if messages:
         bus.publish(messages)
@@ -119,8 +134,9 @@ def sweep(
     republished = republish_stale(store, bus, stale_after)
     resumed = 0
     ends = time.monotonic() + loop_s
+    published: set[tuple[str, str, str, str]] = set()
     while True:
-        resumed += resume_due(store, bus, clock(), pace)
+        resumed += resume_due(store, bus, clock(), pace, published)
         if time.monotonic() + RESUME_EVERY.total_seconds() > ends:
             break
         time.sleep(RESUME_EVERY.total_seconds())
