@@ -33,6 +33,36 @@ from common.store import Store, lead_actions
 
 RESUME_EVERY = timedelta(milliseconds=250)
 Row = tuple[str, str, str, dict[str, Any]]
+Key = tuple[str, str, str, str]  # run, lead, action, the start it was published for
+
+
+class Published:
+    """What this process published lately, so that a receipt published for its start is not
+    published again while its delivery is on the way (a lagging pipeline would otherwise get
+    every due receipt again each tick). After `keep`, it may be: the message may be lost."""
+
+    def __init__(self, keep: timedelta) -> None:
+        self.keep = keep.total_seconds()
+        self._at: dict[Key, float] = {}
+
+    def __contains__(self, key: Key) -> bool:
+        at = self._at.get(key)
+        return at is not None and time.monotonic() - at < self.keep
+
+    def add(self, key: Key) -> None:
+        """Remember `key` as published now."""
+        now = time.monotonic()
+        if len(self._at) > 100_000:
+            self._at = {k: t for k, t in self._at.items() if now - t < self.keep}
+        self._at[key] = now
+
+
+_PUBLISHED: dict[float, Published] = {}
+
+
+def published_here(keep: timedelta) -> Published:
+    """This process's memory of what it published (one per `keep`)."""
+    return _PUBLISHED.setdefault(keep.total_seconds(), Published(keep))
 
 
 def _parse(value: str) -> datetime:
@@ -68,15 +98,15 @@ def resume_due(
     bus: Bus,
     now: datetime,
     pace: Pace | None = None,
-    published: set[tuple[str, str, str, str]] | None = None,
+    published: Published | None = None,
 ) -> int:
     """Publish the waiting actions whose start falls within `LOOKAHEAD`; returns how many.
 
     A published receipt keeps waiting until its delivery claims it (the claim ends the wait),
-    so this costs no write; `published` keeps one tick from publishing it twice. A lead that a
-    held-back lane spaces anew gets its new start written.
+    so this costs no write; `published` keeps it from being published again meanwhile. A lead
+    that a held-back lane spaces anew gets its new start written.
     """
-    seen = published if published is not None else set()
+    seen = published if published is not None else Published(timedelta(minutes=10))
     lanes: dict[tuple[Any, Any], list[Row]] = {}
     for row in store.due_receipts(now + LOOKAHEAD, limit=500):
         run_id, lead_id, action, receipt = row
@@ -134,7 +164,7 @@ def sweep(
     republished = republish_stale(store, bus, stale_after)
     resumed = 0
     ends = time.monotonic() + loop_s
-    published: set[tuple[str, str, str, str]] = set()
+    published = published_here(stale_after)
     while True:
         resumed += resume_due(store, bus, clock(), pace, published)
         if time.monotonic() + RESUME_EVERY.total_seconds() > ends:
