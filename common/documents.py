@@ -113,10 +113,10 @@ class Documents(Protocol):
         ...
 
     def due_receipts(
-        self, now_stamp: str, limit: int
+        self, now_stamp: str, limit: int, after_stamp: str | None = None
     ) -> list[tuple[str, str, str, dict[str, Any]]]:
         """Pending receipts of any run whose `waiting.until` (RFC 3339, UTC) is at or before
-        `now_stamp`, soonest first: (run, lead, action, data)."""
+        `now_stamp` (and after `after_stamp`), soonest first: (run, lead, action, data)."""
         ...
 
 

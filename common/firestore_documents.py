@@ -135,7 +135,7 @@ class FirestoreDocuments:
         return found
 
     def due_receipts(
-        self, now_stamp: str, limit: int
+        self, now_stamp: str, limit: int, after_stamp: str | None = None
     ) -> list[tuple[str, str, str, dict[str, Any]]]:
         """Waiting receipts now due (collection-group index on status + waiting.until,
         infra/firestore.indexes.json). Stamps are all UTC with a Z, so text order is time order."""
@@ -143,9 +143,10 @@ class FirestoreDocuments:
             self.db.collection_group("receipts")
             .where(filter=FieldFilter("status", "==", "pending"))
             .where(filter=FieldFilter("waiting.until", "<=", now_stamp))
-            .order_by("waiting.until")
-            .limit(limit)
         )
+        if after_stamp is not None:
+            query = query.where(filter=FieldFilter("waiting.until", ">", after_stamp))
+        query = query.order_by("waiting.until").limit(limit)
         found = []
         for snap in query.stream():
             lead_ref = snap.reference.parent.parent

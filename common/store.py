@@ -392,9 +392,12 @@ class Store:
         moved: bool = self._transition(run_id, lead_doc_id, action, step)
         return moved
 
-    def due_receipts(self, by: datetime, limit: int) -> list[tuple[str, str, str, dict[str, Any]]]:
-        """Waiting receipts whose wait is over by `by`: (runId, leadDocId, action, receipt)."""
-        return self.docs.due_receipts(stamp(by), limit)
+    def due_receipts(
+        self, by: datetime, limit: int, after: str | None = None
+    ) -> list[tuple[str, str, str, dict[str, Any]]]:
+        """Waiting receipts whose wait is over by `by` (and was not over at `after`):
+        (runId, leadDocId, action, receipt)."""
+        return self.docs.due_receipts(stamp(by), limit, after)
 
     def touch_receipt(self, run_id: str, lead_doc_id: str, action: str) -> None:
         """Move `updatedAt`, so the next sweep waits a full period before publishing again."""

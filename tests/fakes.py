@@ -123,14 +123,19 @@ class MemoryDocuments:
             return found[:limit]
 
     def due_receipts(
-        self, now_stamp: str, limit: int
+        self, now_stamp: str, limit: int, after_stamp: str | None = None
     ) -> list[tuple[str, str, str, dict[str, Any]]]:
-        """Waiting receipts now due, soonest first."""
+        """Waiting receipts now due (and due after `after_stamp`), soonest first."""
         with self._lock:
             found = []
             for path, doc in self.docs.items():
                 parts = path.split("/")
-                if len(parts) == 6 and parts[4] == "receipts" and _due(doc.data, now_stamp):
+                if (
+                    len(parts) == 6
+                    and parts[4] == "receipts"
+                    and _due(doc.data, now_stamp)
+                    and (after_stamp is None or doc.data["waiting"]["until"] > after_stamp)
+                ):
                     found.append((parts[1], parts[3], parts[5], copy.deepcopy(doc.data)))
             found.sort(key=lambda row: (row[3]["waiting"]["until"], row[:3]))
             return found[:limit]

@@ -29,7 +29,7 @@ from common.log import log
 from common.pacing import LOOKAHEAD
 from common.ports import Bus
 from common.receipts import is_terminal
-from common.store import Store, lead_actions
+from common.store import Store, lead_actions, stamp
 
 RESUME_EVERY = timedelta(milliseconds=250)
 Row = tuple[str, str, str, dict[str, Any]]
@@ -99,16 +99,18 @@ def resume_due(
     now: datetime,
     pace: Pace | None = None,
     published: Published | None = None,
+    after: str | None = None,
 ) -> int:
     """Publish the waiting actions whose start falls within `LOOKAHEAD`; returns how many.
 
     A published receipt keeps waiting until its delivery claims it (the claim ends the wait),
     so this costs no write; `published` keeps it from being published again meanwhile. A lead
-    that a held-back lane spaces anew gets its new start written.
+    that a held-back lane spaces anew gets its new start written. `after`: only what fell due
+    since the previous pass (a tick's first pass looks at everything due).
     """
     seen = published if published is not None else Published(timedelta(minutes=10))
     lanes: dict[tuple[Any, Any], list[Row]] = {}
-    for row in store.due_receipts(now + LOOKAHEAD, limit=500):
+    for row in store.due_receipts(now + LOOKAHEAD, 500, after):
         run_id, lead_id, action, receipt = row
         if (run_id, lead_id, action, receipt["waiting"]["until"]) in seen:
             continue
@@ -165,8 +167,11 @@ def sweep(
     resumed = 0
     ends = time.monotonic() + loop_s
     published = published_here(stale_after)
+    after: str | None = None
     while True:
-        resumed += resume_due(store, bus, clock(), pace, published)
+        now = clock()
+        resumed += resume_due(store, bus, now, pace, published, after)
+        after = stamp(now + LOOKAHEAD)
         if time.monotonic() + RESUME_EVERY.total_seconds() > ends:
             break
         time.sleep(RESUME_EVERY.total_seconds())
