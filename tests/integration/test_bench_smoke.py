@@ -91,25 +91,22 @@ QUOTA_KEYS = (
     "quota_failed",
     "quota_dead_lettered",
     "quota_deliveries_per_lead",
-    "quota_efficiency_untold",
-    "quota_failed_untold",
 )
 
 
 def test_quota_phase_prints_its_figures_and_no_lead_fails() -> None:
-    """`--quota` on a few leads: every key is there, nothing failed or dead-lettered.
+    """`--quota` on a few leads, told run: every key is there, nothing failed or dead-lettered.
 
     Limits make leads wait, never fail (CONTRACT §4 v1.1). Efficiency and the small host's time are
-    targets of the full run, reported by `make bench`, not asserted here.
+    targets of the full run, reported by `make bench` (which also runs the untold run), not
+    asserted here.
     """
     done = subprocess.run(
-        [sys.executable, "-m", "bench", "--quota", "--quota-leads", "60"],
+        [sys.executable, "-m", "bench", "--quota", "--quota-leads", "60", "--no-untold"],
         cwd=REPO,
         capture_output=True,
         text=True,
-        # Measured on the code of this commit: 85 s told, 342 s untold (Drive's parked writes
-        # resume one sweeper tick at a time); each run gives up after 600 s plus 10x its bound.
-        timeout=1800,
+        timeout=900,
         check=False,
     )
     assert done.returncode == 0, done.stderr[-3000:] + done.stdout[-3000:]
@@ -117,7 +114,7 @@ def test_quota_phase_prints_its_figures_and_no_lead_fails() -> None:
     assert set(QUOTA_KEYS) <= set(result), sorted(set(QUOTA_KEYS) - set(result))
     assert "efficiency = bound / actual" in done.stdout  # the table came first
     assert result["quota_leads"] == 60
-    for suffix in ("", "_untold"):
+    for suffix in ("",):
         assert result[f"quota_failed{suffix}"] == 0, result[f"quota_statuses{suffix}"]
         assert result[f"quota_dead_lettered{suffix}"] == 0, result[f"quota_statuses{suffix}"]
         assert result[f"quota_settle_s{suffix}"] is not None  # A settled
