@@ -58,3 +58,12 @@ def client(stack_env: dict[str, str]) -> Iterator[LeadRunClient]:
     api.sandbox.clear_faults()
     yield api
     api.sandbox.clear_faults()
+
+
+@pytest.fixture
+def limited(client: LeadRunClient) -> Iterator[LeadRunClient]:
+    """The client; whatever limits a test puts in force in the sandbox are removed afterwards."""
+    try:
+        yield client
+    finally:
+        client.sandbox.limits(None)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -23,15 +22,6 @@ from tests.support import (
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
-
-@pytest.fixture
-def limited(client: LeadRunClient) -> Iterator[LeadRunClient]:
-    """The client; whatever limits a test puts in force are removed afterwards."""
-    try:
-        yield client
-    finally:
-        client.sandbox.limits(None)
 
 
 def _settle(client: LeadRunClient, run_id: str, timeout_s: float) -> dict[str, Any]:

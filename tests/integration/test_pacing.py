@@ -6,7 +6,6 @@ compared is the ETA against the settle time of the same run."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,15 +17,6 @@ from leadrun.client import LeadRunClient
 from tests.support import free_leads, request, unique
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
-
-@pytest.fixture
-def limited(client: LeadRunClient) -> Iterator[LeadRunClient]:
-    """The client; whatever limits a test puts in force are removed afterwards."""
-    try:
-        yield client
-    finally:
-        client.sandbox.limits(None)
 
 
 def _when(stamp: str) -> datetime:
