@@ -6,7 +6,7 @@ import base64
 import binascii
 import json
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import flask
@@ -24,7 +24,7 @@ from common.handlers.intake import HttpResult, Pace, error, handle_schedule
 from common.handlers.notify import notify
 from common.handlers.sweep import sweep
 from common.log import log, trace_field
-from common.models import LeadMessage
+from common.models import LeadMessage, parse_time
 
 MAX_BODY = 1024 * 1024
 # What the web client sends beyond the CORS-safelisted headers. Nothing is exposed: the client
@@ -199,9 +199,7 @@ def decode_delivery(event: CloudEvent) -> Delivery | None:
         lead_doc_id=parsed.leadDocId,
         action=parsed.action,
         message_id=str(message.get("messageId") or message.get("message_id") or event["id"]),
-        publish_time=datetime.fromisoformat(published.replace("Z", "+00:00"))
-        if published
-        else None,
+        publish_time=parse_time(published) if published else None,
         booking=parsed.booking,
         trace=trace_field(app().settings.project, traceparent),
         traceparent=traceparent,

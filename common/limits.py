@@ -12,10 +12,12 @@ import json
 import random
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from googleapiclient.errors import HttpError
+
+from common.models import parse_time, stamp
 
 RATE_LIMIT = "rate_limit"
 DAILY_LIMIT = "daily_limit"
@@ -46,8 +48,7 @@ class Limit:
 
     def waiting(self) -> dict[str, Any]:
         """The receipt's `waiting` field (CONTRACT §4 v1.1)."""
-        until = self.until.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-        return {"reason": self.reason, "api": self.api, "until": until}
+        return {"reason": self.reason, "api": self.api, "until": stamp(self.until)}
 
 
 def _error_body(error: HttpError) -> tuple[str, str]:
@@ -65,7 +66,7 @@ def retry_after(message: str) -> datetime | None:
     if not found:
         return None
     try:
-        return datetime.fromisoformat(found.group(1).rstrip(".").replace("Z", "+00:00"))
+        return parse_time(found.group(1).rstrip("."))
     except ValueError:
         return None
 

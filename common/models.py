@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime, time
+from datetime import UTC, datetime, time
 from functools import lru_cache
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, available_timezones
@@ -311,3 +311,9 @@ def zone(name: str | None, fallback: str) -> ZoneInfo:
 def parse_time(value: str) -> datetime:
     """An RFC 3339 timestamp as stored in receipts."""
     return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def stamp(moment: datetime) -> str:
+    """RFC 3339 in UTC with milliseconds and a Z: how `waiting.until` and `startAt` are stored,
+    so that text order is time order."""
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

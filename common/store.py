@@ -30,7 +30,7 @@ from common.documents import (
     change,
     guarded,
 )
-from common.models import RunSettings
+from common.models import RunSettings, stamp
 from common.pacing import BRIEF
 from common.receipts import counted_keys, delta, fold, is_terminal, lead_keys, retally
 
@@ -370,24 +370,14 @@ class Store:
         except ReceiptMissing:
             return
 
-    def restart(
-        self,
-        run_id: str,
-        lead_doc_id: str,
-        action: str,
-        waiting: dict[str, Any] | None,
-        start_at: str | None,
-        *,
-        spaced: bool = False,
-    ) -> bool:
-        """A waiting receipt gets a new wait (`waiting`) or goes back in flight (None: its
-        message is published next, and its delivery starts at `start_at`); False if it no
-        longer waits (it finished, or another sweeper moved it)."""
+    def rewait(self, run_id: str, lead_doc_id: str, action: str, waiting: dict[str, Any]) -> bool:
+        """A waiting receipt that the sweeper spaced anew waits for its new start (`spaced`:
+        it keeps that start); False if it no longer waits (it finished, or was claimed)."""
 
         def step(receipt: dict[str, Any]) -> tuple[bool, dict[str, Any] | None]:
             if is_terminal(receipt) or not receipt.get("waiting"):
                 return False, None
-            return True, {"waiting": waiting, "startAt": start_at, "spaced": spaced}
+            return True, {"waiting": waiting, "spaced": True}
 
         moved: bool = self._transition(run_id, lead_doc_id, action, step)
         return moved
@@ -436,12 +426,6 @@ def _lead_follows(
         fields["waiting"] = waits
         fields["waitingUntil"] = max(waits.values(), default=None)
     return fields
-
-
-def stamp(moment: datetime) -> str:
-    """RFC 3339 in UTC with milliseconds and a Z: how `waiting.until` is stored, so that text
-    order is time order."""
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def created(path: str, doc: Mapping[str, Any]) -> Write:

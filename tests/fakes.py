@@ -271,6 +271,7 @@ class FakeMailer:
     def __init__(self, calls: Calls | None = None) -> None:
         self.calls = calls or Calls()
         self.search_settle = timedelta(seconds=20)
+        self.search_lags = False  # True: searches see nothing yet (gets by id still do)
         self.drafts: dict[str, tuple[str, str]] = {}  # id -> (sender, raw)
         self.sent: list[dict[str, Any]] = []
         self._ids = itertools.count(1)
@@ -309,11 +310,15 @@ class FakeMailer:
     def find_sent(self, sender: str, message_id: str) -> dict[str, Any] | None:
         """A sent message carrying `message_id`."""
         self._check("messages.list")
+        if self.search_lags:
+            return None
         return next((m for m in self.sent if self._has(m["raw"], message_id)), None)
 
     def find_draft(self, sender: str, message_id: str) -> dict[str, Any] | None:
         """A draft carrying `message_id`."""
         self._check("drafts.list")
+        if self.search_lags:
+            return None
         for draft_id, (_, raw) in self.drafts.items():
             if self._has(raw, message_id):
                 return {"id": draft_id}

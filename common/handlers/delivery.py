@@ -29,7 +29,7 @@ from common.holds import HoldsContended, SlotHold
 from common.lanes import Lane, Lanes
 from common.limits import ACTION_API, Limit, limit_of
 from common.log import log
-from common.models import Lead, RunSettings
+from common.models import Lead, RunSettings, parse_time
 from common.pacing import BRIEF
 from common.ports import Bus, Holds, Receipts, Tools
 from common.store import Claim, LeaseHeld, ReceiptMissing
@@ -204,7 +204,8 @@ def handle_delivery(deps: Deps, delivery: Delivery, effect: Effect) -> str:
     if run is None:
         say("no such run: message dropped", severity="ERROR", outcome="dropped")
         return "dropped"
-    claim = _claim(deps.receipts, d, owner, say, deps.clock())
+    now = deps.clock()
+    claim = _claim(deps.receipts, d, owner, say, now)
     if claim is None:
         return "dropped"
     say.context["attempt"] = claim.attempt
@@ -224,7 +225,6 @@ def handle_delivery(deps: Deps, delivery: Delivery, effect: Effect) -> str:
         say("no readable lead: recorded as failed", severity="ERROR", outcome="permanent_error")
         return "permanent_error"
     settings = deps.receipts.lead_settings(d.run_id, lead_doc)
-    now = deps.clock()
     if d.publish_time and now - d.publish_time > deps.max_age:
         record(failed("expired", "expired", f"message older than {deps.max_age}; replay to retry"))
         if d.action == "calendar":
@@ -239,7 +239,7 @@ def handle_delivery(deps: Deps, delivery: Delivery, effect: Effect) -> str:
         deps.lanes, settings.host.senderEmail, ACTION_API[d.action], deps.clock, deps.sleep
     )
     give_back = _GiveBack(deps.receipts, d, owner, say)
-    outcome = lane.held(claim, now) or _act(effect, work, lane, give_back)
+    outcome = lane.held(claim, deps.clock()) or _act(effect, work, lane, give_back)
     try:
         if outcome.follow_ups:
             deps.bus.publish(outcome.follow_ups, traceparent=d.traceparent)
@@ -249,7 +249,7 @@ def handle_delivery(deps: Deps, delivery: Delivery, effect: Effect) -> str:
         record(outcome.fields)
     except Exception as exc:
         # The effect is done (and idempotent): let the redelivery record it at once.
-        _GiveBack(deps.receipts, d, owner, say)("record_failed", exc)
+        give_back("record_failed", exc)
         raise Retry(str(exc)) from exc
     return _told(say, d, outcome.fields, deps.receipts, settings)
 
@@ -287,10 +287,6 @@ def waiting_fields(limit: Limit) -> dict[str, Any]:
     return {"status": "pending", "outcome": None, "waiting": limit.waiting()}
 
 
-def _when(stamp: Any, default: datetime) -> datetime:
-    return datetime.fromisoformat(stamp.replace("Z", "+00:00")) if stamp else default
-
-
 @dataclass
 class _Lane:
     """This delivery's view of its host's lane on the API it calls."""
@@ -313,7 +309,8 @@ class _Lane:
         if closed is not None and closed.until - now > BRIEF:
             return Outcome(waiting_fields(closed))
         waiting = claim.receipt.get("waiting") or {}
-        start = _when(waiting.get("until") or claim.receipt.get("startAt"), now)
+        planned = waiting.get("until") or claim.receipt.get("startAt")
+        start = parse_time(planned) if planned else now
         if start - now > BRIEF:  # came before its start (a replay, a duplicate): wait for it
             return Outcome({"status": "pending", "outcome": None, "waiting": waiting})
         if closed is not None:

@@ -16,9 +16,9 @@ from pydantic import (
 )
 
 from common.handlers.intake import HttpResult, error
-from common.models import Id, field_errors, not_reserved
+from common.models import Id, field_errors, not_reserved, parse_time, stamp
 from common.pacing import LEAD_SECONDS
-from common.store import Store, stamp
+from common.store import Store
 
 _RUN_ID: TypeAdapter[str] = TypeAdapter(Id)
 
@@ -66,9 +66,7 @@ def funnel(store: Store, run_id: str, run: dict[str, Any]) -> dict[str, Any]:
     finish = now
     if counts.get("pending"):
         # Brought up to date: the latest start a waiting lead has, and its own time after it.
-        latest = (
-            datetime.fromisoformat(waiting_until.replace("Z", "+00:00")) if waiting_until else now
-        )
+        latest = parse_time(waiting_until) if waiting_until else now
         finish = max(latest, now) + LEAD_SECONDS
     eta = {host: stamp(finish) for host in store.run_hosts(run_id)}
     return {

@@ -24,12 +24,12 @@ from common.documents import SERVER_TIME, Changed, Commit, Write
 from common.lanes import Lanes
 from common.limits import ACTION_API, RATE_LIMIT, Limit
 from common.log import log
-from common.models import Lead, RunSettings, ScheduleRequest, field_errors, valid_email
+from common.models import Lead, RunSettings, ScheduleRequest, field_errors, stamp, valid_email
 from common.pacing import LEAD_SECONDS, LOOKAHEAD, Limits
 from common.ports import Bus
 from common.receipts import new_receipt, tally
 from common.slots import Interval, split_candidates
-from common.store import Store, StoredLead, created, lead_actions, lead_change, stamp
+from common.store import Store, StoredLead, created, lead_actions, lead_change
 
 INTAKE_ATTEMPTS = 4
 

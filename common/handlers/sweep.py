@@ -26,10 +26,10 @@ from common.bus import Outgoing
 from common.handlers.intake import Pace
 from common.limits import Limit
 from common.log import log
+from common.models import parse_time, stamp
 from common.pacing import LOOKAHEAD
 from common.ports import Bus
-from common.receipts import is_terminal
-from common.store import Store, lead_actions, stamp
+from common.store import Store
 
 RESUME_EVERY = timedelta(milliseconds=250)
 Row = tuple[str, str, str, dict[str, Any]]
@@ -65,14 +65,12 @@ def published_here(keep: timedelta) -> Published:
     return _PUBLISHED.setdefault(keep.total_seconds(), Published(keep))
 
 
-def _parse(value: str) -> datetime:
-    return datetime.fromisoformat(value.replace("Z", "+00:00"))
-
-
-def _booking_open(store: Store, run_id: str, lead_doc_id: str) -> bool:
-    """An email whose booking has not settled goes with the booking (book publishes it)."""
+def _waits_for_booking(store: Store, run_id: str, lead_doc_id: str) -> bool:
+    """`flow.waits_for_calendar` for a lead's email: a calendar receipt means the lead asked for
+    both actions, so only that receipt is read (book publishes the email once it settles)."""
     calendar = store.get_receipt(run_id, lead_doc_id, "calendar")
-    return calendar is not None and not is_terminal(calendar)
+    actions = ("calendar", "email") if calendar is not None else ("email",)
+    return flow.waits_for_calendar("email", actions, {"calendar": calendar})
 
 
 def _starts(pace: Pace | None, rows: list[Row], now: datetime) -> list[datetime]:
@@ -80,7 +78,7 @@ def _starts(pace: Pace | None, rows: list[Row], now: datetime) -> list[datetime]
     slowed, spaced anew (once: a lead the sweeper spaced keeps its start)."""
     _, _, _, first = rows[0]
     host, api = first.get("host"), first["waiting"].get("api")
-    planned = [_parse(receipt["waiting"]["until"]) for _, _, _, receipt in rows]
+    planned = [parse_time(receipt["waiting"]["until"]) for _, _, _, receipt in rows]
     if pace is None or not host or api not in ("calendar", "gmail", "drive"):
         return planned
     if not pace.lanes.read(host, api).respacing(now, LOOKAHEAD):
@@ -114,7 +112,7 @@ def resume_due(
         run_id, lead_id, action, receipt = row
         if (run_id, lead_id, action, receipt["waiting"]["until"]) in seen:
             continue
-        if action == "email" and _booking_open(store, run_id, lead_id):
+        if action == "email" and _waits_for_booking(store, run_id, lead_id):
             continue
         lanes.setdefault((receipt.get("host"), receipt["waiting"].get("api")), []).append(row)
     messages = []
@@ -128,7 +126,7 @@ def resume_due(
                 messages.append(Outgoing(run_id, lead_id, action))
             else:
                 again = Limit(waiting["reason"], waiting["api"], start)
-                store.restart(run_id, lead_id, action, again.waiting(), None, spaced=True)
+                store.rewait(run_id, lead_id, action, again.waiting())
     if messages:
         bus.publish(messages)
     return len(messages)
@@ -140,11 +138,8 @@ def republish_stale(store: Store, bus: Bus, stale_after: timedelta, limit: int =
     stale = store.stale_receipts(now - stale_after, now, limit)
     messages = []
     for run_id, lead_doc_id, action in stale:
-        if action == "email":
-            lead = store.get_lead(run_id, lead_doc_id) or {}
-            calendar = store.get_receipt(run_id, lead_doc_id, "calendar")
-            if flow.waits_for_calendar(action, lead_actions(lead), {"calendar": calendar}):
-                continue  # book publishes the email once the booking settles
+        if action == "email" and _waits_for_booking(store, run_id, lead_doc_id):
+            continue
         messages.append(Outgoing(run_id, lead_doc_id, action))
     if messages:
         bus.publish(messages)

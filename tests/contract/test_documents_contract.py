@@ -231,3 +231,34 @@ def test_latest_gives_the_greatest_text_value_and_skips_documents_without_it(doc
     writes = [Write(f"{collection}/{k}", {"waitingUntil": v}, ABSENT) for k, v in values.items()]
     docs.commit([Commit([*writes, Write(f"{collection}/d", {"other": 1}, ABSENT)])])
     assert docs.latest(collection, "waitingUntil") == "2031-06-01T00:00:00.000Z"
+
+
+class _Interleaved:
+    """`docs`, with `between` run once right before the first commit: another writer that gets
+    in between a change's read and its commit."""
+
+    def __init__(self, docs: Any, between: Any) -> None:
+        self._docs, self._between = docs, between
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._docs, name)
+
+    def commit(self, commits: Any) -> None:
+        between, self._between = self._between, None
+        if between is not None:
+            between()
+        self._docs.commit(commits)
+
+
+def test_two_receipts_of_a_lead_failing_at_once_count_their_reason_once(docs: Any) -> None:
+    """Counts equal receipts (DESIGN guarantee 5) when sibling receipts change concurrently: both
+    transitions write the lead's tally guarded, so the later one decides again."""
+    run = unique("both")
+    _lead(Store(docs), run, ["calendar", "drive"])
+    failed = {"status": "failed", "outcome": None, "reason": "permanent_error"}
+    other = Store(docs)
+    racing = Store(_Interleaved(docs, lambda: other.finish(run, "l1", "drive", failed)))
+    assert racing.finish(run, "l1", "calendar", failed)
+    counters = Store(docs).counters(run)
+    assert counters["reasons"] == {"permanent_error": 1}
+    assert counters["counts"]["failed"] == 2 and counters["counts"]["pending"] == 0

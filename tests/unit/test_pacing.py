@@ -117,3 +117,28 @@ def test_a_run_past_the_daily_cap_says_how_many_wait_for_the_next_window() -> No
     assert len(world.mailer.sent) == 20
     world.tick(31)
     assert len(world.mailer.sent) == 30
+
+
+def test_a_due_lead_whose_message_was_lost_is_published_again_once_the_memory_lets_go() -> None:
+    """No lead without a receipt (DESIGN guarantee 1): the sweeper publishes a due lead without a
+    write and remembers it; if that message is lost, the lead still waits and goes again."""
+    import time
+
+    from common.handlers.sweep import Published, resume_due
+
+    world = _world(GMAIL)
+    run = unique("lost")
+    world.schedule(
+        request(run, free_leads(5), host=f"{unique('h')}@example.com", actions=["email"])
+    )
+    world.bus.published.clear()  # whatever went at once is not the point here
+    world.later += timedelta(seconds=10)  # every start is due
+    memory = Published(timedelta(milliseconds=50))
+    first = resume_due(world.store, world.bus, world.clock(), world.pace, memory)
+    assert first >= 1
+    world.bus.published.clear()  # lost before Pub/Sub had it
+    assert resume_due(world.store, world.bus, world.clock(), world.pace, memory) == 0
+    time.sleep(0.06)
+    assert resume_due(world.store, world.bus, world.clock(), world.pace, memory) == first
+    world.pump()
+    assert len(world.mailer.sent) == first
