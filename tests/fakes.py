@@ -14,7 +14,7 @@ import itertools
 import json
 import threading
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -163,28 +163,26 @@ class Calls:
     """Calls by method, and failures to inject: method -> [HttpError or exception, ...]."""
 
     counted: Counter[str] = field(default_factory=Counter)
-    failures: dict[str, list[BaseException]] = field(default_factory=dict)
-    after_effect: set[str] = field(default_factory=set)
+    # method -> [(error, raised after acting?), ...], in the order the calls meet them
+    failures: dict[str, list[tuple[BaseException, bool]]] = field(default_factory=dict)
 
     def fail(self, method: str, *errors: BaseException, after_effect: bool = False) -> None:
         """The next calls of `method` raise `errors`, in order (after acting if `after_effect`)."""
-        self.failures.setdefault(method, []).extend(errors)
-        if after_effect:
-            self.after_effect.add(method)
+        self.failures.setdefault(method, []).extend((e, after_effect) for e in errors)
 
     def enter(self, method: str) -> BaseException | None:
         """Count a call; the failure to raise before acting, if any."""
         self.counted[method] += 1
         queued = self.failures.get(method)
-        if queued and method not in self.after_effect:
-            return queued.pop(0)
+        if queued and not queued[0][1]:
+            return queued.pop(0)[0]
         return None
 
     def leave(self, method: str) -> None:
         """Raise the failure queued for after the effect, if any."""
         queued = self.failures.get(method)
-        if queued and method in self.after_effect:
-            raise queued.pop(0)
+        if queued and queued[0][1]:
+            raise queued.pop(0)[0]
 
 
 class FakeCalendar:
@@ -268,11 +266,16 @@ class FreeBusyOnly:
 class FakeMailer:
     """Gmail drafts and sent mail per sender, found by Message-ID."""
 
-    def __init__(self, calls: Calls | None = None) -> None:
+    def __init__(
+        self, calls: Calls | None = None, clock: Callable[[], datetime] | None = None
+    ) -> None:
         self.calls = calls or Calls()
+        self.clock = clock or (lambda: datetime.now(UTC))
         self.search_settle = timedelta(seconds=20)
-        self.search_lags = False  # True: searches see nothing yet (gets by id still do)
+        # Searches miss what was made less than `search_lag` ago (gets by id see it at once).
+        self.search_lag = timedelta(0)
         self.drafts: dict[str, tuple[str, str]] = {}  # id -> (sender, raw)
+        self.made: dict[str, datetime] = {}  # draft or message id -> when it was made
         self.sent: list[dict[str, Any]] = []
         self._ids = itertools.count(1)
 
@@ -285,6 +288,7 @@ class FakeMailer:
         self._check("drafts.create")
         draft_id = f"d{next(self._ids)}"
         self.drafts[draft_id] = (sender, raw)
+        self.made[draft_id] = self.clock()
         self.calls.leave("drafts.create")
         return {"id": draft_id}
 
@@ -301,26 +305,29 @@ class FakeMailer:
         owner, raw = self.drafts.pop(draft_id)
         message = {"id": f"m{next(self._ids)}", "threadId": "t1", "sender": owner, "raw": raw}
         self.sent.append(message)
+        self.made[message["id"]] = self.clock()
         self.calls.leave("drafts.send")
         return message
 
     def _has(self, raw: str, message_id: str) -> bool:
         return message_id in base64.urlsafe_b64decode(raw + "==").decode()
 
+    def _indexed(self, item_id: str) -> bool:
+        return self.clock() - self.made[item_id] >= self.search_lag
+
     def find_sent(self, sender: str, message_id: str) -> dict[str, Any] | None:
         """A sent message carrying `message_id`."""
         self._check("messages.list")
-        if self.search_lags:
-            return None
-        return next((m for m in self.sent if self._has(m["raw"], message_id)), None)
+        return next(
+            (m for m in self.sent if self._indexed(m["id"]) and self._has(m["raw"], message_id)),
+            None,
+        )
 
     def find_draft(self, sender: str, message_id: str) -> dict[str, Any] | None:
         """A draft carrying `message_id`."""
         self._check("drafts.list")
-        if self.search_lags:
-            return None
         for draft_id, (_, raw) in self.drafts.items():
-            if self._has(raw, message_id):
+            if self._indexed(draft_id) and self._has(raw, message_id):
                 return {"id": draft_id}
         return None
 

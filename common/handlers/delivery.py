@@ -96,7 +96,8 @@ class Work:
     tools: Tools
     receipts: Receipts
     holds: Holds
-    now: datetime
+    now: datetime  # when this delivery began
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))  # the time now
     tries: int = 1
 
     @property
@@ -235,6 +236,7 @@ def handle_delivery(deps: Deps, delivery: Delivery, effect: Effect) -> str:
     dry_run = bool(run.get("dryRun"))
     tools = deps.tools_for(dry_run)
     work = Work(d, dry_run, lead_doc, lead, settings, claim, tools, deps.receipts, deps.holds, now)
+    work = replace(work, clock=deps.clock)
     lane = _Lane(
         deps.lanes, settings.host.senderEmail, ACTION_API[d.action], deps.clock, deps.sleep
     )

@@ -89,6 +89,9 @@ class Sender:
         self.message_id = keys.message_id_header(
             work.delivery.run_id, work.delivery.lead_doc_id, letter.kind, self.sender
         )
+        checkpoint = work.claim.receipt.get("checkpoint") or {}
+        # What earlier tries recorded for this letter (a checkpoint of another kind is stale).
+        self.mine: dict[str, Any] = checkpoint if checkpoint.get("kind") == letter.kind else {}
 
     def raw(self) -> str:
         """The RFC 2822 message, base64url."""
@@ -127,15 +130,17 @@ class Sender:
 
         A resume trusts the checkpoint and `drafts.get` (by id: consistent), not a search:
         Gmail's search is an index that can miss what was made a moment ago. A search is made
-        only when a try marked that it was creating a draft and did not record it, and while
-        the index may still lag behind that moment, the delivery waits rather than write again.
+        only when a try may have made something no checkpoint names: it marked that it was
+        creating a draft and did not record it, or a recorded draft is gone (sent, or removed
+        by the host). A search that finds nothing is believed only once the index has had
+        time to catch up with it (see `_settled_absent`); until then the delivery waits rather
+        than write again.
         """
-        checkpoint = self.work.claim.receipt.get("checkpoint") or {}
-        mine = checkpoint if checkpoint.get("kind") == self.letter.kind else {}
+        mine = self.mine
         draft_id = mine.get("draftId")
         if draft_id is not None:
             if not self.gmail.draft_exists(self.sender, draft_id):
-                return self._draft_gone(draft_id, mine)
+                return self._draft_gone(draft_id)
         elif mine.get("creating"):
             found = self.gmail.find_sent(self.sender, self.message_id) if self.letter.send else None
             if found:
@@ -143,8 +148,8 @@ class Sender:
             draft = self.gmail.find_draft(self.sender, self.message_id)
             if draft:
                 draft_id = str(draft["id"])
-                self._checkpoint({"draftId": draft_id, "at": mine["creating"]})
-            elif self._may_lag(mine["creating"]):
+                self._checkpoint({"draftId": draft_id, "at": mine["creating"], "unseenSince": None})
+            elif not self._settled_absent():
                 raise Later("a draft an earlier try made may not be searchable yet")
         if draft_id is None:
             draft_id = self._create_draft()
@@ -154,41 +159,51 @@ class Sender:
             return self.sent(self.gmail.send_draft(self.sender, draft_id))
         except HttpError as error:
             if int(error.resp.status) == 404:
-                return self._draft_gone(draft_id, mine)
+                return self._draft_gone(draft_id)
             raise
 
-    def _may_lag(self, since: str) -> bool:
-        """Whether Gmail's search may still miss what was made at `since`."""
-        return self.work.now - datetime.fromisoformat(since) < self.gmail.search_settle
+    def _settled_absent(self) -> bool:
+        """Whether a search that found nothing can be believed.
+
+        Whatever an earlier try made, it made before this search, so the index shows it by the
+        time the first empty search is `search_settle` old. That moment is checkpointed; the
+        time the draft was created is no bound (a draft can be sent long after it was made).
+        """
+        first = self.mine.get("unseenSince")
+        if first is None:
+            self._checkpoint({"unseenSince": self.work.clock().isoformat()})
+            return False
+        return self.work.clock() - datetime.fromisoformat(first) >= self.gmail.search_settle
 
     def _create_draft(self) -> str:
         """Mark, create, record: a try that finds the mark without a draft id knows a draft may
         exist that no checkpoint names."""
         now = self.work.now.isoformat()
-        self._checkpoint({"draftId": None, "creating": now})
+        self._checkpoint({"draftId": None, "creating": now, "unseenSince": None})
         draft_id = str(self.gmail.create_draft(self.sender, self.raw())["id"])
-        self._checkpoint({"draftId": draft_id, "at": now})
+        self._checkpoint({"draftId": draft_id, "at": now})  # clears the mark's `unseenSince`
         return draft_id
 
     def _checkpoint(self, values: dict[str, Any]) -> None:
+        """Record progress (merged into the receipt's checkpoint, and into `mine`)."""
         d = self.work.delivery
+        self.mine = {**self.mine, "kind": self.letter.kind, **values}
         self.work.receipts.checkpoint(
             d.run_id, d.lead_doc_id, "email", {"kind": self.letter.kind, **values}
         )
 
-    def _draft_gone(self, draft_id: str, checkpoint: dict[str, Any]) -> dict[str, Any]:
+    def _draft_gone(self, draft_id: str) -> dict[str, Any]:
         """A recorded draft that is gone was sent (`drafts.send` removes it) or, for a draft
         left to the host, used or removed by the host. A sent message is looked up by its
-        Message-ID; while the search may still lag behind the send, wait rather than write
-        the email again; past that, it was removed unsent, and is written again."""
+        Message-ID; until an empty search can be believed, wait rather than write the email
+        again; past that, it was removed unsent, and is written again."""
         if not self.letter.send:
             return self.drafted(draft_id)
         found = self.gmail.find_sent(self.sender, self.message_id)
         if found:
             return self.sent(found)
-        if self._may_lag(str(checkpoint.get("at") or "1970-01-01T00:00:00+00:00")):
+        if not self._settled_absent():
             raise Later("the sent message is not searchable yet")
-        # Long enough for the index: not among sent mail, so the host removed it unsent.
         return self.sent(self.gmail.send_draft(self.sender, self._create_draft()))
 
 

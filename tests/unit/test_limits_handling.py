@@ -15,6 +15,9 @@ from tests.support import decode_raw, free_leads, request, unique
 from tests.unit.world import World
 
 
+LAG = timedelta(seconds=10)  # how far Gmail's index lags behind (the mailer's settle is 20 s)
+
+
 @pytest.fixture
 def world(monkeypatch: pytest.MonkeyPatch) -> World:
     monkeypatch.setattr(book, "MEET_POLL_FIRST_S", 0.01)
@@ -147,14 +150,14 @@ def test_a_resumed_email_does_not_send_twice_while_search_lags(
 ) -> None:
     run = unique("lag")
     world.calls.fail("drafts.send", http_error(503, "backendError"), after_effect=True)
-    world.mailer.search_lags = True
+    world.mailer.search_lag = LAG
     monkeypatch.setattr("common.handlers.delivery.QUICK_BACKOFF_S", 0.0)
     world.schedule(request(run, free_leads(1)))
     world.pump()
     # The sent message cannot be found yet: the delivery leaves the receipt pending for the
     # sweeper instead of writing the email again.
     assert len(world.mailer.sent) == 1
-    world.mailer.search_lags = False  # the index has caught up
+    world.later += LAG  # the index has caught up
     world.bus.publish([_message(run, "email")])  # as the sweeper does for a quiet receipt
     world.pump()
     email = world.receipts(run)[("lead-000", "email")]
@@ -186,13 +189,13 @@ def test_a_draft_made_by_a_failed_create_is_waited_for_not_made_twice_while_sear
 ) -> None:
     run = unique("stray")
     world.calls.fail("drafts.create", http_error(500, "backendError"), after_effect=True)
-    world.mailer.search_lags = True
+    world.mailer.search_lag = LAG
     world.schedule(request(run, free_leads(1), actions=["email"]))
     world.pump()
     email = world.receipts(run)[("lead-000", "email")]
     assert email["status"] == "pending" and email["error"]["code"] == "search_lag"
     assert world.outcomes[-1] == "later" and len(world.mailer.drafts) == 1
-    world.mailer.search_lags = False  # the index has caught up
+    world.later += LAG  # the index has caught up
     world.bus.publish([_message(run, "email")])  # as the sweeper does for a quiet receipt
     world.pump()
     assert len(world.mailer.sent) == 1 and world.mailer.drafts == {}
@@ -212,3 +215,30 @@ def test_a_create_that_made_nothing_is_made_again_once_search_has_settled(
     world.bus.publish([_message(run, "email")])
     world.pump()
     assert len(world.mailer.sent) == 1 and world.calls.counted["drafts.create"] == 2
+
+
+def test_a_draft_sent_long_after_it_was_made_is_not_sent_again_while_search_lags(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The draft is made at once; its send meets a rate limit and goes 35 s later, and fails
+    after Gmail sent it. The search that follows cannot see the message yet: the time the draft
+    was made is no bound for the index, so the delivery waits instead of sending again."""
+    monkeypatch.setattr("common.handlers.delivery.QUICK_BACKOFF_S", 0.0)
+    run = unique("late")
+    world.mailer.search_lag = LAG
+    world.calls.fail("drafts.send", _gmail_429(datetime.now(UTC) + timedelta(seconds=30)))
+    world.calls.fail("drafts.send", http_error(503, "backendError"), after_effect=True)
+    world.schedule(request(run, free_leads(1), actions=["email"]))
+    world.pump()
+    assert world.receipts(run)[("lead-000", "email")]["waiting"]["reason"] == "rate_limit"
+    assert world.tick(35) == 1
+    email = world.receipts(run)[("lead-000", "email")]
+    assert (email["status"], email["error"]["code"]) == ("pending", "search_lag")
+    assert len(world.mailer.sent) == 1
+    world.later += LAG  # the index has caught up
+    world.bus.publish([_message(run, "email")])  # as the sweeper does for a quiet receipt
+    world.pump()
+    email = world.receipts(run)[("lead-000", "email")]
+    assert (email["status"], email["outcome"]) == ("done", "sent")
+    assert len(world.mailer.sent) == 1 and world.calls.counted["drafts.create"] == 1
+    assert world.counts_match_receipts(run)

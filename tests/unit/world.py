@@ -72,7 +72,7 @@ class World:
         self.store = Store(self.docs, lease_s=60)
         self.holds = SlotHolds(self.docs)
         self.calendar = FakeCalendar(self.calls)
-        self.mailer = FakeMailer(self.calls)
+        self.mailer = FakeMailer(self.calls, self.clock)
         self.drive = FakeDrive(self.calls)
         live = Tools(self.calendar, self.calendar, self.mailer, self.drive)
         dry = Tools(FreeBusyOnly(self.calendar))
