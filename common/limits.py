@@ -97,7 +97,7 @@ def limit_of(
         until = retry_after(message)
         if until is None:
             return Limit(
-                RATE_LIMIT, api, now + backoff(RATE_BACKOFF, RATE_BACKOFF_MAX, waits_in_a_row)
+                RATE_LIMIT, api, now + backoff(first_wait, RATE_BACKOFF_MAX, waits_in_a_row)
             )
         until = max(until, now)
         return Limit(DAILY_LIMIT if until - now > DAILY_AFTER else RATE_LIMIT, api, until)

@@ -242,3 +242,13 @@ def test_a_draft_sent_long_after_it_was_made_is_not_sent_again_while_search_lags
     assert (email["status"], email["outcome"]) == ("done", "sent")
     assert len(world.mailer.sent) == 1 and world.calls.counted["drafts.create"] == 1
     assert world.counts_match_receipts(run)
+
+
+def test_a_refusal_without_retry_after_waits_first_the_apis_window_then_doubles() -> None:
+    now = datetime.now(UTC)
+    refused = http_error(429, "rateLimitExceeded", "Rate Limit Exceeded")
+    window = timedelta(milliseconds=100)  # Drive's window, compressed tenfold
+    waits = [limits.limit_of(refused, "drive", now, streak, window) for streak in (0, 2)]
+    assert all(w is not None and w.reason == "rate_limit" for w in waits)
+    first, third = (w.until - now for w in waits if w is not None)
+    assert window <= first <= window * 1.2 and window * 4 <= third <= window * 4.8
