@@ -169,9 +169,12 @@ class Lanes:
         result: Limit = self._change(host, limit.api, decide)
         return result
 
-    def passed(self, host: str, lane: Lane, now: datetime) -> None:
+    def passed(self, host: str, api: str, now: datetime) -> None:
         """A call went through: the next refusal backs off from the start, and a slowed lane
-        speeds up again (once a second at most)."""
+        speeds up again (once a second at most). The lane is read as it is now (within
+        `FRESH`), not as it was when the call began: refusals met meanwhile must not keep
+        doubling the next wait after calls go through again."""
+        lane = self.read(host, api)
         if not lane.streak and (lane.factor >= 1.0 or lane.recently_changed(now)):
             return
 
@@ -184,7 +187,7 @@ class Lanes:
                 fields["changedAt"] = now
             return None, fields or None
 
-        self._change(host, lane.api, decide)
+        self._change(host, api, decide)
 
     def reserve(self, host: str, api: str, count: int, limits: Limits, now: datetime) -> Plan:
         """Starts for `count` leads in the host's lane (not before a closed gate opens)."""

@@ -116,3 +116,13 @@ def figures(client: Any, run_id: str, waited_s: float) -> None:
         f"\n{run_id}: {leads} leads, settled {waited_s:.1f} s after the wait began, "
         f"{attempts / max(len(receipts), 1):.2f} deliveries per receipt, refused calls {throttled}"
     )
+    # When each action's receipts settled, from the run's first receipt: where the time went.
+    times = [(key[1], r["createdAt"], r["updatedAt"]) for key, r in receipts.items()]
+    start = min(created for _, created, _ in times)
+    for action in sorted({a for a, _, _ in times}):
+        ends = sorted((u - start).total_seconds() for a, _, u in times if a == action)
+        tries = [int(r.get("attempts") or 0) for k, r in receipts.items() if k[1] == action]
+        print(
+            f"  {action}: half settled by {ends[len(ends) // 2]:.1f} s, all by {ends[-1]:.1f} s; "
+            f"deliveries per receipt {sum(tries) / len(tries):.2f}, at most {max(tries)}"
+        )

@@ -26,7 +26,7 @@ from common.bus import Outgoing
 from common.documents import Contended
 from common.errors import PermanentError, as_permanent, is_transient
 from common.holds import HoldsContended, SlotHold
-from common.lanes import Lane, Lanes
+from common.lanes import Lanes
 from common.limits import ACTION_API, Limit, limit_of
 from common.log import log
 from common.models import Lead, RunSettings, parse_time
@@ -298,7 +298,6 @@ class _Lane:
     api: str
     clock: Callable[[], datetime]
     sleep: Callable[[float], None]
-    seen: Lane | None = None
 
     def held(self, claim: Claim, now: datetime) -> Outcome | None:
         """A parked outcome while the lane holds this lead back, else None: its own start is
@@ -306,7 +305,7 @@ class _Lane:
         A start, or a gate's opening, that is only a moment away is waited for here, and so
         is the lane's interval since this process's last call on it (deliveries that arrive
         late must not bunch up)."""
-        lane = self.seen = self.lanes.read(self.host, self.api)
+        lane = self.lanes.read(self.host, self.api)
         closed = lane.closed(now)
         if closed is not None and closed.until - now > BRIEF:
             return Outcome(waiting_fields(closed))
@@ -322,15 +321,15 @@ class _Lane:
         return None
 
     def met(self, exc: BaseException) -> Limit | None:
-        """The wait a refused call asks for (the lane slowed, its gate closed), or None."""
-        streak = self.seen.streak if self.seen else 0
+        """The wait a refused call asks for (the lane slowed, its gate closed), or None. The
+        lane is read again: other leads' refusals since this one started count in the streak."""
+        streak = self.lanes.read(self.host, self.api).streak
         limit = limit_of(exc, self.api, self.clock(), streak, self.lanes.first_wait(self.api))
         return None if limit is None else self.lanes.close(self.host, limit, self.clock())
 
     def passed(self) -> None:
-        """Calls went through: a slowed lane speeds up again."""
-        if self.seen is not None:
-            self.lanes.passed(self.host, self.seen, self.clock())
+        """Calls went through: the refusal streak ends and a slowed lane speeds up again."""
+        self.lanes.passed(self.host, self.api, self.clock())
 
 
 def _claim(receipts: Receipts, d: Delivery, owner: str, say: _Story, now: datetime) -> Claim | None:

@@ -14,7 +14,6 @@ from tests.fakes import http_error
 from tests.support import decode_raw, free_leads, request, unique
 from tests.unit.world import World
 
-
 LAG = timedelta(seconds=10)  # how far Gmail's index lags behind (the mailer's settle is 20 s)
 
 

@@ -9,8 +9,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from common.lanes import Lanes
+from common.limits import Limit
 from common.pacing import HEADROOM, PUBLISHED, LimitsError, parse_limits, plan_lane
-from tests.fakes import http_error
+from tests.fakes import MemoryDocuments, http_error
 from tests.support import free_leads, request, unique
 from tests.unit.world import World
 
@@ -142,3 +144,16 @@ def test_a_due_lead_whose_message_was_lost_is_published_again_once_the_memory_le
     assert resume_due(world.store, world.bus, world.clock(), world.pace, memory) == first
     world.pump()
     assert len(world.mailer.sent) == first
+
+
+def test_a_call_that_goes_through_ends_the_refusal_streak_whatever_it_read_before() -> None:
+    """Deliveries read their lane before they call; refusals met by other leads meanwhile
+    close the gate with doubling waits. The next call that goes through must end that streak
+    (it was judged by the lane as first read, so the waits kept doubling to a minute)."""
+    lanes, host = Lanes(MemoryDocuments()), f"{unique('h')}@example.com"
+    in_flight = lanes.read(host, "gmail")
+    for wait in (1, 2, 4):
+        lanes.close(host, Limit("rate_limit", "gmail", T0 + timedelta(seconds=wait)), T0)
+    assert in_flight.streak == 0 and lanes.read(host, "gmail").streak == 3
+    lanes.passed(host, "gmail", T0 + timedelta(seconds=5))
+    assert lanes.read(host, "gmail").streak == 0
