@@ -1,8 +1,9 @@
 """What each component of the local stack runs: its command line and its environment.
 
 The emulators come from the Google Cloud CLI, the sandbox is `python -m sandbox` (or
-`LEADRUN_SANDBOX_CMD`), the local Cloud Scheduler is `python -m leadrun.scheduler`, and every
-function of `common.topology.FUNCTIONS` runs under functions-framework on its own port.
+`LEADRUN_SANDBOX_CMD`), the local Cloud Scheduler is `python -m leadrun.scheduler`, push loops
+beside the emulator's two are `python -m leadrun.pusher`, and every function of
+`common.topology.FUNCTIONS` runs under functions-framework on its own port.
 """
 
 from __future__ import annotations
@@ -19,11 +20,16 @@ from leadrun.stack_config import (
     GOOGLE_LIMITS_ENV,
     HOST,
     PUBSUB,
+    PUSHER,
     REPO_ROOT,
     SANDBOX,
     SCHEDULER,
     client_env,
 )
+
+# Push loops per subscription beside the emulator's two: as many as a function's threads
+# (functions-framework runs 4 a core), so no delivery waits for a free loop locally.
+DEFAULT_PUSH_LANES = 8
 
 
 def sweep_every_s() -> float:
@@ -126,6 +132,24 @@ class Commands:
                 self.project,
                 "--every",
                 every,
+            ], {
+                "PYTHONPATH": str(REPO_ROOT),
+                "PYTHONUNBUFFERED": "1",
+                "PUBSUB_EMULATOR_HOST": f"{HOST}:{port_map[PUBSUB]}",
+            }
+        if name == PUSHER:
+            return [
+                self.python,
+                "-m",
+                "leadrun.pusher",
+                "--host",
+                HOST,
+                "--port",
+                str(port),
+                "--project",
+                self.project,
+                "--lanes",
+                os.environ.get("LEADRUN_PUSH_LANES", str(DEFAULT_PUSH_LANES)),
             ], {
                 "PYTHONPATH": str(REPO_ROOT),
                 "PYTHONUNBUFFERED": "1",

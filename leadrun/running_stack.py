@@ -41,6 +41,7 @@ from leadrun.stack_config import (
     HOST,
     LOG_DIR,
     PID_FILE,
+    PUSHER,
     REPO_ROOT,
     SANDBOX,
     SCHEDULER,
@@ -81,7 +82,7 @@ class Stack:
     def url(self, name: str) -> str:
         """Base URL of a component; a function's URL ends with `/` (like SCHEDULE_URL)."""
         base = f"http://{HOST}:{self.port(name)}"
-        return base + "/" if name not in (*BACKGROUND_SERVICES, SCHEDULER) else base
+        return base + "/" if name not in (*BACKGROUND_SERVICES, SCHEDULER, PUSHER) else base
 
     @property
     def pubsub_host(self) -> str:

@@ -55,6 +55,7 @@ from leadrun.stack_config import (
     GOOGLE_LIMITS_ENV,
     LOCK_FILE,
     LOG_DIR,
+    PUSHER,
     SCHEDULER,
     StackError,
     check_prerequisites,
@@ -172,7 +173,7 @@ def start_stack(
             "LEADRUN_RETRY_MAX_S": f"{backoff[1]:g}",
         }
         ensure_topology(stack.pubsub_host, project, port_map, *backoff)
-        start_and_wait([SCHEDULER])
+        start_and_wait([SCHEDULER, PUSHER])
         stack.write_env_file()
     except BaseException:
         stack.stop()

@@ -50,6 +50,7 @@ PUBSUB = "pubsub"
 FIRESTORE = "firestore"
 SANDBOX = "sandbox"
 SCHEDULER = "scheduler"
+PUSHER = "pusher"  # push loops beside the emulator's two (docs/decisions/0010)
 BACKGROUND_SERVICES: tuple[str, ...] = (PUBSUB, FIRESTORE, SANDBOX)
 DEFAULT_SWEEP_EVERY_S = 10.0
 
@@ -59,6 +60,7 @@ PORT_OFFSETS: dict[str, int] = {
     FIRESTORE: 1,
     SANDBOX: 2,
     SCHEDULER: 3,
+    PUSHER: 4,
     **{spec.name: 10 + i for i, spec in enumerate(topology.FUNCTIONS)},
 }
 COMPONENTS: tuple[str, ...] = tuple(PORT_OFFSETS)

@@ -40,7 +40,8 @@ needs_emulators = pytest.mark.skipif(
 )
 
 # One recorder shared by every cloudevent stand-in: appends what it received to
-# $STANDIN_OUT/<target>.jsonl, then raises if the target is listed in $STANDIN_FAIL.
+# $STANDIN_OUT/<target>.jsonl, then raises if the target is listed in $STANDIN_FAIL, or takes a
+# second if it is listed in $STANDIN_SLOW.
 _RECORDER = """
 import base64, json, os
 
@@ -66,6 +67,8 @@ def _record(target, event):
         out.write(json.dumps(line) + "\\n")
     if target in os.environ.get("STANDIN_FAIL", "").split(","):
         raise RuntimeError("stand-in failure for " + target)
+    if target in os.environ.get("STANDIN_SLOW", "").split(","):
+        __import__("time").sleep(1.0)
 """
 
 _CLOUDEVENT = """
@@ -205,7 +208,7 @@ def stack(
         tmp_path_factory.mktemp("state"),
         ports="auto",
         project="leadrun-stack-test",
-        extra_env={"STANDIN_OUT": str(out), "STANDIN_FAIL": "drive"},
+        extra_env={"STANDIN_OUT": str(out), "STANDIN_FAIL": "drive", "STANDIN_SLOW": "notify"},
         functions_dir=functions_dir,
         sandbox_cmd=sandbox_cmd,
         retry_min_s=0,
@@ -343,6 +346,36 @@ def test_push_delivers_a_cloudevent(stack: Stack, standins: tuple[Path, list[str
     assert event["pid"] in owned_processes(stack.processes["book"])
     time.sleep(1.5)  # a success is acknowledged: no redelivery
     assert len(received()) == 1
+
+
+@pytest.mark.integration
+@needs_emulators
+def test_push_keeps_many_deliveries_of_one_function_in_flight(
+    stack: Stack, standins: tuple[Path, list[str], Path]
+) -> None:
+    """The emulator alone pushes two messages of a subscription at a time; production push and
+    Cloud Run take many. Eight deliveries that each take a second must overlap beyond two."""
+    out = standins[2]
+    run = f"run-{uuid.uuid4().hex[:8]}"
+    with pubsub_clients(stack.env) as (bus, _):
+        topic = f"projects/{stack.project}/topics/{topology.TOPIC_NOTIFY}"
+        futures = [
+            bus.publisher.publish(topic, b"{}", runId=run, leadDocId=f"lead-{i}", action="email")
+            for i in range(8)
+        ]
+        for future in futures:
+            future.result(timeout=30)
+
+    def arrived() -> list[float]:
+        got = [r["time"] for r in records(out, "notify") if r["attributes"].get("runId") == run]
+        return sorted(got) if len(got) >= 8 else []
+
+    starts = wait_for(arrived, 60, "eight deliveries to the notify stand-in")
+    # Two loops that each wait a second for their answer start at most two deliveries a second.
+    most_in_a_second = max(sum(1 for t in starts if s <= t < s + 0.9) for s in starts)
+    assert most_in_a_second > 2, starts
+    pusher = requests.get(stack.url(stack_config.PUSHER), timeout=5).json()
+    assert pusher["pushed"] >= 1 and pusher["lanes"] > 0
 
 
 @pytest.mark.integration
