@@ -180,8 +180,15 @@ class Sender:
         exist that no checkpoint names."""
         now = self.work.now.isoformat()
         self._checkpoint({"draftId": None, "creating": now, "unseenSince": None})
-        draft_id = str(self.gmail.create_draft(self.sender, self.raw())["id"])
-        self._checkpoint({"draftId": draft_id, "at": now})  # clears the mark's `unseenSince`
+        try:
+            draft_id = str(self.gmail.create_draft(self.sender, self.raw())["id"])
+        except HttpError as error:
+            if int(error.resp.status) < 500:
+                # Refused (a limit, a bad request): Gmail made nothing. Without the mark, the
+                # resumed try creates at once instead of waiting out the search's lag.
+                self._checkpoint({"creating": None})
+            raise
+        self._checkpoint({"draftId": draft_id, "at": now})
         return draft_id
 
     def _checkpoint(self, values: dict[str, Any]) -> None:

@@ -251,3 +251,19 @@ def test_a_refusal_without_retry_after_waits_first_the_apis_window_then_doubles(
     assert all(w is not None and w.reason == "rate_limit" for w in waits)
     first, third = (w.until - now for w in waits if w is not None)
     assert window <= first <= window * 1.2 and window * 4 <= third <= window * 4.8
+
+
+def test_a_draft_create_google_refused_is_made_again_when_due_without_a_search(
+    world: World,
+) -> None:
+    """A refusal (429) means Gmail made nothing: the resumed delivery creates the draft at once
+    instead of searching for it and waiting out the index's lag (ten minutes in production)."""
+    run = unique("refused")
+    world.calls.fail("drafts.create", _gmail_429(datetime.now(UTC) + timedelta(seconds=5)))
+    world.schedule(request(run, free_leads(1), actions=["email"]))
+    world.pump()
+    assert world.receipts(run)[("lead-000", "email")]["waiting"]["reason"] == "rate_limit"
+    assert world.tick(6) == 1
+    email = world.receipts(run)[("lead-000", "email")]
+    assert (email["status"], email["outcome"]) == ("done", "sent") and len(world.mailer.sent) == 1
+    assert world.calls.counted["drafts.list"] == 0 and "later" not in world.outcomes
