@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from datetime import UTC, datetime, time
 from functools import lru_cache
@@ -276,8 +277,12 @@ def field_errors(error: ValidationError) -> list[FieldError]:
     return details
 
 
+@functools.lru_cache(maxsize=8192)
 def valid_email(value: str) -> str:
-    """A syntactically valid address (no DNS check; the RFC 2606 `.test` domain is allowed)."""
+    """A syntactically valid address (no DNS check; the RFC 2606 `.test` domain is allowed).
+
+    Pure, and a third of planning a request's intake (measured), which intake plans twice when
+    it paces (once to count what to reserve): remembered per address."""
     from email_validator import EmailNotValidError, validate_email
 
     if ENCODED_WORD.search(value):
