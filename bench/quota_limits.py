@@ -17,7 +17,9 @@ fast everything else is. For one count `C` over a window `W`, N leads costing `c
   which admit at most `(k - 1) * C < U` units.
 
 So the bound for that count is `(ceil(N * c / C) - 1) * W` (0 when everything fits in one
-window), and the run's bound is the largest over every count. It is a bound on the time between
+window), and the run's bound is the largest over every count. Calls are whole: a window admits a
+call only if all of it fits, so `C` counts down to whole calls of the count's smallest call
+(`CALL_UNIT`): half of Drive's 3 writes, 1.5, admits one write a window, not one and a half. It is a bound on the time between
 the first and the last admitted call; the run's settle time also holds what comes before the first
 call and after the last one (accepting the POST, publishing, the last receipts), so an efficiency
 (bound / actual) near but below 1 is the best there is. Gmail's `concurrent` has no window and
@@ -61,7 +63,10 @@ LEAD_COSTS: dict[str, dict[str, float]] = {
     "calendar": {"requests": 2, "externalInvites": 1},
     "drive": {"writes": 1},
 }
-# Floating-point slack for counts such as 1.5 writes (half of 3): 1000 / 1.5 must stay 667 windows.
+# The smallest call against each count: Gmail's drafts.create (10 units); every other call
+# counts 1. A window's capacity is a whole number of these.
+CALL_UNIT: dict[tuple[str, str], float] = {("gmail", "units"): 10.0}
+# Floating-point slack for whole-number arithmetic on counts such as 7,500 units.
 _EPSILON = 1e-9
 
 
@@ -117,7 +122,8 @@ def bound_by_count(
         cost = float((costs.get(api) or {}).get(count) or 0)
         if not isinstance(section, Mapping) or section.get(count) is None or cost <= 0:
             continue
-        capacity = float(section[count])
+        unit = CALL_UNIT.get((api, count), 1.0)
+        capacity = math.floor(float(section[count]) / unit + _EPSILON) * unit
         window = float(section.get(window_key, default_window))
         needed = leads * cost
         if needed <= 0:
