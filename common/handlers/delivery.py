@@ -26,7 +26,7 @@ from common.bus import Outgoing
 from common.documents import Contended
 from common.errors import PermanentError, as_permanent, is_transient
 from common.holds import HoldsContended, SlotHold
-from common.lanes import Lanes
+from common.lanes import Lane, Lanes
 from common.limits import ACTION_API, Limit, limit_of
 from common.log import log
 from common.models import Lead, RunSettings, parse_time
@@ -316,9 +316,17 @@ class _Lane:
             return Outcome({"status": "pending", "outcome": None, "waiting": waiting})
         if closed is not None:
             start = max(start, closed.until)
-        start = self.lanes.spaced_start(self.host, self.api, lane, start, self.clock())
-        self.sleep(max((start - self.clock()).total_seconds(), 0.0))
+        self.turn(start, lane)
         return None
+
+    def turn(self, start: datetime, lane: Lane | None = None) -> None:
+        """Wait for this call's turn: `start`, and the lane's (slowed) interval after this
+        process's previous call on it. A refused call that tries again when the gate opens
+        takes its turn too: the deliveries that met the same refusal must not all call again
+        at the moment it ends, and be refused together."""
+        lane = lane or self.lanes.read(self.host, self.api)
+        at = self.lanes.spaced_start(self.host, self.api, lane, start, self.clock())
+        self.sleep(max((at - self.clock()).total_seconds(), 0.0))
 
     def met(self, exc: BaseException) -> Limit | None:
         """The wait a refused call asks for (the lane slowed, its gate closed), or None. The
@@ -403,7 +411,7 @@ def _act(effect: Effect, work: Work, lane: _Lane, give_back: _GiveBack) -> Outco
                 wait = (limit.until - lane.clock()).total_seconds()
                 if wait > BRIEF_WAIT_S or attempt == QUICK_TRIES:
                     return Outcome(waiting_fields(limit))
-                lane.sleep(max(wait, 0.0))  # a brief wait costs less than a round trip
+                lane.turn(limit.until)  # a brief wait costs less than a round trip
                 continue
             if is_transient(exc) and attempt < QUICK_TRIES:
                 give_back.say(

@@ -157,3 +157,20 @@ def test_a_call_that_goes_through_ends_the_refusal_streak_whatever_it_read_befor
     assert in_flight.streak == 0 and lanes.read(host, "gmail").streak == 3
     lanes.passed(host, "gmail", T0 + timedelta(seconds=5))
     assert lanes.read(host, "gmail").streak == 0
+
+
+def test_deliveries_that_met_one_refusal_call_again_an_interval_apart_not_together() -> None:
+    """Two deliveries of one process meet the gate a refusal closed, briefly: each waits for it
+    in process, then takes its turn in the lane, instead of both calling the moment it opens."""
+    from common.handlers.delivery import _Lane
+
+    limits = parse_limits(json.dumps({"drive": {"writes": 3, "perSeconds": 1}}))
+    lanes, host = Lanes(MemoryDocuments(), limits), f"{unique('h')}@example.com"
+    opens = T0 + timedelta(milliseconds=300)
+    lanes.close(host, Limit("rate_limit", "drive", opens), T0)
+    slept: list[float] = []
+    for _ in range(2):
+        _Lane(lanes, host, "drive", lambda: T0, slept.append).turn(opens)
+    step = limits.interval("drive") / lanes.read(host, "drive").factor  # type: ignore[operator]
+    assert slept[0] == pytest.approx(0.3)
+    assert slept[1] == pytest.approx(0.3 + step.total_seconds())
