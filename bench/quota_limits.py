@@ -19,10 +19,11 @@ fast everything else is. For one count `C` over a window `W`, N leads costing `c
 So the bound for that count is `(ceil(N * c / C) - 1) * W` (0 when everything fits in one
 window), and the run's bound is the largest over every count. Calls are whole: a window admits a
 call only if all of it fits, so `C` counts down to whole calls of the count's smallest call
-(`CALL_UNIT`): half of Drive's 3 writes, 1.5, admits one write a window, not one and a half. It is a bound on the time between
-the first and the last admitted call; the run's settle time also holds what comes before the first
-call and after the last one (accepting the POST, publishing, the last receipts), so an efficiency
-(bound / actual) near but below 1 is the best there is. Gmail's `concurrent` has no window and
+(`CALL_UNIT`): half of Drive's 3 writes, 1.5, admits one write a window, not one and a half.
+It is a bound on the time between the first and the last admitted call; the run's settle time
+also holds what comes before the first call and after the last one (accepting the POST,
+publishing, the last receipts), so an efficiency (bound / actual) near but below 1 is the best
+there is. Gmail's `concurrent` has no window and
 sets no bound by itself (it would, given each call's latency: 10 calls in flight at a few ms each
 allow thousands of calls a second, far above the unit rate).
 """
