@@ -195,7 +195,6 @@ class Lanes:
         daily = limits.daily_sends() if api == "gmail" else None
 
         def decide(lane: Lane) -> tuple[Plan, dict[str, Any] | None]:
-            step = (interval or timedelta(0)) / max(lane.factor, MIN_FACTOR)
             closed = lane.closed(now)
             after = (now, lane.next_free, lane.released_until, closed and closed.until)
             free = max(x for x in after if x)
@@ -203,10 +202,12 @@ class Lanes:
                 count,
                 now=now,
                 next_free=free,
-                interval=step,
+                interval=interval or timedelta(0),
                 daily=daily,
                 day_start=lane.day_start,
                 day_used=lane.day_used,
+                factor=max(lane.factor, MIN_FACTOR),
+                speedup=SPEEDUP,
             )
             if interval is None and daily is None:
                 return plan, None  # nothing to pace to
@@ -219,14 +220,17 @@ class Lanes:
     def respace(self, host: str, api: str, count: int, limits: Limits, now: datetime) -> Plan:
         """New starts for `count` leads that fell due while the lane was held back or slowed:
         one every (slowed) interval from when the gate opens and the lane's earlier re-spaced
-        leads are gone. Only the sweeper calls this, once a lane a tick."""
+        leads are gone, closer together as the lane speeds up again (`pacing.plan_lane`). Only
+        the sweeper calls this, once a lane a tick."""
         interval = limits.interval(api) or timedelta(0)
 
         def decide(lane: Lane) -> tuple[Plan, dict[str, Any] | None]:
-            step = interval / max(lane.factor, MIN_FACTOR)
             closed = lane.closed(now)
             free = max(x for x in (now, lane.released_until, closed and closed.until) if x)
-            plan = plan_lane(count, now=now, next_free=free, interval=step)
+            factor = max(lane.factor, MIN_FACTOR)
+            plan = plan_lane(
+                count, now=now, next_free=free, interval=interval, factor=factor, speedup=SPEEDUP
+            )
             fields: dict[str, Any] = {"releasedUntil": plan.next_free}
             if lane.next_free is None or lane.next_free < plan.next_free:
                 fields["next"] = plan.next_free

@@ -129,9 +129,16 @@ def plan_lane(
     daily: tuple[int, timedelta] | None = None,
     day_start: datetime | None = None,
     day_used: int = 0,
+    factor: float = 1.0,
+    speedup: float = 0.0,
 ) -> Plan:
     """Give `count` leads their start in a lane that is free from `next_free`, one every
-    `interval`; with a daily cap, a lead past it starts when the next window opens."""
+    `interval / factor`; with a daily cap, a lead past it starts when the next window opens.
+
+    A slowed lane (`factor` < 1) speeds up by `speedup` a second while its calls go through, at
+    most once a call (`lanes.Lanes.passed`): the plan counts on that, so leads spaced while the
+    lane was slow do not keep its slowest pace after it has recovered. If the calls are refused
+    again, the gate closes and they are spaced anew at the pace of then."""
     at = max(now, next_free)
     starts = []
     over = 0
@@ -147,5 +154,7 @@ def plan_lane(
             day_used += 1
             over += rolled
         starts.append(at)
-        at = at + interval
+        step = interval / factor
+        at = at + step
+        factor = min(1.0, factor + speedup * min(step.total_seconds(), 1.0))
     return Plan(starts, at, day_start, day_used, over)

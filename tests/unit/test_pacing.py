@@ -4,6 +4,7 @@ expected finish (`eta`) comes from the plan. Ordering and counts, never timings.
 
 from __future__ import annotations
 
+import itertools
 import json
 from datetime import UTC, datetime, timedelta
 
@@ -174,3 +175,17 @@ def test_deliveries_that_met_one_refusal_call_again_an_interval_apart_not_togeth
     step = limits.interval("drive") / lanes.read(host, "drive").factor  # type: ignore[operator]
     assert slept[0] == pytest.approx(0.3)
     assert slept[1] == pytest.approx(0.3 + step.total_seconds())
+
+
+def test_leads_spaced_in_a_slowed_lane_come_closer_as_it_speeds_up_again() -> None:
+    """A lane slowed to its floor gives back a tenth of its rate a second while calls go
+    through: leads spaced then must not keep the floor's pace once it has recovered."""
+    interval = timedelta(milliseconds=100)
+    plan = plan_lane(60, now=T0, next_free=T0, interval=interval, factor=0.05, speedup=0.1)
+    steps = [b - a for a, b in zip(plan.starts, plan.starts[1:], strict=False)]
+    assert steps[0] == timedelta(seconds=2)  # the floor: a twentieth of the rate
+    assert all(later <= earlier for earlier, later in itertools.pairwise(steps))
+    assert steps[-1] == interval  # recovered
+    assert plan.next_free - T0 < 59 * timedelta(seconds=2) / 4
+    slow = plan_lane(60, now=T0, next_free=T0, interval=interval, factor=0.05)
+    assert slow.next_free - T0 == 60 * timedelta(seconds=2)  # without recovery: the floor's pace
