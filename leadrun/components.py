@@ -119,42 +119,12 @@ class Commands:
                 "PYTHONUNBUFFERED": "1",
             }
         if name == SCHEDULER:
-            every = f"{sweep_every_s():g}"
-            return [
-                self.python,
-                "-m",
-                "leadrun.scheduler",
-                "--host",
-                HOST,
-                "--port",
-                str(port),
-                "--project",
-                self.project,
-                "--every",
-                every,
-            ], {
-                "PYTHONPATH": str(REPO_ROOT),
-                "PYTHONUNBUFFERED": "1",
-                "PUBSUB_EMULATOR_HOST": f"{HOST}:{port_map[PUBSUB]}",
-            }
+            return self._helper(
+                "leadrun.scheduler", port, port_map, "--every", f"{sweep_every_s():g}"
+            )
         if name == PUSHER:
-            return [
-                self.python,
-                "-m",
-                "leadrun.pusher",
-                "--host",
-                HOST,
-                "--port",
-                str(port),
-                "--project",
-                self.project,
-                "--lanes",
-                os.environ.get("LEADRUN_PUSH_LANES", str(DEFAULT_PUSH_LANES)),
-            ], {
-                "PYTHONPATH": str(REPO_ROOT),
-                "PYTHONUNBUFFERED": "1",
-                "PUBSUB_EMULATOR_HOST": f"{HOST}:{port_map[PUBSUB]}",
-            }
+            lanes = os.environ.get("LEADRUN_PUSH_LANES", str(DEFAULT_PUSH_LANES))
+            return self._helper("leadrun.pusher", port, port_map, "--lanes", lanes)
         spec = topology.function(name)
         return [
             self.python,
@@ -171,6 +141,17 @@ class Commands:
             "--port",
             str(port),
         ], {**self.function_env(port_map), "K_SERVICE": name, "FUNCTION_TARGET": spec.target}
+
+    def _helper(
+        self, module: str, port: int, port_map: Mapping[str, int], *options: str
+    ) -> tuple[list[str], dict[str, str]]:
+        """A helper process of `leadrun` (the local Cloud Scheduler, the push loops)."""
+        command = [self.python, "-m", module, "--host", HOST, "--port", str(port)]
+        return [*command, "--project", self.project, *options], {
+            "PYTHONPATH": str(REPO_ROOT),
+            "PYTHONUNBUFFERED": "1",
+            "PUBSUB_EMULATOR_HOST": f"{HOST}:{port_map[PUBSUB]}",
+        }
 
     def function_env(self, port_map: Mapping[str, int]) -> dict[str, str]:
         """What every function's environment gets: the stack's addresses, then `extra_env`."""

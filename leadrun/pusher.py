@@ -20,15 +20,14 @@ answers how many messages it pushed.
 
 from __future__ import annotations
 
-import argparse
 import base64
-import json
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import requests
+
+from leadrun import helper
 
 PULL_TIMEOUT_S = 10.0  # an empty pull returns after this; then the loop looks again
 LIST_EVERY_S = 1.0  # how often the subscriptions and their endpoints are read again
@@ -126,37 +125,23 @@ class Pusher:
 
 def main(argv: list[str] | None = None) -> None:
     """Serve health and push."""
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--project", required=True)
+    parser = helper.arguments(__doc__)
     parser.add_argument("--lanes", type=int, default=8)
     args = parser.parse_args(argv)
     from google.cloud import pubsub_v1  # type: ignore[attr-defined]
 
     pusher = Pusher(pubsub_v1.SubscriberClient(), args.project, args.lanes)
-
-    class Health(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            body = json.dumps(
-                {
-                    "subscriptions": len(pusher.endpoints),
-                    "lanes": args.lanes,
-                    "pushed": pusher.pushed,
-                }
-            )
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.end_headers()
-            self.wfile.write(body.encode())
-
-        def log_message(self, format: str, *values: object) -> None:
-            return
-
-    server = ThreadingHTTPServer((args.host, args.port), Health)
     threading.Thread(target=pusher.watch, daemon=True).start()
     print(f"pusher ready: {args.lanes} loops per push subscription", flush=True)
-    server.serve_forever()
+    helper.serve_status(
+        args.host,
+        args.port,
+        lambda: {
+            "subscriptions": len(pusher.endpoints),
+            "lanes": args.lanes,
+            "pushed": pusher.pushed,
+        },
+    )
 
 
 if __name__ == "__main__":
