@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import re
 from datetime import UTC, datetime, time
 from functools import lru_cache
@@ -277,7 +276,7 @@ def field_errors(error: ValidationError) -> list[FieldError]:
     return details
 
 
-@functools.lru_cache(maxsize=8192)
+@lru_cache(maxsize=8192)
 def valid_email(value: str) -> str:
     """A syntactically valid address (no DNS check; the RFC 2606 `.test` domain is allowed).
 

@@ -27,6 +27,7 @@ from typing import Any
 
 import requests
 
+from common.models import stamp
 from leadrun import helper
 
 PULL_TIMEOUT_S = 10.0  # an empty pull returns after this; then the loop looks again
@@ -37,7 +38,7 @@ PUSH_TIMEOUT_S = 600.0  # a function's own timeout ends a delivery first
 def envelope(subscription: str, received: Any) -> dict[str, Any]:
     """The JSON body Pub/Sub push POSTs for one received message."""
     message = received.message
-    published = message.publish_time.isoformat().replace("+00:00", "Z")
+    published = stamp(message.publish_time)
     body: dict[str, Any] = {
         "message": {
             "data": base64.b64encode(message.data).decode(),

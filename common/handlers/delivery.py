@@ -97,7 +97,7 @@ class Work:
     receipts: Receipts
     holds: Holds
     now: datetime  # when this delivery began
-    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))  # the time now
+    clock: Callable[[], datetime]  # the time now
     tries: int = 1
 
     @property
@@ -235,8 +235,19 @@ def handle_delivery(deps: Deps, delivery: Delivery, effect: Effect) -> str:
 
     dry_run = bool(run.get("dryRun"))
     tools = deps.tools_for(dry_run)
-    work = Work(d, dry_run, lead_doc, lead, settings, claim, tools, deps.receipts, deps.holds, now)
-    work = replace(work, clock=deps.clock)
+    work = Work(
+        d,
+        dry_run,
+        lead_doc,
+        lead,
+        settings,
+        claim,
+        tools,
+        deps.receipts,
+        deps.holds,
+        now,
+        deps.clock,
+    )
     lane = _Lane(
         deps.lanes, settings.host.senderEmail, ACTION_API[d.action], deps.clock, deps.sleep
     )

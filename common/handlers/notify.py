@@ -8,7 +8,6 @@ a sent message is found by its deterministic Message-ID; a draft that is gone wa
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -16,7 +15,7 @@ from googleapiclient.errors import HttpError
 
 from common import flow, keys, mime
 from common.handlers.delivery import Later, Outcome, Retry, Work, terminal
-from common.models import parse_time
+from common.models import parse_time, stamp
 from common.ports import Mailer
 from common.slots import format_meeting_time
 
@@ -171,9 +170,9 @@ class Sender:
         """
         first = self.mine.get("unseenSince")
         if first is None:
-            self._checkpoint({"unseenSince": self.work.clock().isoformat()})
+            self._checkpoint({"unseenSince": stamp(self.work.clock())})
             return False
-        return self.work.clock() - datetime.fromisoformat(first) >= self.gmail.search_settle
+        return self.work.clock() - parse_time(first) >= self.gmail.search_settle
 
     def _create_draft(self) -> str:
         """Mark, create, record: a try that finds the mark without a draft id knows a draft may
