@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -53,6 +53,7 @@ class Claim:
     terminal: bool
     receipt: dict[str, Any] = field(default_factory=dict)
     attempt: int = 0
+    lead: dict[str, Any] | None = None  # the receipt's lead document, as the claim left it
 
     @property
     def resumed(self) -> bool:
@@ -263,31 +264,33 @@ class Store:
         lead_doc_id: str,
         action: str,
         step: Callable[[dict[str, Any]], tuple[Any, dict[str, Any] | None]],
-    ) -> Any:
+    ) -> tuple[Any, dict[str, Any] | None]:
         """The one way a receipt changes: `step(receipt)` gives (result, fields to change or
-        None); the receipt, its lead's reason tally and the counters move in one guarded commit."""
+        None); the receipt, its lead's reason tally and the counters move in one guarded commit.
+        Returns the result and the lead document as this change left it (None: no lead)."""
         receipt_path = paths.receipt(run_id, lead_doc_id, action)
         lead_path = paths.lead(run_id, lead_doc_id)
 
-        def decide(found: dict[str, Stored | None]) -> Decision[Any]:
+        def decide(found: dict[str, Stored | None]) -> Decision[tuple[Any, dict[str, Any] | None]]:
             doc = found[receipt_path]
             if doc is None:
                 raise ReceiptMissing(receipt_path)
+            lead = found[lead_path]
             result, fields = step(dict(doc.data))
             if fields is None:
-                return Decision(result)
+                return Decision((result, None if lead is None else lead.data))
             old = doc.data
             new = {**old, **fields}
             writes = [guarded(receipt_path, doc, {**fields, "updatedAt": SERVER_TIME})]
             counts = delta(counted_keys(old), counted_keys(new))
-            lead = found[lead_path]
+            after = None
             if lead is not None:
                 lead_fields = _lead_follows(lead.data, action, old, new)
                 after = {**lead.data, **lead_fields}
                 counts.update(delta(lead_keys(lead.data), lead_keys(after)))
                 if lead_fields:
                     writes.append(guarded(lead_path, lead, lead_fields))
-            return Decision(result, Commit(writes, run_id, counts))
+            return Decision((result, after), Commit(writes, run_id, counts))
 
         return change(self.docs, [receipt_path, lead_path], decide)
 
@@ -319,10 +322,11 @@ class Store:
             return Claim(terminal=False, receipt={**receipt, **fields}, attempt=attempt), fields
 
         try:
-            result: Claim = self._transition(run_id, lead_doc_id, action, step)
+            result, lead = self._transition(run_id, lead_doc_id, action, step)
         except Contended as exc:
             raise LeaseHeld(str(exc)) from exc
-        return result
+        claim: Claim = result
+        return replace(claim, lead=lead)
 
     def checkpoint(
         self, run_id: str, lead_doc_id: str, action: str, values: dict[str, Any]
@@ -351,8 +355,8 @@ class Store:
                 return False, None
             return True, {**fields, "lease": None}
 
-        changed: bool = self._transition(run_id, lead_doc_id, action, step)
-        return changed
+        changed, _ = self._transition(run_id, lead_doc_id, action, step)
+        return bool(changed)
 
     def release(
         self, run_id: str, lead_doc_id: str, action: str, owner: str, error: dict[str, Any]
@@ -379,8 +383,8 @@ class Store:
                 return False, None
             return True, {"waiting": waiting, "spaced": True}
 
-        moved: bool = self._transition(run_id, lead_doc_id, action, step)
-        return moved
+        moved, _ = self._transition(run_id, lead_doc_id, action, step)
+        return bool(moved)
 
     def due_receipts(
         self, by: datetime, limit: int, after: str | None = None

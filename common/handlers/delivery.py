@@ -217,7 +217,7 @@ def handle_delivery(deps: Deps, delivery: Delivery, effect: Effect) -> str:
     def record(fields: dict[str, Any]) -> None:
         deps.receipts.finish(d.run_id, d.lead_doc_id, d.action, fields)
 
-    lead_doc = deps.receipts.get_lead(d.run_id, d.lead_doc_id)
+    lead_doc = claim.lead  # read (and moved) with the receipt by the claim
     lead = _lead_of(lead_doc)
     if lead_doc is None or lead is None:
         # Schedule writes a lead with its receipts, so this is damage, not a race: say so in
