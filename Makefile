@@ -28,8 +28,9 @@ lint: install
 typecheck: install
 	$(VENV)/bin/mypy common functions sandbox leadrun infra/package.py
 
+# Two workers: the tests on the shared local stack run in one (in order), the rest beside them.
 test: lint typecheck
-	$(PY) -m pytest
+	$(PY) -m pytest -n 2 --dist loadgroup
 
 test-fast: install
 	$(PY) -m pytest -m "not slow"

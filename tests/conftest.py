@@ -68,3 +68,16 @@ def limited(client: LeadRunClient) -> Iterator[LeadRunClient]:
         yield client
     finally:
         client.sandbox.limits(None)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Under `pytest -n 2 --dist loadgroup` (`make test`), every test on one stack runs in one
+    worker, so each stack starts once; tests on no stack run in the other worker meanwhile."""
+    for item in items:
+        if "stack" not in getattr(item, "fixturenames", ()):
+            continue
+        module = getattr(item, "module", None)
+        # A module with a `stack` fixture of its own (stand-in functions) is a group of its own.
+        own = module is not None and "stack" in vars(module)
+        group = module.__name__ if own and module is not None else "session-stack"
+        item.add_marker(pytest.mark.xdist_group(group))
