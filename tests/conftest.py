@@ -11,6 +11,7 @@ import pytest
 
 from bench.quota_limits import GOOGLE_LIMITS, compressed
 from leadrun.client import LeadRunClient
+from tests.support import ON_SESSION_STACK
 
 TOLD_LIMITS = compressed(GOOGLE_LIMITS, 4)
 
@@ -77,7 +78,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         if "stack" not in getattr(item, "fixturenames", ()):
             continue
         module = getattr(item, "module", None)
+        assert module is not None
         # A module with a `stack` fixture of its own (stand-in functions) is a group of its own.
-        own = module is not None and "stack" in vars(module)
-        group = module.__name__ if own and module is not None else "session-stack"
-        item.add_marker(pytest.mark.xdist_group(group))
+        own = "stack" in vars(module)
+        item.add_marker(pytest.mark.xdist_group(module.__name__) if own else ON_SESSION_STACK)

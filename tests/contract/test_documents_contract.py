@@ -20,9 +20,10 @@ from common.holds import SlotHold, SlotHolds
 from common.receipts import new_receipt
 from common.store import LeaseHeld, ReceiptMissing, Store, created
 from tests.fakes import MemoryDocuments
+from tests.support import ON_SESSION_STACK
 
 
-@pytest.fixture(params=["memory", "firestore"])
+@pytest.fixture(params=["memory", pytest.param("firestore", marks=ON_SESSION_STACK)])
 def docs(request: pytest.FixtureRequest) -> Iterator[Any]:
     """The fake, and Firestore on the session stack's emulator."""
     if request.param == "memory":
