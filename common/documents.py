@@ -82,6 +82,16 @@ class Decision(Generic[T]):
     commit: Commit | None = None
 
 
+class Part(Protocol):
+    """Writes that ride in another change's commit: the documents they depend on, and what
+    they write given those documents as read (guarded like the rest of the commit)."""
+
+    @property
+    def paths(self) -> Sequence[str]: ...
+
+    def writes(self, found: Mapping[str, Stored | None]) -> list[Write]: ...
+
+
 class Documents(Protocol):
     """Stored documents by path (the port every store is built on)."""
 

@@ -7,12 +7,22 @@ that overlap share a document; claims and settlements are `documents.change`s ov
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from common import paths
-from common.documents import Commit, Contended, Decision, Documents, Stored, change, guarded
+from common.documents import (
+    Commit,
+    Contended,
+    Decision,
+    Documents,
+    Stored,
+    Write,
+    change,
+    guarded,
+)
 
 # Matches the expanded search's grid: a 30-minute meeting touches two or three buckets.
 HOLD_BUCKET = timedelta(minutes=15)
@@ -36,6 +46,31 @@ def hold_paths(calendar_key: str, hold: SlotHold) -> list[str]:
     first = int((hold.start - epoch) // HOLD_BUCKET)
     last = int((hold.end - epoch - timedelta(microseconds=1)) // HOLD_BUCKET)
     return [paths.hold(f"{calendar_key}_{bucket}") for bucket in range(first, last + 1)]
+
+
+@dataclass(frozen=True)
+class Settlement:
+    """After the insert: a lead's holds kept as booked until the meeting ends, or released.
+    A `documents.Part`: the booking's receipt is finished in the same commit."""
+
+    calendar_key: str
+    hold: SlotHold
+    owner: str
+    booked: bool
+
+    @property
+    def paths(self) -> list[str]:
+        """The bucket documents of the hold."""
+        return hold_paths(self.calendar_key, self.hold)
+
+    def writes(self, found: Mapping[str, Stored | None]) -> list[Write]:
+        """Keep or release the buckets this owner still holds (others' are left alone)."""
+        kept = {"booked": True, "expiresAt": self.hold.end}
+        return [
+            guarded(path, doc, kept if self.booked else None)
+            for path in self.paths
+            if (doc := found.get(path)) is not None and doc.data.get("owner") == self.owner
+        ]
 
 
 class SlotHolds:
@@ -73,20 +108,13 @@ class SlotHolds:
 
         return self._change(bucket_paths, decide)
 
-    def settle(self, calendar_key: str, hold: SlotHold, owner: str, *, booked: bool) -> None:
-        """After the insert: keep our holds as booked until the meeting ends, or release them."""
-        bucket_paths = hold_paths(calendar_key, hold)
-        kept = {"booked": True, "expiresAt": hold.end}
+    def settle(self, settlement: Settlement) -> None:
+        """Keep or release a lead's holds on their own (a booking keeps them as it finishes)."""
 
         def decide(found: dict[str, Stored | None]) -> Decision[None]:
-            ours = [
-                p for p, doc in found.items() if doc is not None and doc.data.get("owner") == owner
-            ]
-            return Decision(
-                None, Commit([guarded(p, found[p], kept if booked else None) for p in ours])
-            )
+            return Decision(None, Commit(settlement.writes(found)))
 
-        self._change(bucket_paths, decide)
+        self._change(settlement.paths, decide)
 
     def _change(self, bucket_paths: list[str], decide: Any) -> Any:
         try:

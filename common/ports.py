@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from common.holds import SlotHold
+from common.documents import Part
+from common.holds import Settlement, SlotHold
 from common.models import RunSettings
 from common.slots import Interval
 from common.store import Claim
@@ -39,6 +40,7 @@ class Receipts(Protocol):
         fields: dict[str, Any],
         *,
         only_if_open: bool = True,
+        also: Part | None = None,
     ) -> bool: ...
     def release(
         self, run_id: str, lead_doc_id: str, action: str, owner: str, error: dict[str, Any]
@@ -51,7 +53,7 @@ class Holds(Protocol):
     def claim(
         self, calendar_key: str, hold: SlotHold, owner: str, ttl: timedelta
     ) -> list[SlotHold]: ...
-    def settle(self, calendar_key: str, hold: SlotHold, owner: str, *, booked: bool) -> None: ...
+    def settle(self, settlement: Settlement) -> None: ...
 
 
 class Bus(Protocol):

@@ -24,6 +24,7 @@ from common.documents import (
     Contended,
     Decision,
     Documents,
+    Part,
     Stored,
     Write,
     batches,
@@ -264,12 +265,15 @@ class Store:
         lead_doc_id: str,
         action: str,
         step: Callable[[dict[str, Any]], tuple[Any, dict[str, Any] | None]],
+        also: Part | None = None,
     ) -> tuple[Any, dict[str, Any] | None]:
         """The one way a receipt changes: `step(receipt)` gives (result, fields to change or
-        None); the receipt, its lead's reason tally and the counters move in one guarded commit.
-        Returns the result and the lead document as this change left it (None: no lead)."""
+        None); the receipt, its lead's reason tally, the counters and `also` (if the receipt
+        changes) move in one guarded commit. Returns the result and the lead document as this
+        change left it (None: no lead)."""
         receipt_path = paths.receipt(run_id, lead_doc_id, action)
         lead_path = paths.lead(run_id, lead_doc_id)
+        extra = list(also.paths) if also is not None else []
 
         def decide(found: dict[str, Stored | None]) -> Decision[tuple[Any, dict[str, Any] | None]]:
             doc = found[receipt_path]
@@ -290,9 +294,11 @@ class Store:
                 counts.update(delta(lead_keys(lead.data), lead_keys(after)))
                 if lead_fields:
                     writes.append(guarded(lead_path, lead, lead_fields))
+            if also is not None:
+                writes += also.writes(found)
             return Decision((result, after), Commit(writes, run_id, counts))
 
-        return change(self.docs, [receipt_path, lead_path], decide)
+        return change(self.docs, [receipt_path, lead_path, *extra], decide)
 
     def claim(
         self, run_id: str, lead_doc_id: str, action: str, owner: str, now: datetime | None = None
@@ -346,16 +352,18 @@ class Store:
         fields: dict[str, Any],
         *,
         only_if_open: bool = True,
+        also: Part | None = None,
     ) -> bool:
         """Move a receipt to a new state with its counters; False if it was already terminal
-        (and `only_if_open`). The lease is given back in the same write."""
+        (and `only_if_open`). The lease is given back in the same write, and `also` (a booking's
+        slot holds) is written with it."""
 
         def step(receipt: dict[str, Any]) -> tuple[bool, dict[str, Any] | None]:
             if only_if_open and is_terminal(receipt):
                 return False, None
             return True, {**fields, "lease": None}
 
-        changed, _ = self._transition(run_id, lead_doc_id, action, step)
+        changed, _ = self._transition(run_id, lead_doc_id, action, step, also)
         return bool(changed)
 
     def release(

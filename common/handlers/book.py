@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -18,8 +19,8 @@ from googleapiclient.errors import HttpError
 from common import flow, keys
 from common.bus import Outgoing
 from common.errors import PermanentError
-from common.handlers.delivery import KeptHold, Outcome, Retry, Work, terminal
-from common.holds import SlotHold
+from common.handlers.delivery import Outcome, Retry, Work, terminal
+from common.holds import Settlement, SlotHold
 from common.models import Slot
 from common.ports import Calendar
 from common.slots import (
@@ -173,7 +174,7 @@ class Booker:
             },
         }
 
-    def booked(self, event: dict[str, Any], expanded: bool, keep: KeptHold | None) -> Outcome:
+    def booked(self, event: dict[str, Any], expanded: bool, keep: Settlement | None) -> Outcome:
         """The receipt and the notify follow-up for a booked event, once its Meet conference
         has settled: the confirmation goes out with the link, or (if Meet failed) stays a draft."""
         event = self._settled_meet(event)
@@ -239,7 +240,8 @@ class Booker:
         meeting, expanded = self.choose()
         if meeting is None:
             return self.no_slot()
-        keep = KeptHold(self.calendar_key, SlotHold(*self._span(meeting)), self.owner)
+        hold = SlotHold(*self._span(meeting))
+        keep = Settlement(self.calendar_key, hold, self.owner, booked=True)
         if live is None:
             zone = ZoneInfo(self.host_zone)
             external = {
@@ -265,11 +267,11 @@ class Booker:
         span = self.rules.needs_free(meeting)
         return span.start, span.end
 
-    def _release(self, keep: KeptHold) -> None:
-        self.work.holds.settle(keep.calendar_key, keep.hold, keep.owner, booked=False)
+    def _release(self, keep: Settlement) -> None:
+        self.work.holds.settle(replace(keep, booked=False))
 
     def _insert(
-        self, calendar: Calendar, meeting: Interval, expanded: bool, keep: KeptHold
+        self, calendar: Calendar, meeting: Interval, expanded: bool, keep: Settlement
     ) -> Outcome:
         """Insert the event and keep its holds; on 409, record the event an earlier try made
         (and give back the holds of this try's choice, which may be another slot)."""

@@ -25,7 +25,7 @@ from common import flow
 from common.bus import Outgoing
 from common.documents import Contended
 from common.errors import PermanentError, as_permanent, is_transient
-from common.holds import HoldsContended, SlotHold
+from common.holds import HoldsContended, Settlement
 from common.lanes import Lane, Lanes
 from common.limits import ACTION_API, Limit, limit_of
 from common.log import log
@@ -112,21 +112,13 @@ class Work:
 
 
 @dataclass(frozen=True)
-class KeptHold:
-    """Slot holds to keep as booked (until the meeting ends) before the receipt is finished."""
-
-    calendar_key: str
-    hold: SlotHold
-    owner: str
-
-
-@dataclass(frozen=True)
 class Outcome:
-    """What an effect decided: the receipt's fields, messages to publish, holds to keep."""
+    """What an effect decided: the receipt's fields, messages to publish, and the slot holds
+    a booking keeps (written with the receipt)."""
 
     fields: dict[str, Any]
     follow_ups: tuple[Outgoing, ...] = ()
-    keep: KeptHold | None = None
+    keep: Settlement | None = None
 
 
 Effect = Callable[[Work], Outcome]
@@ -214,8 +206,8 @@ def handle_delivery(deps: Deps, delivery: Delivery, effect: Effect) -> str:
         say("already terminal: nothing to do", outcome="duplicate")
         return "duplicate"
 
-    def record(fields: dict[str, Any]) -> None:
-        deps.receipts.finish(d.run_id, d.lead_doc_id, d.action, fields)
+    def record(fields: dict[str, Any], keep: Settlement | None = None) -> None:
+        deps.receipts.finish(d.run_id, d.lead_doc_id, d.action, fields, also=keep)
 
     lead_doc = claim.lead  # read (and moved) with the receipt by the claim
     lead = _lead_of(lead_doc)
@@ -256,10 +248,7 @@ def handle_delivery(deps: Deps, delivery: Delivery, effect: Effect) -> str:
     try:
         if outcome.follow_ups:
             deps.bus.publish(outcome.follow_ups, traceparent=d.traceparent)
-        if outcome.keep is not None:
-            k = outcome.keep
-            deps.holds.settle(k.calendar_key, k.hold, k.owner, booked=True)
-        record(outcome.fields)
+        record(outcome.fields, outcome.keep)
     except Exception as exc:
         # The effect is done (and idempotent): let the redelivery record it at once.
         give_back("record_failed", exc)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -16,7 +17,7 @@ import pytest
 
 from common import paths
 from common.documents import ABSENT, SERVER_TIME, Changed, Commit, Decision, Stored, Write, change
-from common.holds import SlotHold, SlotHolds
+from common.holds import Settlement, SlotHold, SlotHolds
 from common.receipts import new_receipt
 from common.store import LeaseHeld, ReceiptMissing, Store, created
 from tests.fakes import MemoryDocuments
@@ -198,9 +199,9 @@ def test_overlapping_holds_conflict_until_released_and_a_booked_hold_stays(docs:
     assert holds.claim(key, first, "a", timedelta(minutes=5)) == []
     assert holds.claim(key, first, "a", timedelta(minutes=5)) == []  # our own again
     assert holds.claim(key, overlapping, "b", timedelta(minutes=5)) == [first]
-    holds.settle(key, first, "a", booked=False)
+    holds.settle(Settlement(key, first, "a", booked=False))
     assert holds.claim(key, overlapping, "b", timedelta(minutes=5)) == []
-    holds.settle(key, overlapping, "b", booked=True)
+    holds.settle(Settlement(key, overlapping, "b", booked=True))
     assert holds.claim(key, first, "a", timedelta(minutes=5)) == [overlapping]
 
 
@@ -212,10 +213,30 @@ def test_settling_as_booked_after_a_hold_changed_still_keeps_it_booked(docs: Any
     hold = SlotHold(start, start + timedelta(minutes=30))
     assert holds.claim(key, hold, "a", timedelta(minutes=5)) == []
     assert holds.claim(key, hold, "a", timedelta(minutes=5)) == []  # our hold changes (renewed)
-    holds.settle(key, hold, "a", booked=True)
+    holds.settle(Settlement(key, hold, "a", booked=True))
     kept = [doc for doc in docs.read(_bucket_paths(key, hold)).values()]
     assert all(doc is not None and doc.data["booked"] for doc in kept)
     assert all(doc.data["expiresAt"] == hold.end for doc in kept if doc is not None)
+
+
+def test_a_booking_keeps_its_holds_in_the_commit_that_finishes_its_receipt(docs: Any) -> None:
+    store, holds, key, run = Store(docs), SlotHolds(docs), unique("cal"), unique("keep")
+    _lead(store, run, ["calendar"])
+    start = datetime(2030, 1, 9, 15, tzinfo=UTC)
+    hold = SlotHold(start, start + timedelta(minutes=30))
+    assert holds.claim(key, hold, "a", timedelta(minutes=5)) == []
+    kept = Settlement(key, hold, "a", booked=True)
+    done = {"status": "done", "outcome": "booked", "reason": None}
+    assert store.finish(run, "l1", "calendar", done, also=kept)
+    found = docs.read(_bucket_paths(key, hold)).values()
+    assert all(doc is not None and doc.data["booked"] for doc in found)
+    assert store.get_receipt(run, "l1", "calendar")["outcome"] == "booked"  # type: ignore[index]
+    # Already finished: nothing is written, the holds of another choice included.
+    other = SlotHold(start + timedelta(hours=1), start + timedelta(hours=1, minutes=30))
+    assert holds.claim(key, other, "a", timedelta(minutes=5)) == []
+    assert not store.finish(run, "l1", "calendar", done, also=replace(kept, hold=other))
+    unbooked = docs.read(_bucket_paths(key, other)).values()
+    assert all(doc is not None and not doc.data["booked"] for doc in unbooked)
 
 
 def _bucket_paths(key: str, hold: SlotHold) -> list[str]:
