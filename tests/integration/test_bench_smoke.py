@@ -69,14 +69,15 @@ def test_quick_bench_prints_every_figure_and_the_exact_cost_of_a_lead() -> None:
     assert result["cost_target_met"] is True
     assert result["pubsub_messages_per_lead"] == 3.0
     assert result["redeliveries"] == 0
-    # Per delivery: claim and finish, and book's hold claim and settlement, notify's two draft
-    # checkpoints (creating, made), drive's reserved folder id, each one read and one commit;
-    # plus the lead and the host's lane (kept 250 ms in process); the run and the settings are
-    # read once per process. Upper bounds: they hold today and fail on a regression.
+    # Per delivery: the claim (which reads the lead too) and the finish (a booking's holds kept
+    # in it), book's hold claim, notify's two draft checkpoints (creating, made), drive's
+    # reserved folder id, each one read and one commit; plus the host's lane (kept 250 ms in
+    # process, under half a read a lead); the run and the settings are read once per process.
+    # Upper bounds: they hold today (3.4, 4.3 and 3.3 reads) and fail on a regression.
     by_function = result["firestore_by_function_per_lead"]
-    for name, commits, gets in (("book", 4, 6), ("notify", 4, 6), ("drive", 3, 5)):
+    for name, commits, gets in (("book", 3, 3), ("notify", 4, 4), ("drive", 3, 3)):
         assert by_function[name]["rpc_commit"] <= commits, (name, by_function[name])
-        assert by_function[name]["rpc_batch_get"] <= gets + 0.5, (name, by_function[name])
+        assert by_function[name]["rpc_batch_get"] <= gets + 0.9, (name, by_function[name])
     for key in REQUIRED:
         if key != "calls_per_lead":
             assert isinstance(result[key], int | float) and result[key] > 0, key
