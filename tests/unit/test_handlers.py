@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -98,6 +98,20 @@ def test_a_booked_lead_gets_its_event_a_confirmation_with_the_meet_link_and_a_fo
     assert link in decode_raw(sent["raw"]).get_content()
     assert receipts[("lead-000", "drive")]["outcome"] == "created"
     assert world.counts_match_receipts(run)
+
+
+def test_a_booking_keeps_its_slot_holds_as_booked_until_the_meeting_ends(world: World) -> None:
+    """freeBusy cannot see a booking another instance is making: the booked meeting's holds must
+    outlive their 5-minute claim, or a lead booking meanwhile could take the same slot."""
+    run = unique("keep")
+    _ok(world, request(run, free_leads(1), actions=["calendar"]))
+    world.pump()
+    (event,) = world.calendar.events.values()
+    owner = keys.hold_owner(run, "lead-000")
+    held = [doc.data for doc in world.docs.docs.values() if doc.data.get("owner") == owner]
+    assert held and all(h["booked"] for h in held)
+    end = datetime.fromisoformat(event["end"]["dateTime"])
+    assert all(h["expiresAt"] >= end for h in held)
 
 
 def test_leads_wanting_the_same_slot_never_overlap(world: World) -> None:
