@@ -58,8 +58,9 @@ class Claim:
 
     @property
     def resumed(self) -> bool:
-        """An earlier delivery started this work: find out what it did before doing it again."""
-        return self.attempt > 1
+        """An earlier delivery may have started this work: find out what it did before doing it
+        again. Not when every earlier one parked before it called Google (`cleanThrough`)."""
+        return self.attempt > 1 and self.receipt.get("cleanThrough") != self.attempt - 1
 
 
 @dataclass(frozen=True)

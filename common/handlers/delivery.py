@@ -307,13 +307,16 @@ class _Lane:
         late must not bunch up)."""
         lane = self.lanes.read(self.host, self.api)
         closed = lane.closed(now)
+        # Parked before calling Google, this try leaves nothing behind: if no try before it
+        # did either, the next one need not look for what they might have made.
+        clean = {} if claim.resumed else {"cleanThrough": claim.attempt}
         if closed is not None and closed.until - now > BRIEF:
-            return Outcome(waiting_fields(closed))
+            return Outcome(waiting_fields(closed) | clean)
         waiting = claim.receipt.get("waiting") or {}
         planned = waiting.get("until") or claim.receipt.get("startAt")
         start = parse_time(planned) if planned else now
         if start - now > BRIEF:  # came before its start (a replay, a duplicate): wait for it
-            return Outcome({"status": "pending", "outcome": None, "waiting": waiting})
+            return Outcome({"status": "pending", "outcome": None, "waiting": waiting} | clean)
         if closed is not None:
             start = max(start, closed.until)
         self.turn(start, lane)

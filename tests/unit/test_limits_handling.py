@@ -9,6 +9,7 @@ import pytest
 
 from common import limits
 from common.handlers import book
+from common.handlers.delivery import Retry
 from common.handlers.diagnostics import funnel
 from tests.fakes import http_error
 from tests.support import decode_raw, free_leads, request, unique
@@ -90,6 +91,48 @@ def test_a_calendar_lockout_waits_with_usage_limits_and_books_after_it(world: Wo
     receipts = world.receipts(run).values()
     assert {r["outcome"] for r in receipts} == {"booked"}
     assert len(world.calendar.events) == 3 and world.calls.counted["events.insert"] == 5
+
+
+def test_bookings_held_back_by_a_closed_gate_resume_without_looking_for_an_event(
+    world: World,
+) -> None:
+    run = unique("held")
+    world.calls.fail("events.insert", http_error(403, "quotaExceeded", "Calendar usage limits."))
+    world.schedule(request(run, free_leads(4), actions=["calendar"]))
+    world.pump()
+    receipts = world.receipts(run)
+    assert world.calls.counted["events.insert"] == 1  # the other three met the gate, not Google
+    assert [r["waiting"]["reason"] for r in receipts.values()] == ["usage_limits"] * 4
+    for _ in range(6):
+        world.tick(60)
+    assert {r["outcome"] for r in world.receipts(run).values()} == {"booked"}
+    assert len(world.calendar.events) == 4 and world.calls.counted["events.insert"] == 5
+    # Only the lead whose insert Google refused looks for an event it might have made.
+    assert world.calls.counted["events.get"] == 1
+
+
+def test_a_booking_whose_earlier_try_may_have_acted_still_looks_after_the_gate(
+    world: World,
+) -> None:
+    run = unique("dirty")
+    lockout = http_error(403, "quotaExceeded", "Calendar usage limits.")
+    world.schedule(request(run, free_leads(2), actions=["calendar"]))
+    first, second = world.bus.published
+    world.bus.published.clear()
+    world.calls.fail("events.insert", http_error(503, "backendError"), after_effect=True)
+    world.calls.fail("events.get", *[http_error(503, "backendError")] * 2)
+    with pytest.raises(Retry):  # its event is made, but no try could read it back
+        world.deliver(first)
+    world.calls.fail("events.insert", lockout)
+    assert world.deliver(second) == "waiting"  # the gate closes
+    assert world.deliver(first, "m-2") == "waiting"  # held back by the gate
+    for _ in range(6):
+        world.tick(60)
+    receipts = world.receipts(run)
+    assert {r["outcome"] for r in receipts.values()} == {"booked"}
+    assert receipts[("lead-000", "calendar")]["external"]["expanded"] is False
+    # lead-000's event was made once, and found again; lead-001 was refused once.
+    assert len(world.calendar.events) == 2 and world.calls.counted["events.insert"] == 3
 
 
 def test_a_limit_never_fails_or_dead_letters_however_long_it_lasts(world: World) -> None:
