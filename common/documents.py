@@ -15,7 +15,7 @@ one contract test runs against both.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Generic, Protocol, TypeVar
@@ -123,10 +123,11 @@ class Documents(Protocol):
         ...
 
     def due_receipts(
-        self, now_stamp: str, limit: int, after_stamp: str | None = None
-    ) -> list[tuple[str, str, str, dict[str, Any]]]:
+        self, now_stamp: str, after_stamp: str | None = None
+    ) -> Iterator[tuple[str, str, str, dict[str, Any]]]:
         """Pending receipts of any run whose `waiting.until` (RFC 3339, UTC) is at or before
-        `now_stamp` (and after `after_stamp`), soonest first: (run, lead, action, data)."""
+        `now_stamp` (and after `after_stamp`), soonest first, read as they are iterated:
+        (run, lead, action, data)."""
         ...
 
 

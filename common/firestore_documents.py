@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -135,8 +135,8 @@ class FirestoreDocuments:
         return found
 
     def due_receipts(
-        self, now_stamp: str, limit: int, after_stamp: str | None = None
-    ) -> list[tuple[str, str, str, dict[str, Any]]]:
+        self, now_stamp: str, after_stamp: str | None = None
+    ) -> Iterator[tuple[str, str, str, dict[str, Any]]]:
         """Waiting receipts now due (collection-group index on status + waiting.until,
         infra/firestore.indexes.json). Stamps are all UTC with a Z, so text order is time order."""
         query = (
@@ -146,9 +146,6 @@ class FirestoreDocuments:
         )
         if after_stamp is not None:
             query = query.where(filter=FieldFilter("waiting.until", ">", after_stamp))
-        query = query.order_by("waiting.until").limit(limit)
-        found = []
-        for snap in query.stream():
+        for snap in query.order_by("waiting.until").stream():
             lead_ref = snap.reference.parent.parent
-            found.append((lead_ref.parent.parent.id, lead_ref.id, snap.id, snap.to_dict() or {}))
-        return found
+            yield lead_ref.parent.parent.id, lead_ref.id, snap.id, snap.to_dict() or {}

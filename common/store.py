@@ -10,7 +10,7 @@ guarded, and one of them decides again).
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -396,11 +396,11 @@ class Store:
         return bool(moved)
 
     def due_receipts(
-        self, by: datetime, limit: int, after: str | None = None
-    ) -> list[tuple[str, str, str, dict[str, Any]]]:
-        """Waiting receipts whose wait is over by `by` (and was not over at `after`):
-        (runId, leadDocId, action, receipt)."""
-        return self.docs.due_receipts(stamp(by), limit, after)
+        self, by: datetime, after: str | None = None
+    ) -> Iterator[tuple[str, str, str, dict[str, Any]]]:
+        """Waiting receipts whose wait is over by `by` (and was not over at `after`), soonest
+        first, read as they are iterated: (runId, leadDocId, action, receipt)."""
+        return self.docs.due_receipts(stamp(by), after)
 
     def touch_receipt(self, run_id: str, lead_doc_id: str, action: str) -> None:
         """Move `updatedAt`, so the next sweep waits a full period before publishing again."""

@@ -14,7 +14,7 @@ import itertools
 import json
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -123,8 +123,8 @@ class MemoryDocuments:
             return found[:limit]
 
     def due_receipts(
-        self, now_stamp: str, limit: int, after_stamp: str | None = None
-    ) -> list[tuple[str, str, str, dict[str, Any]]]:
+        self, now_stamp: str, after_stamp: str | None = None
+    ) -> Iterator[tuple[str, str, str, dict[str, Any]]]:
         """Waiting receipts now due (and due after `after_stamp`), soonest first."""
         with self._lock:
             found = []
@@ -138,7 +138,7 @@ class MemoryDocuments:
                 ):
                     found.append((parts[1], parts[3], parts[5], copy.deepcopy(doc.data)))
             found.sort(key=lambda row: (row[3]["waiting"]["until"], row[:3]))
-            return found[:limit]
+            return iter(found)
 
 
 def _due(data: dict[str, Any], now_stamp: str) -> bool:

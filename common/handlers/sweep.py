@@ -32,6 +32,7 @@ from common.ports import Bus
 from common.store import Store
 
 RESUME_EVERY = timedelta(milliseconds=250)
+RESUME_AT_MOST = 500  # receipts one pass publishes or spaces anew
 Row = tuple[str, str, str, dict[str, Any]]
 Key = tuple[str, str, str, str]  # run, lead, action, the start it was published for
 
@@ -108,13 +109,17 @@ def resume_due(
     """
     seen = published if published is not None else Published(timedelta(minutes=10))
     lanes: dict[tuple[Any, Any], list[Row]] = {}
-    for row in store.due_receipts(now + LOOKAHEAD, 500, after):
+    taken = 0
+    for row in store.due_receipts(now + LOOKAHEAD, after):
         run_id, lead_id, action, receipt = row
         if (run_id, lead_id, action, receipt["waiting"]["until"]) in seen:
             continue
         if action == "email" and _waits_for_booking(store, run_id, lead_id):
             continue
         lanes.setdefault((receipt.get("host"), receipt["waiting"].get("api")), []).append(row)
+        taken += 1
+        if taken >= RESUME_AT_MOST:
+            break  # the rest next time; what was passed over does not count
     messages = []
     for rows in lanes.values():
         for (run_id, lead_id, action, receipt), start in zip(

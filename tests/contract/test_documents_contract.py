@@ -284,3 +284,35 @@ def test_two_receipts_of_a_lead_failing_at_once_count_their_reason_once(docs: An
     counters = Store(docs).counters(run)
     assert counters["reasons"] == {"permanent_error": 1}
     assert counters["counts"]["failed"] == 2 and counters["counts"]["pending"] == 0
+
+
+def test_due_receipts_come_soonest_first_once_due_and_after_a_stamp(docs: Any) -> None:
+    run = unique("due")
+    stamps = {
+        "b": "2000-01-01T00:00:02.000Z",
+        "a": "2000-01-01T00:00:01.000Z",
+        "c": "2000-01-01T00:00:09.000Z",
+    }
+    receipts = {lead: paths.receipt(run, lead, "drive") for lead in stamps}
+    waiting = {
+        lead: {"reason": "rate_limit", "api": "drive", "until": u} for lead, u in stamps.items()
+    }
+    docs.commit(
+        [
+            Commit(
+                [
+                    created(path, {**new_receipt("drive", dry_run=False), "waiting": waiting[lead]})
+                    for lead, path in receipts.items()
+                ]
+            )
+        ]
+    )
+    try:
+        by = "2000-01-01T00:00:05.000Z"
+        assert [r[:3] for r in docs.due_receipts(by) if r[0] == run] == [
+            (run, "a", "drive"),
+            (run, "b", "drive"),
+        ]
+        assert [r[1] for r in docs.due_receipts(by, stamps["a"]) if r[0] == run] == ["b"]
+    finally:  # the session stack's sweeper must not find them
+        docs.commit([Commit([Write(path, None) for path in receipts.values()])])

@@ -8,9 +8,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from common import limits
-from common.handlers import book
+from common.handlers import book, sweep
 from common.handlers.delivery import Retry
 from common.handlers.diagnostics import funnel
+from common.pacing import parse_limits
 from tests.fakes import http_error
 from tests.support import decode_raw, free_leads, request, unique
 from tests.unit.world import World
@@ -133,6 +134,26 @@ def test_a_booking_whose_earlier_try_may_have_acted_still_looks_after_the_gate(
     assert receipts[("lead-000", "calendar")]["external"]["expanded"] is False
     # lead-000's event was made once, and found again; lead-001 was refused once.
     assert len(world.calendar.events) == 2 and world.calls.counted["events.insert"] == 3
+
+
+def test_emails_waiting_for_their_bookings_never_keep_the_sweeper_from_the_bookings(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(book, "MEET_POLL_FIRST_S", 0.01)
+    monkeypatch.setattr(sweep, "RESUME_AT_MOST", 2)  # fewer than the emails due first
+    world = World(limits=parse_limits('{"gmail": {"units": 110, "perSeconds": 1}}'))
+    run = unique("starve")
+    world.calls.fail("freebusy.query", _gmail_429(datetime.now(UTC) + timedelta(seconds=30)))
+    world.schedule(request(run, free_leads(4), actions=["calendar", "email"]))
+    world.pump()
+    waiting = {k: r["waiting"]["until"] for k, r in world.receipts(run).items() if r["waiting"]}
+    assert len(waiting) == 7  # four bookings held until +30 s, three emails spaced before that
+    world.tick(35)
+    for _ in range(3):
+        world.tick(1)
+    receipts = world.receipts(run)
+    assert [receipts[(f"lead-00{i}", "calendar")]["outcome"] for i in range(4)] == ["booked"] * 4
+    assert [receipts[(f"lead-00{i}", "email")]["outcome"] for i in range(4)] == ["sent"] * 4
 
 
 def test_a_limit_never_fails_or_dead_letters_however_long_it_lasts(world: World) -> None:
