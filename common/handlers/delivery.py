@@ -285,8 +285,9 @@ def _told(
 
 
 def waiting_fields(limit: Limit) -> dict[str, Any]:
-    """A receipt parked by one of Google's limits: still pending, resumes at `until`."""
-    return {"status": "pending", "outcome": None, "waiting": limit.waiting()}
+    """A receipt parked by one of Google's limits: still pending, resumes at `until`, and is
+    spaced anew in its lane then (a start the sweeper gave it before is gone)."""
+    return {"status": "pending", "outcome": None, "waiting": limit.waiting(), "spaced": False}
 
 
 @dataclass

@@ -12,6 +12,7 @@ import pytest
 
 from common.lanes import Lanes
 from common.limits import Limit
+from common.models import stamp
 from common.pacing import HEADROOM, PUBLISHED, LimitsError, parse_limits, plan_lane
 from tests.fakes import MemoryDocuments, http_error
 from tests.support import free_leads, request, unique
@@ -189,3 +190,32 @@ def test_leads_spaced_in_a_slowed_lane_come_closer_as_it_speeds_up_again() -> No
     assert plan.next_free - T0 < 59 * timedelta(seconds=2) / 4
     slow = plan_lane(60, now=T0, next_free=T0, interval=interval, factor=0.05)
     assert slow.next_free - T0 == 60 * timedelta(seconds=2)  # without recovery: the floor's pace
+
+
+def _drive_429(world: World, seconds: float) -> None:
+    until = stamp(world.clock() + timedelta(seconds=seconds))
+    world.calls.fail("files.create", http_error(429, "rateLimitExceeded", f"Retry after {until}"))
+
+
+def test_leads_parked_again_by_a_closed_gate_are_spaced_anew_when_it_opens() -> None:
+    """A lead the sweeper spaced keeps its start; parked again by a gate that closed since, it has
+    lost that start, and when the gate opens the leads it held go out spaced, not all at once."""
+    world = _world({"drive": {"writes": 10, "perSeconds": 1}})
+    run, host = unique("herd"), f"{unique('h')}@example.com"
+    _drive_429(world, 5)
+    world.schedule(request(run, free_leads(20), host=host, actions=["drive"]))
+    world.pump()  # the first lead is refused: the gate closes for 5 s
+    world.tick(6)  # the leads due meanwhile are spaced anew behind the gate
+    spaced = [r for r in world.receipts(run).values() if r.get("spaced")]
+    assert len(spaced) >= 15
+    _drive_429(world, 20)  # the next call is refused again: the gate closes over them
+    for _ in range(12):
+        world.tick(0.5)
+    held = [r for r in world.receipts(run).values() if r["status"] == "pending"]
+    assert len(held) >= 15
+    assert len({r["waiting"]["until"] for r in held}) == 1  # all parked until the gate opens
+    assert world.tick(20) <= 4  # when it opens, the first few go, the rest a step apart
+    for _ in range(40):
+        world.tick(0.5)
+    assert {r["outcome"] for r in world.receipts(run).values()} == {"created"}
+    assert len(world.drive.folders) == 20
