@@ -16,6 +16,7 @@ terminal receipt acknowledges a duplicate, and every effect is idempotent.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -40,22 +41,25 @@ Key = tuple[str, str, str, str]  # run, lead, action, the start it was published
 class Published:
     """What this process published lately, so that a receipt published for its start is not
     published again while its delivery is on the way (a lagging pipeline would otherwise get
-    every due receipt again each tick). After `keep`, it may be: the message may be lost."""
+    every due receipt again each tick). After `keep`, it may be: the message may be lost.
+    Passes of overlapping ticks share it, and a receipt is taken by one of them only."""
 
     def __init__(self, keep: timedelta) -> None:
         self.keep = keep.total_seconds()
         self._at: dict[Key, float] = {}
+        self._lock = threading.Lock()
 
-    def __contains__(self, key: Key) -> bool:
-        at = self._at.get(key)
-        return at is not None and time.monotonic() - at < self.keep
-
-    def add(self, key: Key) -> None:
-        """Remember `key` as published now."""
+    def take(self, key: Key) -> bool:
+        """Remember `key` as published now; False if it was, less than `keep` ago."""
         now = time.monotonic()
-        if len(self._at) > 100_000:
-            self._at = {k: t for k, t in self._at.items() if now - t < self.keep}
-        self._at[key] = now
+        with self._lock:
+            at = self._at.get(key)
+            if at is not None and now - at < self.keep:
+                return False
+            if len(self._at) > 100_000:
+                self._at = {k: t for k, t in self._at.items() if now - t < self.keep}
+            self._at[key] = now
+            return True
 
 
 _PUBLISHED: dict[float, Published] = {}
@@ -112,9 +116,9 @@ def resume_due(
     taken = 0
     for row in store.due_receipts(now + LOOKAHEAD, after):
         run_id, lead_id, action, receipt = row
-        if (run_id, lead_id, action, receipt["waiting"]["until"]) in seen:
-            continue
         if action == "email" and _waits_for_booking(store, run_id, lead_id):
+            continue
+        if not seen.take((run_id, lead_id, action, receipt["waiting"]["until"])):
             continue
         lanes.setdefault((receipt.get("host"), receipt["waiting"].get("api")), []).append(row)
         taken += 1
@@ -127,7 +131,6 @@ def resume_due(
         ):
             waiting = receipt["waiting"]
             if start - now <= LOOKAHEAD:
-                seen.add((run_id, lead_id, action, waiting["until"]))
                 messages.append(Outgoing(run_id, lead_id, action))
             else:
                 again = Limit(waiting["reason"], waiting["api"], start)

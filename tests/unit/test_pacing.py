@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import itertools
 import json
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -219,3 +221,49 @@ def test_leads_parked_again_by_a_closed_gate_are_spaced_anew_when_it_opens() -> 
         world.tick(0.5)
     assert {r["outcome"] for r in world.receipts(run).values()} == {"created"}
     assert len(world.drive.folders) == 20
+
+
+def test_two_overlapping_sweeper_passes_publish_a_due_lead_once() -> None:
+    """A tick's last pass may still run when the next tick's first one starts: both read the
+    same due leads, and each lead is published by one of them."""
+    import contextlib
+    import threading
+
+    from common.handlers.sweep import Published, resume_due
+
+    world = _world(GMAIL)
+    run = unique("overlap")
+    world.schedule(
+        request(run, free_leads(6), host=f"{unique('h')}@example.com", actions=["email"])
+    )
+    world.bus.published.clear()
+    world.later += timedelta(seconds=10)  # every start is due
+    waiting = sorted(lead for (lead, _), r in world.receipts(run).items() if r.get("waiting"))
+    both_read, both_decided = threading.Barrier(2), threading.Barrier(2)
+    store_due, lane_read = world.store.due_receipts, world.lanes.read
+
+    def due_after_both_read(*args: Any) -> Iterator[Any]:
+        rows = list(store_due(*args))
+        both_read.wait(timeout=5)
+        return iter(rows)
+
+    def read_once_both_decided(*args: Any) -> Any:
+        with contextlib.suppress(threading.BrokenBarrierError):
+            both_decided.wait(timeout=1)  # the other pass took nothing: it never comes
+        return lane_read(*args)
+
+    world.store.due_receipts = due_after_both_read  # type: ignore[method-assign]
+    world.lanes.read = read_once_both_decided  # type: ignore[method-assign]
+    memory = Published(timedelta(minutes=1))
+    passes = [
+        threading.Thread(
+            target=resume_due, args=(world.store, world.bus, world.clock(), world.pace, memory)
+        )
+        for _ in range(2)
+    ]
+    for thread in passes:
+        thread.start()
+    for thread in passes:
+        thread.join(timeout=10)
+    assert len(waiting) >= 3
+    assert sorted(m.lead_doc_id for m in world.bus.published) == waiting  # each once
