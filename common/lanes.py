@@ -100,9 +100,9 @@ class Lanes:
     def spaced_start(
         self, host: str, api: str, lane: Lane, start: datetime, now: datetime
     ) -> datetime:
-        """When to call: `start`, not before `now`, and at least the lane's (slowed) interval
-        after this process's previous call on it. A turn more than `pacing.BRIEF` away is not
-        taken (the caller parks the lead instead of calling early into a slowed lane)."""
+        """When to call: `start`, not before `now`, and at least the lane's interval after
+        this process's previous call on it (at most `pacing.BRIEF` later): a lead that
+        arrives late goes, but not on the heels of the one before it."""
         interval = self.limits.interval(api) if self.limits is not None else None
         if interval is None:
             return start
@@ -114,9 +114,8 @@ class Lanes:
                 self._last.clear()
             previous = self._last.get(key)
             if previous is not None:
-                at = max(at, previous + step)
-            if at - now <= BRIEF:
-                self._last[key] = at
+                at = max(at, min(previous + step, at + BRIEF))
+            self._last[key] = at
         return at
 
     def first_wait(self, api: str) -> timedelta:

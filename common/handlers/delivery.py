@@ -27,7 +27,7 @@ from common.documents import Contended
 from common.errors import PermanentError, as_permanent, is_transient
 from common.holds import HoldsContended, Settlement
 from common.lanes import Lane, Lanes
-from common.limits import ACTION_API, RATE_LIMIT, Limit, limit_of
+from common.limits import ACTION_API, Limit, limit_of
 from common.log import log
 from common.models import Lead, RunSettings, parse_time
 from common.pacing import BRIEF
@@ -320,22 +320,17 @@ class _Lane:
             return Outcome({"status": "pending", "outcome": None, "waiting": waiting} | clean)
         if closed is not None:
             start = max(start, closed.until)
-        later = self.turn(start, lane)
-        return None if later is None else Outcome(waiting_fields(later) | clean)
+        self.turn(start, lane)
+        return None
 
-    def turn(self, start: datetime, lane: Lane | None = None) -> Limit | None:
+    def turn(self, start: datetime, lane: Lane | None = None) -> None:
         """Wait for this call's turn: `start`, and the lane's (slowed) interval after this
         process's previous call on it. A refused call that tries again when the gate opens
         takes its turn too: the deliveries that met the same refusal must not all call again
-        at the moment it ends, and be refused together. A turn more than `BRIEF` away is not
-        waited for: the wait to park with instead."""
+        at the moment it ends, and be refused together."""
         lane = lane or self.lanes.read(self.host, self.api)
-        now = self.clock()
-        at = self.lanes.spaced_start(self.host, self.api, lane, start, now)
-        if at - now > BRIEF:
-            return Limit(RATE_LIMIT, self.api, at)
+        at = self.lanes.spaced_start(self.host, self.api, lane, start, self.clock())
         self.sleep(max((at - self.clock()).total_seconds(), 0.0))
-        return None
 
     def met(self, exc: BaseException) -> Limit | None:
         """The wait a refused call asks for (the lane slowed, its gate closed), or None. The
@@ -420,9 +415,7 @@ def _act(effect: Effect, work: Work, lane: _Lane, give_back: _GiveBack) -> Outco
                 wait = (limit.until - lane.clock()).total_seconds()
                 if wait > BRIEF_WAIT_S or attempt == QUICK_TRIES:
                     return Outcome(waiting_fields(limit))
-                later = lane.turn(limit.until)  # a brief wait costs less than a round trip
-                if later is not None:
-                    return Outcome(waiting_fields(later))
+                lane.turn(limit.until)  # a brief wait costs less than a round trip
                 continue
             if is_transient(exc) and attempt < QUICK_TRIES:
                 give_back.say(

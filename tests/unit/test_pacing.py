@@ -164,25 +164,20 @@ def test_a_call_that_goes_through_ends_the_refusal_streak_whatever_it_read_befor
 
 
 def test_deliveries_that_met_one_refusal_call_again_an_interval_apart_not_together() -> None:
-    """Deliveries of one process meet the gate a refusal closed, briefly: each waits for it in
-    process, then takes its turn in the (slowed) lane, instead of all calling the moment it
-    opens; one whose turn is more than a second away parks until then instead of waiting."""
+    """Two deliveries of one process meet the gate a refusal closed, briefly: each waits for it
+    in process, then takes its turn in the lane, instead of both calling the moment it opens."""
     from common.handlers.delivery import _Lane
 
-    limits = parse_limits(json.dumps({"drive": {"writes": 10, "perSeconds": 1}}))
+    limits = parse_limits(json.dumps({"drive": {"writes": 3, "perSeconds": 1}}))
     lanes, host = Lanes(MemoryDocuments(), limits), f"{unique('h')}@example.com"
     opens = T0 + timedelta(milliseconds=300)
     lanes.close(host, Limit("rate_limit", "drive", opens), T0)
-    step = limits.interval("drive") / lanes.read(host, "drive").factor  # type: ignore[operator]
     slept: list[float] = []
-    parks = [_Lane(lanes, host, "drive", lambda: T0, slept.append).turn(opens) for _ in range(6)]
-    turns = [0.3 + k * step.total_seconds() for k in range(6)]
-    waited = [t for t in turns if t <= 1.0]
-    assert slept == pytest.approx(waited) and len(waited) == 4
-    assert parks[: len(waited)] == [None] * len(waited)
-    (first_park, *_) = [p for p in parks if p is not None]
-    assert first_park.until == T0 + timedelta(seconds=turns[len(waited)])
-    assert first_park.reason == "rate_limit" and first_park.api == "drive"
+    for _ in range(2):
+        _Lane(lanes, host, "drive", lambda: T0, slept.append).turn(opens)
+    step = limits.interval("drive") / lanes.read(host, "drive").factor  # type: ignore[operator]
+    assert slept[0] == pytest.approx(0.3)
+    assert slept[1] == pytest.approx(0.3 + step.total_seconds())
 
 
 def test_leads_spaced_in_a_slowed_lane_come_closer_as_it_speeds_up_again() -> None:
