@@ -150,11 +150,16 @@ class Lanes:
 
     def close(self, host: str, limit: Limit, now: datetime) -> Limit:
         """Google refused a call: hold the host's calls on `limit.api` back until at least
-        `limit.until`, and slow the lane; the wait now in force (a later one stands)."""
+        `limit.until`, and slow the lane; the wait now in force (a later one stands). A refusal
+        of the same kind while the gate is closed met a call already on its way: the wait in
+        force stands, and it is not one more wait in a row (ten calls in flight, each doubling
+        the wait, shut a Calendar lane for 35 s)."""
 
         def decide(lane: Lane) -> tuple[Limit, dict[str, Any] | None]:
             current = lane.closed(now)
-            if current is not None and current.until >= limit.until:
+            if current is not None and (
+                current.until >= limit.until or current.reason == limit.reason
+            ):
                 return current, None
             fields: dict[str, Any] = {
                 "reason": limit.reason,

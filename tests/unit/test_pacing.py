@@ -156,11 +156,28 @@ def test_a_call_that_goes_through_ends_the_refusal_streak_whatever_it_read_befor
     (it was judged by the lane as first read, so the waits kept doubling to a minute)."""
     lanes, host = Lanes(MemoryDocuments()), f"{unique('h')}@example.com"
     in_flight = lanes.read(host, "gmail")
-    for wait in (1, 2, 4):
-        lanes.close(host, Limit("rate_limit", "gmail", T0 + timedelta(seconds=wait)), T0)
+    at = T0
+    for wait in (1, 2, 4):  # each refused as the gate before it opened
+        until = at + timedelta(seconds=wait)
+        lanes.close(host, Limit("rate_limit", "gmail", until), at)
+        at = until
     assert in_flight.streak == 0 and lanes.read(host, "gmail").streak == 3
-    lanes.passed(host, "gmail", T0 + timedelta(seconds=5))
+    lanes.passed(host, "gmail", at + timedelta(seconds=1))
     assert lanes.read(host, "gmail").streak == 0
+
+
+def test_calls_in_flight_when_the_gate_closes_do_not_lengthen_its_wait() -> None:
+    """Ten calls on their way when Google refuses the first are refused too: one wait, not ten
+    doubling ones; a limit of another kind that asks for longer (the daily cap) still stands."""
+    lanes, host = Lanes(MemoryDocuments()), f"{unique('h')}@example.com"
+    first = lanes.close(host, Limit("rate_limit", "calendar", T0 + timedelta(seconds=1)), T0)
+    for k in range(1, 10):  # as `limit_of` words them: doubling with the streak it read
+        later = Limit("rate_limit", "calendar", T0 + timedelta(seconds=2**k))
+        assert lanes.close(host, later, T0 + timedelta(milliseconds=10 * k)) == first
+    lane = lanes.read(host, "calendar")
+    assert (lane.streak, lane.factor, lane.closed(T0)) == (1, 0.5, first)
+    daily = Limit("daily_limit", "calendar", T0 + timedelta(hours=1))
+    assert lanes.close(host, daily, T0 + timedelta(milliseconds=200)) == daily
 
 
 def test_deliveries_that_met_one_refusal_call_again_an_interval_apart_not_together() -> None:
