@@ -174,20 +174,23 @@ class Lanes:
         result: Limit = self._change(host, limit.api, decide)
         return result
 
-    def passed(self, host: str, api: str, now: datetime) -> None:
+    def passed(self, host: str, api: str, now: datetime, in_use: bool = True) -> None:
         """A call went through: the next refusal backs off from the start, and a slowed lane
-        speeds up again (once a second at most). The lane is read as it is now (within
-        `FRESH`), not as it was when the call began: refusals met meanwhile must not keep
-        doubling the next wait after calls go through again."""
+        that is `in_use` (its calls wait for each other) speeds up again, once a second at
+        most: a lane its leads do not fill says nothing about a faster rate, and rising
+        through idle seconds it met the next burst far above Google's limit. The lane is read
+        as it is now (within `FRESH`), not as it was when the call began: refusals met
+        meanwhile must not keep doubling the next wait after calls go through again."""
         lane = self.read(host, api)
-        if not lane.streak and (lane.factor >= 1.0 or lane.recently_changed(now)):
+        grows = in_use and lane.factor < 1.0 and not lane.recently_changed(now)
+        if not lane.streak and not grows:
             return
 
         def decide(current: Lane) -> tuple[None, dict[str, Any] | None]:
             fields: dict[str, Any] = {}
             if current.streak:
                 fields["streak"] = 0
-            if current.factor < 1.0 and not current.recently_changed(now):
+            if in_use and current.factor < 1.0 and not current.recently_changed(now):
                 fields["factor"] = min(1.0, current.factor + SPEEDUP)
                 fields["changedAt"] = now
             return None, fields or None

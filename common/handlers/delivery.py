@@ -299,6 +299,7 @@ class _Lane:
     api: str
     clock: Callable[[], datetime]
     sleep: Callable[[float], None]
+    paced: bool = False  # this call waited for the one before it: the lane is in full use
 
     def held(self, claim: Claim, now: datetime) -> Outcome | None:
         """A parked outcome while the lane holds this lead back, else None: its own start is
@@ -329,7 +330,9 @@ class _Lane:
         takes its turn too: the deliveries that met the same refusal must not all call again
         at the moment it ends, and be refused together."""
         lane = lane or self.lanes.read(self.host, self.api)
-        at = self.lanes.spaced_start(self.host, self.api, lane, start, self.clock())
+        now = self.clock()
+        at = self.lanes.spaced_start(self.host, self.api, lane, start, now)
+        self.paced = at > max(start, now)
         self.sleep(max((at - self.clock()).total_seconds(), 0.0))
 
     def met(self, exc: BaseException) -> Limit | None:
@@ -340,8 +343,9 @@ class _Lane:
         return None if limit is None else self.lanes.close(self.host, limit, self.clock())
 
     def passed(self) -> None:
-        """Calls went through: the refusal streak ends and a slowed lane speeds up again."""
-        self.lanes.passed(self.host, self.api, self.clock())
+        """Calls went through: the refusal streak ends, and a slowed lane that they use in
+        full speeds up again."""
+        self.lanes.passed(self.host, self.api, self.clock(), in_use=self.paced)
 
 
 def _claim(receipts: Receipts, d: Delivery, owner: str, say: _Story, now: datetime) -> Claim | None:
