@@ -232,6 +232,7 @@ class Booker:
 
     def run(self) -> Outcome:
         """Book (or, in a dry run, say what would be booked)."""
+        self.work.turn()  # every Calendar request counts, the first read as much as the insert
         live = self.work.tools.calendar
         if live is not None and self.work.resumed:
             existing = live.get_event(self.subject, self.calendar_id, self.event_id)

@@ -26,7 +26,7 @@ from common.bus import Outgoing
 from common.documents import Contended
 from common.errors import PermanentError, as_permanent, is_transient
 from common.holds import HoldsContended, Settlement
-from common.lanes import Lane, Lanes
+from common.lanes import Lanes
 from common.limits import ACTION_API, Limit, limit_of
 from common.log import log
 from common.models import Lead, RunSettings, parse_time
@@ -99,6 +99,9 @@ class Work:
     now: datetime  # when this delivery began
     clock: Callable[[], datetime]  # the time now
     tries: int = 1
+    # Wait for this lead's turn in its host's lane: an effect calls it right before the call
+    # the lane paces (after its own checkpoints, so their latency does not move the call).
+    turn: Callable[[], None] = lambda: None
 
     @property
     def resumed(self) -> bool:
@@ -227,6 +230,9 @@ def handle_delivery(deps: Deps, delivery: Delivery, effect: Effect) -> str:
 
     dry_run = bool(run.get("dryRun"))
     tools = deps.tools_for(dry_run)
+    lane = _Lane(
+        deps.lanes, settings.host.senderEmail, ACTION_API[d.action], deps.clock, deps.sleep
+    )
     work = Work(
         d,
         dry_run,
@@ -239,9 +245,7 @@ def handle_delivery(deps: Deps, delivery: Delivery, effect: Effect) -> str:
         deps.holds,
         now,
         deps.clock,
-    )
-    lane = _Lane(
-        deps.lanes, settings.host.senderEmail, ACTION_API[d.action], deps.clock, deps.sleep
+        turn=lane.turn,
     )
     give_back = _GiveBack(deps.receipts, d, owner, say)
     outcome = lane.held(claim, deps.clock()) or _act(effect, work, lane, give_back)
@@ -299,14 +303,15 @@ class _Lane:
     api: str
     clock: Callable[[], datetime]
     sleep: Callable[[float], None]
+    start: datetime | None = None  # this lead's start, for its turn
     paced: bool = False  # this call waited for the one before it: the lane is in full use
 
     def held(self, claim: Claim, now: datetime) -> Outcome | None:
         """A parked outcome while the lane holds this lead back, else None: its own start is
         later (it came early: a replay, a duplicate), or another lead's limit closed the gate.
-        A start, or a gate's opening, that is only a moment away is waited for here, and so
-        is the lane's interval since this process's last call on it (deliveries that arrive
-        late must not bunch up)."""
+        A start, or a gate's opening, that is only a moment away is waited for in the effect's
+        `turn`, and so is the lane's interval since this process's last call on it (deliveries
+        that arrive late must not bunch up)."""
         lane = self.lanes.read(self.host, self.api)
         closed = lane.closed(now)
         # Parked before calling Google, this try leaves nothing behind: if no try before it
@@ -319,18 +324,17 @@ class _Lane:
         start = parse_time(planned) if planned else now
         if start - now > BRIEF:  # came before its start (a replay, a duplicate): wait for it
             return Outcome({"status": "pending", "outcome": None, "waiting": waiting} | clean)
-        if closed is not None:
-            start = max(start, closed.until)
-        self.turn(start, lane)
+        self.start = start if closed is None else max(start, closed.until)
         return None
 
-    def turn(self, start: datetime, lane: Lane | None = None) -> None:
-        """Wait for this call's turn: `start`, and the lane's (slowed) interval after this
+    def turn(self) -> None:
+        """Wait for this call's turn: its start, and the lane's (slowed) interval after this
         process's previous call on it. A refused call that tries again when the gate opens
         takes its turn too: the deliveries that met the same refusal must not all call again
         at the moment it ends, and be refused together."""
-        lane = lane or self.lanes.read(self.host, self.api)
+        lane = self.lanes.read(self.host, self.api)
         now = self.clock()
+        start = self.start or now
         at = self.lanes.spaced_start(self.host, self.api, lane, start, now)
         self.paced = at > max(start, now)
         self.sleep(max((at - self.clock()).total_seconds(), 0.0))
@@ -419,8 +423,8 @@ def _act(effect: Effect, work: Work, lane: _Lane, give_back: _GiveBack) -> Outco
                 wait = (limit.until - lane.clock()).total_seconds()
                 if wait > BRIEF_WAIT_S or attempt == QUICK_TRIES:
                     return Outcome(waiting_fields(limit))
-                lane.turn(limit.until)  # a brief wait costs less than a round trip
-                continue
+                lane.start = limit.until  # a brief wait (in the next try's turn) costs less
+                continue  # than a round trip
             if is_transient(exc) and attempt < QUICK_TRIES:
                 give_back.say(
                     f"transient error, retrying in process: {exc}",

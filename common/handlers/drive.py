@@ -38,6 +38,9 @@ def drive(work: Work) -> Outcome:
             # Reserved and recorded before the create: a retry finds the folder by this id.
             folder_id = folders.reserve_id(owner)
             work.receipts.checkpoint(d.run_id, d.lead_doc_id, "drive", {"folderId": folder_id})
+        # After the checkpoint: Drive counts writes a second, and a commit's latency would move
+        # the create (a few tens of milliseconds early is a refusal in a full window).
+        work.turn()
         folder = _create(folders, owner, name, parent, tag, folder_id)
     external = {
         "folderId": folder.get("id"),

@@ -231,4 +231,5 @@ def notify(work: Work) -> Outcome:
         return Outcome(letter)
     if work.tools.mailer is None:
         return Outcome(simulated(letter))
+    work.turn()  # Gmail's units are counted over a minute: the turn can come before the mark
     return Outcome(Sender(work, work.tools.mailer, letter).run())

@@ -192,7 +192,7 @@ def test_deliveries_that_met_one_refusal_call_again_an_interval_apart_not_togeth
     lanes.close(host, Limit("rate_limit", "drive", opens), T0)
     slept: list[float] = []
     for _ in range(2):
-        _Lane(lanes, host, "drive", lambda: T0, slept.append).turn(opens)
+        _Lane(lanes, host, "drive", lambda: T0, slept.append, start=opens).turn()
     step = limits.interval("drive") / lanes.read(host, "drive").factor  # type: ignore[operator]
     assert slept[0] == pytest.approx(0.3)
     assert slept[1] == pytest.approx(0.3 + step.total_seconds())
@@ -285,3 +285,36 @@ def test_two_overlapping_sweeper_passes_publish_a_due_lead_once() -> None:
         thread.join(timeout=10)
     assert len(waiting) >= 3
     assert sorted(m.lead_doc_id for m in world.bus.published) == waiting  # each once
+
+
+def test_a_folder_takes_its_turn_after_its_checkpoint_right_before_the_create() -> None:
+    """Drive counts writes a second: a commit between the turn and the create would move the
+    create by the commit's latency, and a create a little early in a full window is refused."""
+    from dataclasses import replace
+
+    world = _world({"drive": {"writes": 10, "perSeconds": 1}})
+    events: list[str] = []
+    checkpoint, create = world.store.checkpoint, world.drive.create_folder
+
+    def logged(name: str, call: Any) -> Any:
+        def run(*args: Any, **kwargs: Any) -> Any:
+            events.append(name)
+            return call(*args, **kwargs)
+
+        return run
+
+    world.store.checkpoint = logged("checkpoint", checkpoint)  # type: ignore[method-assign]
+    world.drive.create_folder = logged("create", create)  # type: ignore[method-assign]
+    world.deps = replace(world.deps, sleep=logged("turn", world.wait))
+    run = unique("turn")
+    world.schedule(
+        request(run, free_leads(4), host=f"{unique('h')}@example.com", actions=["drive"])
+    )
+    world.pump()
+    for _ in range(10):
+        world.tick(0.25)
+    assert len(world.drive.folders) == 4
+    assert events.count("create") == 4 and events.count("turn") >= 4
+    for i, name in enumerate(events):
+        if name == "turn":
+            assert events[i - 1] == "checkpoint" and events[i + 1] == "create"
