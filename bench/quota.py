@@ -234,7 +234,8 @@ def quota_run(
     b_settled_before_a = False
     progress: list[tuple[float, int, int]] = []
     next_say = 0.0
-    while a.settled_polled_s is None or (b.started and b.settled_polled_s is None):
+    # B starts `small_delay_s` after A even if A has settled by then (a small A on a fast machine).
+    while a.settled_polled_s is None or not b.started or b.settled_polled_s is None:
         now = time.time()
         if not b.started and now >= a.started + options.small_delay_s:
             b.started = time.time()
