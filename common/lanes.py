@@ -60,6 +60,10 @@ class Lane:
         """The wait in force at `now`, or None."""
         return self.limit if self.limit is not None and self.limit.until > now else None
 
+    def may_speed_up(self, now: datetime) -> bool:
+        """Slowed, and its rate did not move in the last second."""
+        return self.factor < 1.0 and not self.recently_changed(now)
+
     def recently_changed(self, now: datetime) -> bool:
         """Whether the rate moved less than a second ago (one move a second at most)."""
         return self.changed_at is not None and now - self.changed_at < CHANGE_EVERY
@@ -174,7 +178,7 @@ class Lanes:
         result: Limit = self._change(host, limit.api, decide)
         return result
 
-    def passed(self, host: str, api: str, now: datetime, in_use: bool = True) -> None:
+    def passed(self, host: str, api: str, now: datetime, *, in_use: bool) -> None:
         """A call went through: the next refusal backs off from the start, and a slowed lane
         that is `in_use` (its calls wait for each other) speeds up again, once a second at
         most: a lane its leads do not fill says nothing about a faster rate, and rising
@@ -182,15 +186,14 @@ class Lanes:
         as it is now (within `FRESH`), not as it was when the call began: refusals met
         meanwhile must not keep doubling the next wait after calls go through again."""
         lane = self.read(host, api)
-        grows = in_use and lane.factor < 1.0 and not lane.recently_changed(now)
-        if not lane.streak and not grows:
+        if not lane.streak and not (in_use and lane.may_speed_up(now)):
             return
 
         def decide(current: Lane) -> tuple[None, dict[str, Any] | None]:
             fields: dict[str, Any] = {}
             if current.streak:
                 fields["streak"] = 0
-            if in_use and current.factor < 1.0 and not current.recently_changed(now):
+            if in_use and current.may_speed_up(now):
                 fields["factor"] = min(1.0, current.factor + SPEEDUP)
                 fields["changedAt"] = now
             return None, fields or None

@@ -23,6 +23,7 @@ import httplib2
 from googleapiclient.errors import HttpError
 
 from common.documents import ABSENT, SERVER_TIME, Changed, Commit, Stored
+from common.models import stamp
 from common.slots import Interval
 
 
@@ -144,6 +145,13 @@ class MemoryDocuments:
 def _due(data: dict[str, Any], now_stamp: str) -> bool:
     until = (data.get("waiting") or {}).get("until")
     return data.get("status") == "pending" and isinstance(until, str) and until <= now_stamp
+
+
+def rate_limited(until: datetime) -> HttpError:
+    """Google's 429 that says when to try again (Gmail's wording; Calendar and Drive use the
+    same reason)."""
+    message = f"User-rate limit exceeded.  Retry after {stamp(until)}"
+    return http_error(429, "rateLimitExceeded", message)
 
 
 def http_error(status: int, reason: str = "", message: str = "") -> HttpError:

@@ -49,12 +49,19 @@ class Published:
         self._at: dict[Key, float] = {}
         self._lock = threading.Lock()
 
+    def _recent(self, key: Key, now: float) -> bool:
+        at = self._at.get(key)
+        return at is not None and now - at < self.keep
+
+    def __contains__(self, key: Key) -> bool:
+        """Published less than `keep` ago (a look without a lock: `take` decides)."""
+        return self._recent(key, time.monotonic())
+
     def take(self, key: Key) -> bool:
         """Remember `key` as published now; False if it was, less than `keep` ago."""
         now = time.monotonic()
         with self._lock:
-            at = self._at.get(key)
-            if at is not None and now - at < self.keep:
+            if self._recent(key, now):
                 return False
             if len(self._at) > 100_000:
                 self._at = {k: t for k, t in self._at.items() if now - t < self.keep}
@@ -116,9 +123,12 @@ def resume_due(
     taken = 0
     for row in store.due_receipts(now + LOOKAHEAD, after):
         run_id, lead_id, action, receipt = row
+        key = (run_id, lead_id, action, receipt["waiting"]["until"])
+        if key in seen:  # published already: no read of its booking
+            continue
         if action == "email" and _waits_for_booking(store, run_id, lead_id):
             continue
-        if not seen.take((run_id, lead_id, action, receipt["waiting"]["until"])):
+        if not seen.take(key):  # another pass took it meanwhile
             continue
         lanes.setdefault((receipt.get("host"), receipt["waiting"].get("api")), []).append(row)
         taken += 1

@@ -12,7 +12,7 @@ from common.handlers import book, sweep
 from common.handlers.delivery import Retry
 from common.handlers.diagnostics import funnel
 from common.pacing import parse_limits
-from tests.fakes import http_error
+from tests.fakes import http_error, rate_limited
 from tests.support import decode_raw, free_leads, request, unique
 from tests.unit.world import World
 
@@ -25,16 +25,10 @@ def world(monkeypatch: pytest.MonkeyPatch) -> World:
     return World()
 
 
-def _gmail_429(after: datetime) -> Exception:
-    stamp = after.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-    message = f"User-rate limit exceeded.  Retry after {stamp}"
-    return http_error(429, "rateLimitExceeded", message)
-
-
 def test_a_rate_limit_parks_the_receipt_and_it_resumes_when_due(world: World) -> None:
     run = unique("rate")
     until = datetime.now(UTC) + timedelta(seconds=30)
-    world.calls.fail("drafts.send", _gmail_429(until))
+    world.calls.fail("drafts.send", rate_limited(until))
     world.schedule(request(run, free_leads(1)))
     world.pump()
     email = world.receipts(run)[("lead-000", "email")]
@@ -143,7 +137,7 @@ def test_emails_waiting_for_their_bookings_never_keep_the_sweeper_from_the_booki
     monkeypatch.setattr(sweep, "RESUME_AT_MOST", 2)  # fewer than the emails due first
     world = World(limits=parse_limits('{"gmail": {"units": 110, "perSeconds": 1}}'))
     run = unique("starve")
-    world.calls.fail("freebusy.query", _gmail_429(datetime.now(UTC) + timedelta(seconds=30)))
+    world.calls.fail("freebusy.query", rate_limited(datetime.now(UTC) + timedelta(seconds=30)))
     world.schedule(request(run, free_leads(4), actions=["calendar", "email"]))
     world.pump()
     waiting = {k: r["waiting"]["until"] for k, r in world.receipts(run).items() if r["waiting"]}
@@ -159,7 +153,7 @@ def test_emails_waiting_for_their_bookings_never_keep_the_sweeper_from_the_booki
 def test_a_limit_never_fails_or_dead_letters_however_long_it_lasts(world: World) -> None:
     run = unique("long")
     world.calls.fail(
-        "drafts.send", *[_gmail_429(datetime.now(UTC) + timedelta(hours=h)) for h in (1, 2, 3)]
+        "drafts.send", *[rate_limited(datetime.now(UTC) + timedelta(hours=h)) for h in (1, 2, 3)]
     )
     world.schedule(request(run, free_leads(1)))
     world.pump()
@@ -289,7 +283,7 @@ def test_a_draft_sent_long_after_it_was_made_is_not_sent_again_while_search_lags
     monkeypatch.setattr("common.handlers.delivery.QUICK_BACKOFF_S", 0.0)
     run = unique("late")
     world.mailer.search_lag = LAG
-    world.calls.fail("drafts.send", _gmail_429(datetime.now(UTC) + timedelta(seconds=30)))
+    world.calls.fail("drafts.send", rate_limited(datetime.now(UTC) + timedelta(seconds=30)))
     world.calls.fail("drafts.send", http_error(503, "backendError"), after_effect=True)
     world.schedule(request(run, free_leads(1), actions=["email"]))
     world.pump()
@@ -323,7 +317,7 @@ def test_a_draft_create_google_refused_is_made_again_when_due_without_a_search(
     """A refusal (429) means Gmail made nothing: the resumed delivery creates the draft at once
     instead of searching for it and waiting out the index's lag (ten minutes in production)."""
     run = unique("refused")
-    world.calls.fail("drafts.create", _gmail_429(datetime.now(UTC) + timedelta(seconds=5)))
+    world.calls.fail("drafts.create", rate_limited(datetime.now(UTC) + timedelta(seconds=5)))
     world.schedule(request(run, free_leads(1), actions=["email"]))
     world.pump()
     assert world.receipts(run)[("lead-000", "email")]["waiting"]["reason"] == "rate_limit"

@@ -14,9 +14,8 @@ import pytest
 
 from common.lanes import Lanes
 from common.limits import Limit
-from common.models import stamp
 from common.pacing import HEADROOM, PUBLISHED, LimitsError, parse_limits, plan_lane
-from tests.fakes import MemoryDocuments, http_error
+from tests.fakes import MemoryDocuments, http_error, rate_limited
 from tests.support import free_leads, request, unique
 from tests.unit.world import World
 
@@ -163,7 +162,7 @@ def test_a_call_that_goes_through_ends_the_refusal_streak_whatever_it_read_befor
         lanes.close(host, Limit("rate_limit", "gmail", until), at)
         at = until
     assert in_flight.streak == 0 and lanes.read(host, "gmail").streak == 3
-    lanes.passed(host, "gmail", at + timedelta(seconds=1))
+    lanes.passed(host, "gmail", at + timedelta(seconds=1), in_use=False)
     assert lanes.read(host, "gmail").streak == 0
 
 
@@ -213,8 +212,7 @@ def test_leads_spaced_in_a_slowed_lane_come_closer_as_it_speeds_up_again() -> No
 
 
 def _drive_429(world: World, seconds: float) -> None:
-    until = stamp(world.clock() + timedelta(seconds=seconds))
-    world.calls.fail("files.create", http_error(429, "rateLimitExceeded", f"Retry after {until}"))
+    world.calls.fail("files.create", rate_limited(world.clock() + timedelta(seconds=seconds)))
 
 
 def test_leads_parked_again_by_a_closed_gate_are_spaced_anew_when_it_opens() -> None:
