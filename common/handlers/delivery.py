@@ -26,7 +26,7 @@ from common.bus import Outgoing
 from common.documents import Contended
 from common.errors import PermanentError, as_permanent, is_transient
 from common.holds import HoldsContended, Settlement
-from common.lanes import Lanes
+from common.lanes import Lane, Lanes
 from common.limits import ACTION_API, Limit, limit_of
 from common.log import log
 from common.models import Lead, RunSettings, parse_time
@@ -304,6 +304,7 @@ class _Lane:
     clock: Callable[[], datetime]
     sleep: Callable[[float], None]
     start: datetime | None = None  # this lead's start, for its turn
+    seen: Lane | None = None  # the lane as `held` read it (a refusal since: read it again)
     paced: bool = False  # this call waited for the one before it: the lane is in full use
 
     def held(self, claim: Claim, now: datetime) -> Outcome | None:
@@ -312,7 +313,7 @@ class _Lane:
         A start, or a gate's opening, that is only a moment away is waited for in the effect's
         `turn`, and so is the lane's interval since this process's last call on it (deliveries
         that arrive late must not bunch up)."""
-        lane = self.lanes.read(self.host, self.api)
+        lane = self.seen = self.lanes.read(self.host, self.api)
         closed = lane.closed(now)
         # Parked before calling Google, this try leaves nothing behind: if no try before it
         # did either, the next one need not look for what they might have made.
@@ -332,7 +333,7 @@ class _Lane:
         process's previous call on it. A refused call that tries again when the gate opens
         takes its turn too: the deliveries that met the same refusal must not all call again
         at the moment it ends, and be refused together."""
-        lane = self.lanes.read(self.host, self.api)
+        lane = self.seen or self.lanes.read(self.host, self.api)
         now = self.clock()
         start = self.start or now
         at = self.lanes.spaced_start(self.host, self.api, lane, start, now)
@@ -423,8 +424,9 @@ def _act(effect: Effect, work: Work, lane: _Lane, give_back: _GiveBack) -> Outco
                 wait = (limit.until - lane.clock()).total_seconds()
                 if wait > BRIEF_WAIT_S or attempt == QUICK_TRIES:
                     return Outcome(waiting_fields(limit))
-                lane.start = limit.until  # a brief wait (in the next try's turn) costs less
-                continue  # than a round trip
+                # A brief wait (in the next try's turn) costs less than a round trip.
+                lane.start, lane.seen = limit.until, None
+                continue
             if is_transient(exc) and attempt < QUICK_TRIES:
                 give_back.say(
                     f"transient error, retrying in process: {exc}",
