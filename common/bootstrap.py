@@ -46,7 +46,7 @@ class App:
     @cached_property
     def holds(self) -> SlotHolds:
         """Slot holds against double booking."""
-        return SlotHolds(self.documents)
+        return SlotHolds(self.documents, self.store.known)
 
     @cached_property
     def lanes(self) -> Lanes:

@@ -6,6 +6,10 @@ each guarded by the version (update time) it was read at, or by "must not exist"
 changed in between, the commit fails as a whole and `change` reads again and decides again.
 Counters move in the same commit (`Commit.counts`), so a transition is counted exactly once.
 
+What a process's own change left (`Known`) may stand in for the read of its next change of the
+same documents (a delivery's claim, checkpoints and finish): the commit's guards prove it still
+holds, and on anything but a commit it guards, `change` reads after all (decision 0012).
+
 No transactions: a transaction's read locks outlive a crashed instance on the emulator, and a
 guarded write needs no lock at all (decisions 0001 and 0007). `Documents` is the port; the
 Firestore adapter is `common.firestore_documents`, the in-memory fake is in `tests/fakes.py`, and
@@ -14,7 +18,9 @@ one contract test runs against both.
 
 from __future__ import annotations
 
-from collections import Counter
+import copy
+import threading
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -82,6 +88,57 @@ class Decision(Generic[T]):
     commit: Commit | None = None
 
 
+class Known:
+    """Documents as this process's own last change of them read or left them (at most `size`,
+    the least recently seen forgotten first).
+
+    Only a trial: another writer may have changed them since. `change` decides on them instead of
+    reading, and trusts the decision only through a commit whose guards prove that what it writes
+    was unchanged; any other outcome is decided again on a read.
+    """
+
+    def __init__(self, size: int = 1024) -> None:
+        self.size = size
+        self._docs: OrderedDict[str, Stored] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def recall(self, paths: Sequence[str]) -> dict[str, Stored | None] | None:
+        """All of `paths` as last left here, or None unless every one of them is known."""
+        with self._lock:
+            if not all(path in self._docs for path in paths):
+                return None
+            return {path: _copy(self._docs[path]) for path in paths}
+
+    def keep(
+        self, found: Mapping[str, Stored | None], commit: Commit, versions: Mapping[str, Any]
+    ) -> None:
+        """Remember `found` (as read or recalled) and what `commit` left of it (`versions`: as
+        the commit gave them). A written document is kept only where the result is plain to see
+        (a guarded create, or a guarded update of whole fields), without the fields set to the
+        server's time (only Firestore knows it); any other write forgets it."""
+        with self._lock:
+            for path, doc in found.items():
+                if doc is not None:
+                    self._docs[path] = _copy(doc)
+            for write in commit.writes:
+                self._docs.pop(write.path, None)
+                version = versions.get(write.path)
+                if write.guard is None or write.data is None or version is None:
+                    continue
+                if write.merge or any("." in key for key in write.data):
+                    continue
+                before = found.get(write.path)
+                values = {k: v for k, v in write.data.items() if v is not SERVER_TIME}
+                base = before.data if before is not None and write.guard is not ABSENT else {}
+                self._docs[write.path] = _copy(Stored({**base, **values}, version))
+            while len(self._docs) > self.size:
+                self._docs.popitem(last=False)
+
+
+def _copy(doc: Stored) -> Stored:
+    return Stored(copy.deepcopy(doc.data), doc.version)
+
+
 class Part(Protocol):
     """Writes that ride in another change's commit: the documents they depend on, and what
     they write given those documents as read (guarded like the rest of the commit)."""
@@ -99,9 +156,10 @@ class Documents(Protocol):
         """The documents at `paths` (None where there is none)."""
         ...
 
-    def commit(self, commits: Sequence[Commit]) -> None:
+    def commit(self, commits: Sequence[Commit]) -> dict[str, Any]:
         """Commit all of `commits` atomically, in one round trip; `Changed` (and nothing
-        written) if a guard fails."""
+        written) if a guard fails. Returns the version each document written (and not deleted)
+        has now."""
         ...
 
     def children(self, collection: str) -> list[tuple[str, Stored]]:
@@ -141,18 +199,41 @@ def change(
     paths: Sequence[str],
     decide: Callable[[dict[str, Stored | None]], Decision[T]],
     rounds: int = ROUNDS,
+    known: Known | None = None,
+    recall: bool = True,
 ) -> T:
-    """Read `paths`, decide, commit guarded by the read; again while another writer got in first."""
+    """Read `paths`, decide, commit guarded by the read; again while another writer got in first.
+
+    With `known` (and `recall`), the first round decides on what this process's last change of
+    `paths` read and left, if it knows all of them, instead of reading. The commit's guards prove
+    every document it writes unchanged since; a document the decision reads but does not write may
+    be older than a read would give. So pass `known` only where a decision does not depend on a
+    document it leaves unwritten (a receipt's lead matters to its transition only when written),
+    or `recall=False` to read and only remember. Unless the decision commits, the round is made
+    again on a read."""
+    trial = known.recall(paths) if known is not None and recall else None
     for _ in range(rounds):
-        found = docs.read(paths)
-        decision = decide(found)
+        found = trial if trial is not None else docs.read(paths)
+        try:
+            decision = decide(found)
+        except Exception:
+            if trial is None:
+                raise
+            trial = None  # decided on what may be stale: decide on a read instead
+            continue
         commit = decision.commit
         if commit is None or len(commit) == 0:
-            return decision.result
+            if trial is None:
+                return decision.result
+            trial = None  # nothing written, so nothing proved the trial: read
+            continue
+        trial = None
         try:
-            docs.commit([commit])
+            versions = docs.commit([commit])
         except Changed:
             continue
+        if known is not None:
+            known.keep(found, commit, versions)
         return decision.result
     raise Contended(f"{', '.join(paths)}: changing too often")
 

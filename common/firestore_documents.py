@@ -57,29 +57,38 @@ class FirestoreDocuments:
                 found[snap.reference.path] = Stored(snap.to_dict() or {}, snap.update_time)
         return found
 
-    def commit(self, commits: Sequence[Commit]) -> None:
-        """All writes of `commits` as one atomic batch."""
+    def commit(self, commits: Sequence[Commit]) -> dict[str, Any]:
+        """All writes of `commits` as one atomic batch; the version each document has now."""
         batch = self.db.batch()
+        written: list[str] = []  # the path of each write, in the order of the batch's results
         for commit in commits:
             for write in commit.writes:
-                self._add(batch, write.path, write.data, write.guard, write.merge)
+                if self._add(batch, write.path, write.data, write.guard, write.merge):
+                    written.append(write.path)
             changes = {k: v for k, v in commit.counts.items() if v}
             if changes and commit.run_id is not None:
                 shard = paths.counter_shard(commit.run_id, random.randrange(self.shards))
                 batch.set(self.db.document(shard), _increments(changes), merge=True)
+                written.append(shard)
         try:
-            batch.commit()
+            results = batch.commit()
         except CHANGED as exc:
             raise Changed(str(exc)) from exc
+        return {
+            path: result.update_time
+            for path, result in zip(written, results, strict=True)
+            if result.update_time is not None  # a delete leaves none
+        }
 
     def _add(
         self, batch: Any, path: str, data: Mapping[str, Any] | None, guard: Any, merge: bool
-    ) -> None:
+    ) -> bool:
+        """Add one write to `batch` (False: there was nothing to write)."""
         ref = self.db.document(path)
         if guard is ABSENT:
             if data is not None:
                 batch.create(ref, _fields(data))
-            return
+            return data is not None
         option = None if guard is None else self.db.write_option(last_update_time=guard)
         if data is None:
             batch.delete(ref, option=option)
@@ -87,6 +96,7 @@ class FirestoreDocuments:
             batch.set(ref, _fields(data), merge=merge)
         else:
             batch.update(ref, _fields(data), option=option)
+        return True
 
     def children(self, collection: str) -> list[tuple[str, Stored]]:
         """Every document of one collection."""

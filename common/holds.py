@@ -18,6 +18,7 @@ from common.documents import (
     Contended,
     Decision,
     Documents,
+    Known,
     Stored,
     Write,
     change,
@@ -76,8 +77,9 @@ class Settlement:
 class SlotHolds:
     """Slot holds over a `Documents` port."""
 
-    def __init__(self, docs: Documents) -> None:
+    def __init__(self, docs: Documents, known: Known | None = None) -> None:
         self.docs = docs
+        self.known = known if known is not None else Known()  # what this process left
 
     def claim(
         self, calendar_key: str, hold: SlotHold, owner: str, ttl: timedelta
@@ -118,6 +120,6 @@ class SlotHolds:
 
     def _change(self, bucket_paths: list[str], decide: Any) -> Any:
         try:
-            return change(self.docs, bucket_paths, decide)
+            return change(self.docs, bucket_paths, decide, known=self.known)
         except Contended as exc:
             raise HoldsContended(str(exc)) from exc

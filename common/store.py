@@ -24,6 +24,7 @@ from common.documents import (
     Contended,
     Decision,
     Documents,
+    Known,
     Part,
     Stored,
     Write,
@@ -94,9 +95,11 @@ def lead_change(
 class Store:
     """Runs, leads and receipts over a `Documents` port (Firestore, or the tests' fake)."""
 
-    def __init__(self, docs: Documents, lease_s: int = 120) -> None:
+    def __init__(self, docs: Documents, lease_s: int = 120, known: Known | None = None) -> None:
         self.docs = docs
         self.lease = timedelta(seconds=lease_s)
+        # A delivery's checkpoints and finish decide on what its claim left (shared with holds).
+        self.known = known if known is not None else Known()
         self._runs: dict[str, dict[str, Any]] = {}
         self._settings: dict[str, RunSettings] = {}
 
@@ -227,14 +230,12 @@ class Store:
 
         Each lead's writes are guarded by how schedule read them, so two concurrent identical
         requests cannot both count a lead: the loser's batch fails (`Changed`) and schedule reads
-        again. Every batch is waited for before raising, so a retry never races this request's
-        own commits.
+        again. Every batch is waited for before raising: a retry never races this request's own.
         """
         futures = [
             _COMMITS.submit(self.docs.commit, batch) for batch in batches(commits, WRITES_PER_BATCH)
         ]
-        errors = [future.exception() for future in futures]
-        for error in errors:
+        for error in [future.exception() for future in futures]:  # wait for all, then raise
             if error is not None:
                 raise error
 
@@ -267,11 +268,13 @@ class Store:
         action: str,
         step: Callable[[dict[str, Any]], tuple[Any, dict[str, Any] | None]],
         also: Part | None = None,
+        recall: bool = True,
     ) -> tuple[Any, dict[str, Any] | None]:
         """The one way a receipt changes: `step(receipt)` gives (result, fields to change or
         None); the receipt, its lead's reason tally, the counters and `also` (if the receipt
         changes) move in one guarded commit. Returns the result and the lead document as this
-        change left it (None: no lead)."""
+        change left it (None: no lead). It may decide on what this process last read and left
+        (`documents.change`): the lead matters only where written; a claim hands it on, so reads."""
         receipt_path = paths.receipt(run_id, lead_doc_id, action)
         lead_path = paths.lead(run_id, lead_doc_id)
         extra = list(also.paths) if also is not None else []
@@ -299,7 +302,8 @@ class Store:
                 writes += also.writes(found)
             return Decision((result, after), Commit(writes, run_id, counts))
 
-        return change(self.docs, [receipt_path, lead_path, *extra], decide)
+        every = [receipt_path, lead_path, *extra]
+        return change(self.docs, every, decide, known=self.known, recall=recall)
 
     def claim(
         self, run_id: str, lead_doc_id: str, action: str, owner: str, now: datetime | None = None
@@ -329,7 +333,7 @@ class Store:
             return Claim(terminal=False, receipt={**receipt, **fields}, attempt=attempt), fields
 
         try:
-            result, lead = self._transition(run_id, lead_doc_id, action, step)
+            result, lead = self._transition(run_id, lead_doc_id, action, step, recall=False)
         except Contended as exc:
             raise LeaseHeld(str(exc)) from exc
         claim: Claim = result

@@ -41,12 +41,14 @@ class MemoryDocuments:
         self.docs: dict[str, Stored] = {}
         self.counts: dict[str, Counter[str]] = {}
         self.commits = 0
+        self.reads: Counter[str] = Counter()  # how often each path was read
         self._lock = threading.Lock()
         self._versions = itertools.count(1)
 
     def read(self, paths: Sequence[str]) -> dict[str, Stored | None]:
         """The documents at `paths`."""
         with self._lock:
+            self.reads.update(paths)
             return {
                 path: Stored(copy.deepcopy(doc.data), doc.version)
                 if (doc := self.docs.get(path)) is not None
@@ -54,7 +56,7 @@ class MemoryDocuments:
                 for path in paths
             }
 
-    def commit(self, commits: Sequence[Commit]) -> None:
+    def commit(self, commits: Sequence[Commit]) -> dict[str, Any]:
         """All or nothing, like a Firestore batch with preconditions."""
         with self._lock:
             for commit in commits:
@@ -68,11 +70,15 @@ class MemoryDocuments:
                         raise Changed(f"{write.path} changed")
             self.commits += 1
             now = datetime.now(UTC)
+            versions: dict[str, Any] = {}
             for commit in commits:
                 for write in commit.writes:
                     self._apply(write.path, write.data, write.guard, write.merge, now)
+                    if (doc := self.docs.get(write.path)) is not None:
+                        versions[write.path] = doc.version
                 if commit.run_id is not None:
                     self.counts.setdefault(commit.run_id, Counter()).update(commit.counts)
+            return versions
 
     def _apply(
         self, path: str, data: Mapping[str, Any] | None, guard: Any, merge: bool, now: datetime

@@ -16,7 +16,17 @@ from typing import Any
 import pytest
 
 from common import paths
-from common.documents import ABSENT, SERVER_TIME, Changed, Commit, Decision, Stored, Write, change
+from common.documents import (
+    ABSENT,
+    SERVER_TIME,
+    Changed,
+    Commit,
+    Decision,
+    Known,
+    Stored,
+    Write,
+    change,
+)
 from common.holds import Settlement, SlotHold, SlotHolds
 from common.receipts import new_receipt
 from common.store import LeaseHeld, ReceiptMissing, Store, created
@@ -111,6 +121,113 @@ def test_change_decides_again_when_another_writer_got_in_first(docs: Any) -> Non
     assert change(docs, [path], decide) == 10
     assert rounds == [0, 10]
     assert docs.read([path])[path].data["n"] == 11
+
+
+# -- what a process's own change left (Known) --------------------------------------------------
+def _counting(path: str, rounds: list[int], write_if: Any = lambda n: True) -> Any:
+    """A decision that adds one to `n` (if `write_if(n)`), noting the `n` it saw each round."""
+
+    def decide(found: dict[str, Stored | None]) -> Decision[int]:
+        doc = found[path]
+        assert doc is not None
+        rounds.append(doc.data["n"])
+        if not write_if(doc.data["n"]):
+            return Decision(doc.data["n"])
+        writes = [Write(path, {"n": doc.data["n"] + 1, "at": SERVER_TIME}, doc.version)]
+        return Decision(doc.data["n"], Commit(writes))
+
+    return decide
+
+
+def test_what_a_change_left_is_known_as_a_read_returns_it_but_the_servers_time(
+    docs: Any,
+) -> None:
+    path, known = paths.run(unique("k")), Known()
+    docs.commit([Commit([Write(path, {"n": 0, "m": {"x": 1}}, ABSENT)])])
+    change(docs, [path], _counting(path, []), known=known)  # sets `at` to the server's time
+    (read,) = docs.read([path]).values()
+    assert read is not None and isinstance(read.data.pop("at"), datetime)
+    assert known.recall([path]) == {path: read}  # every other field, and the version
+    assert known.recall([path, paths.run(unique("other"))]) is None  # all of them, or none
+
+
+def test_a_change_on_what_it_knows_reads_nothing_and_commits_guarded(docs: Any) -> None:
+    path, known, rounds = paths.run(unique("k")), Known(), []
+    docs.commit([Commit([Write(path, {"n": 0}, ABSENT)])])
+    counting = _counting(path, rounds)
+    change(docs, [path], counting, known=known)
+    reads = _Reads(docs)
+    assert change(reads, [path], counting, known=known) == 1
+    assert (reads.count, rounds) == (0, [0, 1])
+    assert docs.read([path])[path].data["n"] == 2
+
+
+def _known_then_changed(docs: Any, to: int) -> tuple[str, Known]:
+    """A document this process changed to n = 1 (and knows so), then another writer to `to`."""
+    path, known = paths.run(unique("k")), Known()
+    docs.commit([Commit([Write(path, {"n": 0}, ABSENT)])])
+    change(docs, [path], _counting(path, []), known=known)
+    seen = docs.read([path])[path]
+    docs.commit([Commit([Write(path, {"n": to}, seen.version)])])
+    return path, known
+
+
+def test_a_change_on_what_another_writer_changed_since_decides_again_on_a_read(docs: Any) -> None:
+    path, known, rounds = *_known_then_changed(docs, to=10), []
+    assert change(docs, [path], _counting(path, rounds), known=known) == 10
+    assert rounds == [1, 10]
+    assert docs.read([path])[path].data["n"] == 11
+
+
+def test_a_decision_on_what_it_knows_that_writes_nothing_is_made_again_on_a_read(
+    docs: Any,
+) -> None:
+    path, known, rounds = *_known_then_changed(docs, to=0), []
+    # Writes only when n is 0: on what it knows (1) it would write nothing and be wrong.
+    assert change(docs, [path], _counting(path, rounds, lambda n: n == 0), known=known) == 0
+    assert rounds == [1, 0]
+    assert docs.read([path])[path].data["n"] == 1
+
+
+def test_a_decision_on_what_it_knows_that_raises_is_made_again_on_a_read(docs: Any) -> None:
+    path, known, rounds = *_known_then_changed(docs, to=2), []
+    counting = _counting(path, rounds)
+
+    def refusing_odd(found: dict[str, Stored | None]) -> Decision[int]:
+        decision = counting(found)
+        if decision.result % 2:  # as a claim refuses a lease that it thinks is held
+            raise ValueError("odd")
+        return decision
+
+    assert change(docs, [path], refusing_odd, known=known) == 2
+    assert rounds == [1, 2]
+
+
+def test_a_claim_hands_on_its_lead_as_read_not_as_last_seen(docs: Any) -> None:
+    """A delivery works on the lead its claim gives it: the claim reads, whatever is known."""
+    store, run = Store(docs, lease_s=60), unique("k")
+    _lead(store, run, ["drive"])
+    store.claim(run, "l1", "drive", "owner-a")
+    store.release(run, "l1", "drive", "owner-a", {"code": "transient", "message": "503"})
+    lead_path = paths.lead(run, "l1")
+    seen = docs.read([lead_path])[lead_path]
+    docs.commit([Commit([Write(lead_path, {"lead": {"name": "resubmitted"}}, seen.version)])])
+    claim = store.claim(run, "l1", "drive", "owner-b")
+    assert (claim.lead or {}).get("lead") == {"name": "resubmitted"}
+
+
+class _Reads:
+    """Documents that count their reads."""
+
+    def __init__(self, docs: Any) -> None:
+        self.docs, self.count = docs, 0
+
+    def read(self, doc_paths: Any) -> Any:
+        self.count += 1
+        return self.docs.read(doc_paths)
+
+    def commit(self, commits: Any) -> Any:
+        return self.docs.commit(commits)
 
 
 def _counts(**named: int) -> Any:
@@ -265,11 +382,11 @@ class _Interleaved:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._docs, name)
 
-    def commit(self, commits: Any) -> None:
+    def commit(self, commits: Any) -> Any:
         between, self._between = self._between, None
         if between is not None:
             between()
-        self._docs.commit(commits)
+        return self._docs.commit(commits)
 
 
 def test_two_receipts_of_a_lead_failing_at_once_count_their_reason_once(docs: Any) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from common import flow, keys
+from common import flow, keys, paths
 from common.handlers.delivery import Retry
 from common.slots import Interval
 from tests.fakes import http_error
@@ -97,6 +97,24 @@ def test_a_booked_lead_gets_its_event_a_confirmation_with_the_meet_link_and_a_fo
     (sent,) = world.mailer.sent
     assert link in decode_raw(sent["raw"]).get_content()
     assert receipts[("lead-000", "drive")]["outcome"] == "created"
+    assert world.counts_match_receipts(run)
+
+
+def test_a_delivery_reads_its_receipt_once_and_decides_later_changes_on_what_it_left(
+    world: World,
+) -> None:
+    """The claim reads; the checkpoints and the finish of the same delivery decide on what the
+    claim left (`documents.Known`), and their guarded commits prove it unchanged."""
+    run = unique("once")
+    _ok(world, request(run, free_leads(1)))
+    world.docs.reads.clear()
+    world.pump()
+    reads = dict(world.docs.reads)
+    assert {r["status"] for r in world.receipts(run).values()} == {"done"}
+    # book: claim, then its finish (holds included); notify: claim, two checkpoints (before and
+    # after drafts.create) and its finish; drive: claim, a checkpoint (the folder's id), finish.
+    for action in ("calendar", "email", "drive"):
+        assert reads[paths.receipt(run, "lead-000", action)] == 1, action
     assert world.counts_match_receipts(run)
 
 

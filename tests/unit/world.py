@@ -70,7 +70,7 @@ class World:
 
     def __post_init__(self) -> None:
         self.store = Store(self.docs, lease_s=60)
-        self.holds = SlotHolds(self.docs)
+        self.holds = SlotHolds(self.docs, self.store.known)
         self.calendar = FakeCalendar(self.calls)
         self.mailer = FakeMailer(self.calls, self.clock)
         self.drive = FakeDrive(self.calls)
