@@ -2,8 +2,9 @@
 
 One document per (acting user, API), `google_limits/{api}_{host}`:
 - the plan: `next` (when the lane is free for its next lead) and `factor` (the share of the
-  configured rate it runs at: below 1 after Google refused a call, back up as calls succeed),
-  and the daily window of Gmail sends (`dayStart`, `dayUsed`);
+  configured rate it runs at: below 1 after Google refused a call, back up as calls succeed,
+  slowly past `refusedFactor`, where Google last refused it), and the daily window of Gmail
+  sends (`dayStart`, `dayUsed`);
 - the gate: `until`, `reason`, `streak`: while closed, every delivery for the host on that API
   parks at once instead of finding the wall for itself.
 Schedule reserves a whole request's starts with one write; deliveries only read it, and write it
@@ -23,7 +24,7 @@ from typing import Any
 from common import paths
 from common.documents import SERVER_TIME, Commit, Decision, Documents, Stored, change, guarded
 from common.limits import Limit
-from common.pacing import BRIEF, Limits, Plan, plan_lane
+from common.pacing import BRIEF, Limits, Plan, plan_lane, recovered
 
 SLOWDOWN = 0.5  # a refused call halves the lane's rate...
 SPEEDUP = 0.1  # ...and each second of calls that go through gives back a tenth of it
@@ -49,6 +50,7 @@ class Lane:
     day_start: datetime | None = None
     day_used: int = 0
     released_until: datetime | None = None  # the sweeper's own releases, while it re-spaces
+    refused: float | None = None  # the factor Google last refused, if its refusals are prompt
 
     def respacing(self, now: datetime, ahead: timedelta) -> bool:
         """Whether due leads must be spaced anew before they go: the gate is closed, the lane
@@ -85,6 +87,7 @@ def _lane_of(found: Stored | None, api: str) -> Lane:
         d.get("dayStart"),
         int(d.get("dayUsed") or 0),
         d.get("releasedUntil"),
+        d.get("refusedFactor"),
     )
 
 
@@ -121,6 +124,13 @@ class Lanes:
                 at = max(at, min(previous + step, at + BRIEF))
             self._last[key] = at
         return at
+
+    def _prompt(self, api: str) -> bool:
+        """Whether Google refuses a call on `api` within a speed-up step of the rate that
+        overran it: its window is at most `CHANGE_EVERY`. With a longer window (Calendar's and
+        Gmail's minute) the refusal comes once the window has filled, when the lane may have
+        sped up far past the rate that filled it."""
+        return self.limits is not None and self.limits.window_s(api) <= CHANGE_EVERY.total_seconds()
 
     def first_wait(self, api: str) -> timedelta:
         """How long a refusal without a "Retry after" holds the lane back at first."""
@@ -173,6 +183,7 @@ class Lanes:
             if not lane.recently_changed(now):
                 fields["factor"] = max(MIN_FACTOR, lane.factor * SLOWDOWN)
                 fields["changedAt"] = now
+                fields["refusedFactor"] = lane.factor if self._prompt(limit.api) else None
             return limit, fields
 
         result: Limit = self._change(host, limit.api, decide)
@@ -194,7 +205,7 @@ class Lanes:
             if current.streak:
                 fields["streak"] = 0
             if in_use and current.may_speed_up(now):
-                fields["factor"] = min(1.0, current.factor + SPEEDUP)
+                fields["factor"] = recovered(current.factor, SPEEDUP, current.refused)
                 fields["changedAt"] = now
             return None, fields or None
 
@@ -219,6 +230,7 @@ class Lanes:
                 day_used=lane.day_used,
                 factor=max(lane.factor, MIN_FACTOR),
                 speedup=SPEEDUP,
+                refused=lane.refused,
             )
             if interval is None and daily is None:
                 return plan, None  # nothing to pace to
@@ -240,7 +252,13 @@ class Lanes:
             free = max(x for x in (now, lane.released_until, closed and closed.until) if x)
             factor = max(lane.factor, MIN_FACTOR)
             plan = plan_lane(
-                count, now=now, next_free=free, interval=interval, factor=factor, speedup=SPEEDUP
+                count,
+                now=now,
+                next_free=free,
+                interval=interval,
+                factor=factor,
+                speedup=SPEEDUP,
+                refused=lane.refused,
             )
             fields: dict[str, Any] = {"releasedUntil": plan.next_free}
             if lane.next_free is None or lane.next_free < plan.next_free:

@@ -47,6 +47,10 @@ BRIEF = timedelta(seconds=1)
 LOOKAHEAD = timedelta(milliseconds=500)
 # From a lead's start to its receipt being terminal, for the expected finish (`eta`).
 LEAD_SECONDS = timedelta(seconds=2)
+# A slowed lane speeds up quickly to just under the rate Google last refused (`RECOVER` of it),
+# and beyond it a tenth as fast (`PROBE`): that is where the limit was.
+RECOVER = 0.9
+PROBE = 0.1
 
 
 class LimitsError(ValueError):
@@ -77,8 +81,11 @@ class Limits:
     def window(self, api: str) -> timedelta:
         """The API's rate window (one second when not told): how long a refusal without a
         "Retry after" waits first, at most a second."""
-        seconds = float((self.document.get(api) or {}).get("perSeconds") or 1.0)
-        return timedelta(seconds=min(seconds, 1.0))
+        return timedelta(seconds=min(self.window_s(api), 1.0))
+
+    def window_s(self, api: str) -> float:
+        """The API's rate window in seconds (one when not told)."""
+        return float((self.document.get(api) or {}).get("perSeconds") or 1.0)
 
     def daily_sends(self) -> tuple[int, timedelta] | None:
         """Gmail's cap on sends and its window, if any."""
@@ -120,6 +127,15 @@ class Plan:
     over_daily: int  # how many of them wait for the next daily window
 
 
+def recovered(factor: float, by: float, refused: float | None = None) -> float:
+    """A slowed lane's factor after speeding up by `by`: quickly up to `RECOVER` of the factor
+    Google last refused (`refused`; None: no such factor is known), then `PROBE` as fast, to 1."""
+    ceiling = 1.0 if refused is None else RECOVER * refused
+    if factor < ceiling - 1e-9:  # (tenths added up fall a hair short of it)
+        return min(ceiling, factor + by)
+    return min(1.0, factor + by * PROBE)
+
+
 def plan_lane(
     count: int,
     *,
@@ -131,14 +147,15 @@ def plan_lane(
     day_used: int = 0,
     factor: float = 1.0,
     speedup: float = 0.0,
+    refused: float | None = None,
 ) -> Plan:
     """Give `count` leads their start in a lane that is free from `next_free`, one every
     `interval / factor`; with a daily cap, a lead past it starts when the next window opens.
 
     A slowed lane (`factor` < 1) speeds up by `speedup` a second while its calls go through, at
-    most once a call (`lanes.Lanes.passed`): the plan counts on that, so leads spaced while the
-    lane was slow do not keep its slowest pace after it has recovered. If the calls are refused
-    again, the gate closes and they are spaced anew at the pace of then."""
+    most once a call, as `recovered` says (`lanes.Lanes.passed`): the plan counts on that, so
+    leads spaced while the lane was slow do not keep its slowest pace after it has recovered. If
+    the calls are refused again, the gate closes and they are spaced anew at the pace of then."""
     at = max(now, next_free)
     starts = []
     over = 0
@@ -156,5 +173,5 @@ def plan_lane(
         starts.append(at)
         step = interval / factor
         at = at + step
-        factor = min(1.0, factor + speedup * min(step.total_seconds(), 1.0))
+        factor = recovered(factor, speedup * min(step.total_seconds(), 1.0), refused)
     return Plan(starts, at, day_start, day_used, over)

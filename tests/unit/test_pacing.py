@@ -211,6 +211,37 @@ def test_leads_spaced_in_a_slowed_lane_come_closer_as_it_speeds_up_again() -> No
     assert slow.next_free - T0 == 60 * timedelta(seconds=2)  # without recovery: the floor's pace
 
 
+def test_a_lane_refused_promptly_recovers_quickly_to_just_under_that_rate_then_slowly() -> None:
+    """Drive refuses within its one-second window, so the factor it refused is where its limit
+    is: the lane comes back quickly to 0.9 of it, then probes a tenth as fast. Calendar refuses
+    once its minute has filled, far past the rate that filled it: it recovers at one pace."""
+    limits = parse_limits(json.dumps({"drive": {"writes": 3, "perSeconds": 1}, **_CALENDAR}))
+    lanes, host = Lanes(MemoryDocuments(), limits), f"{unique('h')}@example.com"
+    factors: dict[str, list[float]] = {}
+    for api in ("drive", "calendar"):
+        lanes.close(host, Limit("rate_limit", api, T0 + timedelta(milliseconds=100)), T0)
+        for second in range(1, 8):
+            lanes.passed(host, api, T0 + timedelta(seconds=second), in_use=True)
+            factors.setdefault(api, []).append(round(lanes.read(host, api).factor, 3))
+    assert factors["drive"] == [0.6, 0.7, 0.8, 0.9, 0.91, 0.92, 0.93]
+    assert factors["calendar"] == [0.6, 0.7, 0.8, 0.9, 1.0, 1.0, 1.0]
+    plan = plan_lane(
+        8,
+        now=T0,
+        next_free=T0,
+        interval=timedelta(seconds=1),
+        factor=0.5,
+        speedup=0.1,
+        refused=1.0,
+    )
+    steps = [round((b - a).total_seconds(), 3) for a, b in itertools.pairwise(plan.starts)]
+    # The plan counts on the same recovery: 0.5, 0.6, ... 0.9, then 0.91, 0.92.
+    assert steps[:7] == [2.0, 1.667, 1.429, 1.25, 1.111, 1.099, 1.087]
+
+
+_CALENDAR = {"calendar": {"requests": 600, "perSeconds": 60}}
+
+
 def _drive_429(world: World, seconds: float) -> None:
     world.calls.fail("files.create", rate_limited(world.clock() + timedelta(seconds=seconds)))
 
