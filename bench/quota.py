@@ -21,7 +21,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +67,9 @@ class HostRun:
     logs: measure.DeliveryLog = field(default_factory=measure.DeliveryLog)
     # When each action's last receipt turned terminal, from `started`: which API held the run up.
     last_by_action: dict[str, float] = field(default_factory=dict)
+    # Each terminal receipt's `updatedAt` - its planned `startAt`, by action: how far behind its
+    # lane's plan an action ran (a constant lag is a backlog the lane never made up).
+    late_by_action: dict[str, list[float]] = field(default_factory=dict)
 
 
 @dataclass
@@ -192,6 +195,10 @@ def _read_receipts(client: LeadRunClient, stack: Stack, run: HostRun) -> None:
             if status in TERMINAL:
                 moment = receipt["updatedAt"].timestamp() - run.started
                 run.last_by_action[action] = max(run.last_by_action.get(action, 0.0), moment)
+                if receipt.get("startAt"):
+                    start = datetime.fromisoformat(str(receipt["startAt"]).replace("Z", "+00:00"))
+                    late = receipt["updatedAt"].timestamp() - start.timestamp()
+                    run.late_by_action.setdefault(action, []).append(late)
     if run.settled_polled_s is not None:
         run.seconds = last - run.started
     run.logs = measure.read_logs(stack, run.run_id)

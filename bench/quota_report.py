@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import statistics
 from collections import Counter
 from typing import Any
 
@@ -36,6 +37,9 @@ def _one(run: QuotaRun, suffix: str) -> dict[str, Any]:
         f"quota_settle_polled_s{suffix}": _round(run.a.settled_polled_s),
         f"quota_last_s_by_action{suffix}": {
             k: _round(v) for k, v in sorted(run.a.last_by_action.items())
+        },
+        f"quota_late_s_by_action{suffix}": {
+            k: _round(statistics.median(v)) for k, v in sorted(run.a.late_by_action.items())
         },
         # A that did not settle within the timeout: its settle time and efficiency are null.
         f"quota_pending_at_end{suffix}": run.pending_at_end,
@@ -147,6 +151,14 @@ def table(result: dict[str, Any]) -> str:
                 "A's last receipt of each action (s)",
                 "",
                 ", ".join(f"{k} {v}" for k, v in result[f"quota_last_s_by_action{suffix}"].items()),
+            ),
+            _row(
+                "A's receipts done after their planned start (s)",
+                "",
+                "median: "
+                + ", ".join(
+                    f"{k} {v}" for k, v in result[f"quota_late_s_by_action{suffix}"].items()
+                ),
             ),
             _row(
                 "efficiency = bound / actual",

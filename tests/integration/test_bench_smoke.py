@@ -92,6 +92,7 @@ QUOTA_KEYS = (
     "quota_failed",
     "quota_dead_lettered",
     "quota_deliveries_per_lead",
+    "quota_late_s_by_action",
 )
 
 
@@ -122,3 +123,4 @@ def test_quota_phase_prints_its_figures_and_no_lead_fails() -> None:
         assert result[f"small_host_settle_s{suffix}"] is not None  # B settled
         assert 0 <= result[f"throttled_fraction{suffix}"] <= 1
         assert result[f"quota_deliveries_per_lead{suffix}"] >= 3
+        assert set(result[f"quota_late_s_by_action{suffix}"]) == {"calendar", "drive", "email"}
