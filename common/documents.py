@@ -6,9 +6,10 @@ each guarded by the version (update time) it was read at, or by "must not exist"
 changed in between, the commit fails as a whole and `change` reads again and decides again.
 Counters move in the same commit (`Commit.counts`), so a transition is counted exactly once.
 
-What a process's own change left (`Known`) may stand in for the read of its next change of the
-same documents (a delivery's claim, checkpoints and finish): the commit's guards prove it still
-holds, and on anything but a commit it guards, `change` reads after all (decision 0012).
+What a process's own last change of some documents read and left (`Known`) may stand in for the
+read of its next change of them (a delivery's checkpoints and finish, after its claim): the
+commit's guards prove it still holds, and on anything but a commit, `change` reads after all
+(decision 0012).
 
 No transactions: a transaction's read locks outlive a crashed instance on the emulator, and a
 guarded write needs no lock at all (decisions 0001 and 0007). `Documents` is the port; the
@@ -118,6 +119,7 @@ class Known:
         server's time (only Firestore knows it); any other write forgets it."""
         with self._lock:
             for path, doc in found.items():
+                self._docs.pop(path, None)  # (re)inserted last: the most recently seen
                 if doc is not None:
                     self._docs[path] = _copy(doc)
             for write in commit.writes:

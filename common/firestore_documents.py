@@ -74,6 +74,8 @@ class FirestoreDocuments:
             results = batch.commit()
         except CHANGED as exc:
             raise Changed(str(exc)) from exc
+        if len(results) != len(written):  # not one result a write: say no version at all
+            return {}
         return {
             path: result.update_time
             for path, result in zip(written, results, strict=True)

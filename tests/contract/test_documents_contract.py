@@ -203,6 +203,16 @@ def test_a_decision_on_what_it_knows_that_raises_is_made_again_on_a_read(docs: A
     assert rounds == [1, 2]
 
 
+def test_what_is_known_is_bounded_and_the_least_recently_seen_goes_first() -> None:
+    known = Known(size=2)
+    a, b, c = (Stored({"n": n}, n) for n in range(3))
+    known.keep({"a": a, "b": b}, Commit(), {})
+    known.keep({"a": a}, Commit(), {})  # seen again
+    known.keep({"c": c}, Commit(), {})
+    assert known.recall(["a", "c"]) == {"a": a, "c": c}
+    assert known.recall(["b"]) is None
+
+
 def test_a_claim_hands_on_its_lead_as_read_not_as_last_seen(docs: Any) -> None:
     """A delivery works on the lead its claim gives it: the claim reads, whatever is known."""
     store, run = Store(docs, lease_s=60), unique("k")
