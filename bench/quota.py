@@ -21,7 +21,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,7 @@ from bench.quota_limits import (
     scaled_counts,
 )
 from bench.workload import REQUEST_SIZE, first_slot, lead, request
+from common.models import parse_time
 from common.receipts import TERMINAL
 from leadrun.client import LeadRunClient
 from leadrun.running_stack import Stack
@@ -196,7 +197,7 @@ def _read_receipts(client: LeadRunClient, stack: Stack, run: HostRun) -> None:
                 moment = receipt["updatedAt"].timestamp() - run.started
                 run.last_by_action[action] = max(run.last_by_action.get(action, 0.0), moment)
                 if receipt.get("startAt"):
-                    start = datetime.fromisoformat(str(receipt["startAt"]).replace("Z", "+00:00"))
+                    start = parse_time(str(receipt["startAt"]))
                     late = receipt["updatedAt"].timestamp() - start.timestamp()
                     run.late_by_action.setdefault(action, []).append(late)
     if run.settled_polled_s is not None:

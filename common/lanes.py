@@ -62,6 +62,22 @@ class Lane:
         """The wait in force at `now`, or None."""
         return self.limit if self.limit is not None and self.limit.until > now else None
 
+    def plan(
+        self, count: int, now: datetime, free: datetime, interval: timedelta, **daily: Any
+    ) -> Plan:
+        """Starts for `count` leads from `free`, at this lane's rate and counting on its
+        recovery as `passed` makes it (`pacing.plan_lane`; `daily`: Gmail's sending window)."""
+        return plan_lane(
+            count,
+            now=now,
+            next_free=free,
+            interval=interval,
+            factor=max(self.factor, MIN_FACTOR),
+            speedup=SPEEDUP,
+            refused=self.refused,
+            **daily,
+        )
+
     def may_speed_up(self, now: datetime) -> bool:
         """Slowed, and its rate did not move in the last second."""
         return self.factor < 1.0 and not self.recently_changed(now)
@@ -220,17 +236,14 @@ class Lanes:
             closed = lane.closed(now)
             after = (now, lane.next_free, lane.released_until, closed and closed.until)
             free = max(x for x in after if x)
-            plan = plan_lane(
+            plan = lane.plan(
                 count,
-                now=now,
-                next_free=free,
-                interval=interval or timedelta(0),
+                now,
+                free,
+                interval or timedelta(0),
                 daily=daily,
                 day_start=lane.day_start,
                 day_used=lane.day_used,
-                factor=max(lane.factor, MIN_FACTOR),
-                speedup=SPEEDUP,
-                refused=lane.refused,
             )
             if interval is None and daily is None:
                 return plan, None  # nothing to pace to
@@ -250,16 +263,7 @@ class Lanes:
         def decide(lane: Lane) -> tuple[Plan, dict[str, Any] | None]:
             closed = lane.closed(now)
             free = max(x for x in (now, lane.released_until, closed and closed.until) if x)
-            factor = max(lane.factor, MIN_FACTOR)
-            plan = plan_lane(
-                count,
-                now=now,
-                next_free=free,
-                interval=interval,
-                factor=factor,
-                speedup=SPEEDUP,
-                refused=lane.refused,
-            )
+            plan = lane.plan(count, now, free, interval)
             fields: dict[str, Any] = {"releasedUntil": plan.next_free}
             if lane.next_free is None or lane.next_free < plan.next_free:
                 fields["next"] = plan.next_free

@@ -310,9 +310,8 @@ class _Lane:
     def held(self, claim: Claim, now: datetime) -> Outcome | None:
         """A parked outcome while the lane holds this lead back, else None: its own start is
         later (it came early: a replay, a duplicate), or another lead's limit closed the gate.
-        A start, or a gate's opening, that is only a moment away is waited for in the effect's
-        `turn`, and so is the lane's interval since this process's last call on it (deliveries
-        that arrive late must not bunch up)."""
+        A start, or a gate's opening, only a moment away is waited for in the effect's `turn`,
+        with the lane's interval since this process's last call (late ones must not bunch up)."""
         lane = self.seen = self.lanes.read(self.host, self.api)
         closed = lane.closed(now)
         # Parked before calling Google, this try leaves nothing behind: if no try before it
@@ -339,6 +338,10 @@ class _Lane:
         at = self.lanes.spaced_start(self.host, self.api, lane, start, now)
         self.paced = at > max(start, now)
         self.sleep(max((at - self.clock()).total_seconds(), 0.0))
+
+    def again_at(self, until: datetime) -> None:
+        """The next try's turn is when a brief refusal ends, in the lane as read anew then."""
+        self.start, self.seen = until, None
 
     def met(self, exc: BaseException) -> Limit | None:
         """The wait a refused call asks for (the lane slowed, its gate closed), or None. The
@@ -424,8 +427,7 @@ def _act(effect: Effect, work: Work, lane: _Lane, give_back: _GiveBack) -> Outco
                 wait = (limit.until - lane.clock()).total_seconds()
                 if wait > BRIEF_WAIT_S or attempt == QUICK_TRIES:
                     return Outcome(waiting_fields(limit))
-                # A brief wait (in the next try's turn) costs less than a round trip.
-                lane.start, lane.seen = limit.until, None
+                lane.again_at(limit.until)  # a brief wait costs less than a round trip
                 continue
             if is_transient(exc) and attempt < QUICK_TRIES:
                 give_back.say(

@@ -27,7 +27,7 @@ from common.documents import (
     Write,
     change,
 )
-from common.holds import Settlement, SlotHold, SlotHolds
+from common.holds import Settlement, SlotHold, SlotHolds, hold_paths
 from common.receipts import new_receipt
 from common.store import LeaseHeld, ReceiptMissing, Store, created
 from tests.fakes import MemoryDocuments
@@ -317,6 +317,21 @@ def test_reasons_count_leads_not_receipts(docs: Any) -> None:
     assert store.counters(run)["counts"]["failed"] == 0
 
 
+def test_a_reason_given_elsewhere_since_this_process_saw_the_lead_counts_once(docs: Any) -> None:
+    """Counts equal receipts (guarantee 5) when a transition decides on the lead as this process
+    last saw it (its claim's read): the lead's tally is written guarded, so a stale one is
+    decided again on a read."""
+    store, other, run = Store(docs, lease_s=60), Store(docs), unique("stale")
+    _lead(store, run, ["calendar", "drive"])
+    store.claim(run, "l1", "calendar", "owner-a")  # this process now knows the lead
+    failed = {"status": "failed", "outcome": None, "reason": "permanent_error"}
+    other.finish(run, "l1", "drive", failed)  # the lead's tally moves elsewhere
+    assert store.finish(run, "l1", "calendar", failed)
+    counters = Store(docs).counters(run)
+    assert counters["reasons"] == {"permanent_error": 1}
+    assert counters["counts"]["failed"] == 2
+
+
 # -- slot holds on both ------------------------------------------------------------------------
 def test_overlapping_holds_conflict_until_released_and_a_booked_hold_stays(docs: Any) -> None:
     holds, key = SlotHolds(docs), unique("cal")
@@ -330,6 +345,20 @@ def test_overlapping_holds_conflict_until_released_and_a_booked_hold_stays(docs:
     assert holds.claim(key, overlapping, "b", timedelta(minutes=5)) == []
     holds.settle(Settlement(key, overlapping, "b", booked=True))
     assert holds.claim(key, first, "a", timedelta(minutes=5)) == [overlapping]
+
+
+def test_buckets_a_process_knows_as_free_but_another_took_since_are_not_taken(docs: Any) -> None:
+    """No double booking (guarantee 3) when a claim decides on what this process last saw of
+    the buckets (`documents.Known`): its own hold there had expired, and another instance has
+    held them since. The guarded commit fails, and the read finds the other hold."""
+    mine, theirs, key = SlotHolds(docs), SlotHolds(docs), unique("cal")
+    start = datetime(2030, 1, 7, 15, tzinfo=UTC)
+    hold = SlotHold(start, start + timedelta(minutes=30))
+    assert mine.claim(key, hold, "a", timedelta(seconds=-1)) == []  # held, expired at once
+    assert theirs.claim(key, hold, "b", timedelta(minutes=5)) == []
+    assert mine.known.recall(hold_paths(key, hold)) is not None  # decided on what it saw
+    conflicts = mine.claim(key, hold, "c", timedelta(minutes=5))
+    assert conflicts and set(conflicts) == {hold}  # b's hold, found on a read
 
 
 def test_settling_as_booked_after_a_hold_changed_still_keeps_it_booked(docs: Any) -> None:
