@@ -1,7 +1,8 @@
 """How a lead's actions follow one another (pure): the one place for these rules.
 
 - The email follows the calendar: while a lead's calendar action is not settled, its email is not
-  published on its own (book publishes it with the booking), and notify waits for it.
+  published on its own (book publishes it with the booking); a copy that comes early is
+  acknowledged and left pending, without spending a delivery attempt.
 - When the booking cannot go on (failed, expired, dead-lettered), the email that would carry it is
   closed as `rejected`/`calendar_failed`, so no lead is left with a pending email.
 - What may be tried again: a failed action always; on a resubmission (new data), also a rejected

@@ -45,9 +45,15 @@ class Retry(Exception):
 
 
 class Later(Exception):
-    """Nothing can be decided until Google's search has caught up: the receipt stays pending
-    with the lease given back, the message is acknowledged (a nack would spend a delivery
-    attempt), and the sweeper publishes it again once it has been quiet for a while."""
+    """Nothing can be decided yet (Google's search has not caught up, or the booking an email
+    carries has not settled): the receipt stays pending with the lease given back and `code`
+    as its error, and the message is acknowledged (a nack would spend a delivery attempt).
+    The sweeper publishes it again once it has been quiet for a while; an email waiting for
+    its booking is published by book, with the booking."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 @dataclass(frozen=True)
@@ -417,7 +423,7 @@ def _act(effect: Effect, work: Work, lane: _Lane, give_back: _GiveBack) -> Outco
         except PermanentError as exc:
             return Outcome(failed("permanent_error", exc.code, exc.message))
         except Later as exc:
-            return Outcome({"error": {"code": "search_lag", "message": str(exc)}})
+            return Outcome({"error": {"code": exc.code, "message": str(exc)}})
         except (Retry, LeaseHeld, Contended, HoldsContended) as exc:
             give_back("transient", exc)
             raise Retry(str(exc)) from exc

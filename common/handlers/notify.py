@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 from googleapiclient.errors import HttpError
 
 from common import flow, keys, mime
-from common.handlers.delivery import Later, Outcome, Retry, Work, terminal
+from common.handlers.delivery import Later, Outcome, Work, terminal
 from common.models import parse_time, stamp
 from common.ports import Mailer
 from common.slots import format_meeting_time
@@ -41,7 +41,9 @@ def booking_for(work: Work) -> dict[str, Any] | None:
         return d.booking  # what book decided, published with the event it made
     booking = flow.booking_of(work.receipts.get_receipt(d.run_id, d.lead_doc_id, "calendar"))
     if booking is None:
-        raise Retry("the calendar action has not settled yet")
+        # A copy that came before its booking (a replay, a duplicate): book publishes the
+        # email once it has booked, so this one is acknowledged, not retried.
+        raise Later("calendar_pending", "the calendar action has not settled yet")
     return booking
 
 
@@ -149,7 +151,7 @@ class Sender:
                 draft_id = str(draft["id"])
                 self._checkpoint({"draftId": draft_id, "at": mine["creating"], "unseenSince": None})
             elif not self._settled_absent():
-                raise Later("a draft an earlier try made may not be searchable yet")
+                raise Later("search_lag", "a draft an earlier try made may not be searchable yet")
         if draft_id is None:
             draft_id = self._create_draft()
         if not self.letter.send:
@@ -209,7 +211,7 @@ class Sender:
         if found:
             return self.sent(found)
         if not self._settled_absent():
-            raise Later("the sent message is not searchable yet")
+            raise Later("search_lag", "the sent message is not searchable yet")
         return self.sent(self.gmail.send_draft(self.sender, self._create_draft()))
 
 

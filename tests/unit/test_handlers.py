@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from common import flow, keys, paths
+from common.bus import Outgoing
 from common.handlers.delivery import Retry
 from common.slots import Interval
 from tests.fakes import http_error
@@ -177,6 +178,26 @@ def test_duplicate_deliveries_act_once(world: World) -> None:
         2,
     )
     assert world.outcomes.count("duplicate") == 2 * 3 * 2  # two extra deliveries per message
+    assert world.counts_match_receipts(run)
+
+
+def test_an_email_delivered_before_its_booking_is_acknowledged_and_sent_once_booked(
+    world: World,
+) -> None:
+    """A copy of the email (a replay, a duplicate) that comes before the booking must not spend
+    Pub/Sub's delivery attempts waiting: it is acknowledged, and book publishes the email."""
+    run = unique("early")
+    _ok(world, request(run, free_leads(1)))
+    early = Outgoing(run, "lead-000", "email")
+    assert world.deliver(early) == "later"  # no Retry: the message is acknowledged
+    email = world.receipts(run)[("lead-000", "email")]
+    assert (email["status"], email["lease"]) == ("pending", None)
+    assert email["error"]["code"] == "calendar_pending"
+    assert world.mailer.sent == []
+    world.pump()
+    email = world.receipts(run)[("lead-000", "email")]
+    assert (email["status"], email["outcome"], email["error"]) == ("done", "sent", None)
+    assert len(world.mailer.sent) == 1 and len(world.calendar.events) == 1
     assert world.counts_match_receipts(run)
 
 
