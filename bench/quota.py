@@ -68,9 +68,10 @@ class HostRun:
     logs: measure.DeliveryLog = field(default_factory=measure.DeliveryLog)
     # When each action's last receipt turned terminal, from `started`: which API held the run up.
     last_by_action: dict[str, float] = field(default_factory=dict)
-    # Each terminal receipt's `updatedAt` - its planned `startAt`, by action: how far behind its
-    # lane's plan an action ran (a constant lag is a backlog the lane never made up).
-    late_by_action: dict[str, list[float]] = field(default_factory=dict)
+    # Each terminal receipt's planned `startAt` (from `started`) and its `updatedAt` - `startAt`,
+    # by action: how far behind its lane's plan an action ran, and when the lag formed (a
+    # constant lag is a backlog the lane never made up).
+    late_by_action: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
 
 
 @dataclass
@@ -199,7 +200,8 @@ def _read_receipts(client: LeadRunClient, stack: Stack, run: HostRun) -> None:
                 if receipt.get("startAt"):
                     start = parse_time(str(receipt["startAt"]))
                     late = receipt["updatedAt"].timestamp() - start.timestamp()
-                    run.late_by_action.setdefault(action, []).append(late)
+                    planned = start.timestamp() - run.started
+                    run.late_by_action.setdefault(action, []).append((planned, late))
     if run.settled_polled_s is not None:
         run.seconds = last - run.started
     run.logs = measure.read_logs(stack, run.run_id)

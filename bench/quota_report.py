@@ -23,6 +23,15 @@ def _round(value: float | None, digits: int = 2) -> float | None:
     return round(value, digits)
 
 
+def by_tenth(rows: list[tuple[float, float]]) -> list[float | None]:
+    """How late the first lead, the lead a tenth of the way, ..., and the last lead ran, in the
+    order of their planned starts: where in the run a lag formed, and whether it was made up."""
+    lates = [late for _, late in sorted(rows)]
+    if not lates:
+        return []
+    return [_round(lates[round(i * (len(lates) - 1) / 10)]) for i in range(11)]
+
+
 def _one(run: QuotaRun, suffix: str) -> dict[str, Any]:
     """One run's keys; `suffix` is "" for the told run and "_untold" for the other."""
     leads = run.a.leads + run.b.leads
@@ -39,7 +48,11 @@ def _one(run: QuotaRun, suffix: str) -> dict[str, Any]:
             k: _round(v) for k, v in sorted(run.a.last_by_action.items())
         },
         f"quota_late_s_by_action{suffix}": {
-            k: _round(statistics.median(v)) for k, v in sorted(run.a.late_by_action.items())
+            k: _round(statistics.median(late for _, late in v))
+            for k, v in sorted(run.a.late_by_action.items())
+        },
+        f"quota_late_s_by_tenth{suffix}": {
+            k: by_tenth(v) for k, v in sorted(run.a.late_by_action.items())
         },
         # A that did not settle within the timeout: its settle time and efficiency are null.
         f"quota_pending_at_end{suffix}": run.pending_at_end,
@@ -159,6 +172,10 @@ def table(result: dict[str, Any]) -> str:
                 + ", ".join(
                     f"{k} {v}" for k, v in result[f"quota_late_s_by_action{suffix}"].items()
                 ),
+            ),
+            *(
+                _row(f"  {k}, every tenth of A by planned start (s)", "", " ".join(map(str, v)))
+                for k, v in result[f"quota_late_s_by_tenth{suffix}"].items()
             ),
             _row(
                 "efficiency = bound / actual",

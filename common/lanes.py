@@ -24,9 +24,9 @@ from typing import Any
 from common import paths
 from common.documents import SERVER_TIME, Commit, Decision, Documents, Stored, change, guarded
 from common.limits import Limit
-from common.pacing import BRIEF, Limits, Plan, plan_lane, recovered
+from common.pacing import BRIEF, RECOVER, Limits, Plan, plan_lane, recovered
 
-SLOWDOWN = 0.5  # a refused call halves the lane's rate...
+SLOWDOWN = 0.5  # a refused call halves the lane's rate (a prompt refusal: by a tenth)...
 SPEEDUP = 0.1  # ...and each second of calls that go through gives back a tenth of it
 MIN_FACTOR = 0.05
 CHANGE_EVERY = timedelta(seconds=1)
@@ -180,7 +180,9 @@ class Lanes:
 
     def close(self, host: str, limit: Limit, now: datetime) -> Limit:
         """Google refused a call: hold the host's calls on `limit.api` back until at least
-        `limit.until`, and slow the lane; the wait now in force (a later one stands). A refusal
+        `limit.until`, and slow the lane: by half, or, where the refusal is prompt (`_prompt`:
+        the rate refused is where the limit is), to `RECOVER` of the rate refused; returns the
+        wait now in force (a later one stands). A refusal
         of the same kind while the gate is closed met a call already on its way: the wait in
         force stands, and it is not one more wait in a row (ten calls in flight, each doubling
         the wait, shut a Calendar lane for 35 s)."""
@@ -197,9 +199,11 @@ class Lanes:
                 "streak": lane.streak + 1,
             }
             if not lane.recently_changed(now):
-                fields["factor"] = max(MIN_FACTOR, lane.factor * SLOWDOWN)
+                prompt = self._prompt(limit.api)
+                slower = RECOVER if prompt else SLOWDOWN
+                fields["factor"] = max(MIN_FACTOR, lane.factor * slower)
                 fields["changedAt"] = now
-                fields["refusedFactor"] = lane.factor if self._prompt(limit.api) else None
+                fields["refusedFactor"] = lane.factor if prompt else None
             return limit, fields
 
         result: Limit = self._change(host, limit.api, decide)

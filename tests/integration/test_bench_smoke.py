@@ -93,6 +93,7 @@ QUOTA_KEYS = (
     "quota_dead_lettered",
     "quota_deliveries_per_lead",
     "quota_late_s_by_action",
+    "quota_late_s_by_tenth",
 )
 
 
@@ -124,3 +125,4 @@ def test_quota_phase_prints_its_figures_and_no_lead_fails() -> None:
         assert 0 <= result[f"throttled_fraction{suffix}"] <= 1
         assert result[f"quota_deliveries_per_lead{suffix}"] >= 3
         assert set(result[f"quota_late_s_by_action{suffix}"]) == {"calendar", "drive", "email"}
+        assert all(len(v) == 11 for v in result[f"quota_late_s_by_tenth{suffix}"].values())

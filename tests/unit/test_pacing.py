@@ -14,7 +14,7 @@ import pytest
 
 from common.lanes import Lanes
 from common.limits import Limit
-from common.pacing import HEADROOM, PUBLISHED, LimitsError, parse_limits, plan_lane
+from common.pacing import HEADROOM, LOOKAHEAD, PUBLISHED, LimitsError, parse_limits, plan_lane
 from tests.fakes import MemoryDocuments, http_error, rate_limited
 from tests.support import free_leads, request, unique
 from tests.unit.world import World
@@ -213,8 +213,10 @@ def test_leads_spaced_in_a_slowed_lane_come_closer_as_it_speeds_up_again() -> No
 
 def test_a_lane_refused_promptly_recovers_quickly_to_just_under_that_rate_then_slowly() -> None:
     """Drive refuses within its one-second window, so the factor it refused is where its limit
-    is: the lane comes back quickly to 0.9 of it, then probes a tenth as fast. Calendar refuses
-    once its minute has filled, far past the rate that filled it: it recovers at one pace."""
+    is: the lane steps down to 0.9 of it (not half), and probes from there a tenth as fast;
+    refused again, it steps down again and comes back quickly to 0.9 of where it was refused.
+    Calendar refuses once its minute has filled, far past the rate that filled it: the lane
+    halves and recovers at one pace."""
     limits = parse_limits(json.dumps({"drive": {"writes": 3, "perSeconds": 1}, **_CALENDAR}))
     lanes, host = Lanes(MemoryDocuments(), limits), f"{unique('h')}@example.com"
     factors: dict[str, list[float]] = {}
@@ -223,8 +225,16 @@ def test_a_lane_refused_promptly_recovers_quickly_to_just_under_that_rate_then_s
         for second in range(1, 8):
             lanes.passed(host, api, T0 + timedelta(seconds=second), in_use=True)
             factors.setdefault(api, []).append(round(lanes.read(host, api).factor, 3))
-    assert factors["drive"] == [0.6, 0.7, 0.8, 0.9, 0.91, 0.92, 0.93]
+    assert factors["drive"] == [0.91, 0.92, 0.93, 0.94, 0.95, 0.96, 0.97]
     assert factors["calendar"] == [0.6, 0.7, 0.8, 0.9, 1.0, 1.0, 1.0]
+    lanes.close(host, Limit("rate_limit", "drive", T0 + timedelta(seconds=9)), T0 + _S * 8.5)
+    assert round(lanes.read(host, "drive").factor, 4) == round(0.97 * 0.9, 4)
+    again = []
+    for second in range(10, 14):
+        lanes.passed(host, "drive", T0 + _S * second, in_use=True)
+        again.append(round(lanes.read(host, "drive").factor, 4))
+    # 0.873 is already 0.9 of the refused 0.97: it probes from there.
+    assert again == [0.883, 0.893, 0.903, 0.913]
     plan = plan_lane(
         8,
         now=T0,
@@ -240,6 +250,7 @@ def test_a_lane_refused_promptly_recovers_quickly_to_just_under_that_rate_then_s
 
 
 _CALENDAR = {"calendar": {"requests": 600, "perSeconds": 60}}
+_S = timedelta(seconds=1)
 
 
 def _drive_429(world: World, seconds: float) -> None:
@@ -263,7 +274,10 @@ def test_leads_parked_again_by_a_closed_gate_are_spaced_anew_when_it_opens() -> 
     held = [r for r in world.receipts(run).values() if r["status"] == "pending"]
     assert len(held) >= 15
     assert len({r["waiting"]["until"] for r in held}) == 1  # all parked until the gate opens
-    assert world.tick(20) <= 4  # when it opens, the first few go, the rest a step apart
+    # When it opens, the first few go (what the lookahead holds at the slowed lane's step),
+    # the rest a step apart.
+    step = world.limits.interval("drive") / world.lanes.read(host, "drive").factor  # type: ignore[operator]
+    assert world.tick(20) <= 1 + LOOKAHEAD / step < len(held) / 2
     for _ in range(40):
         world.tick(0.5)
     assert {r["outcome"] for r in world.receipts(run).values()} == {"created"}

@@ -14,6 +14,7 @@ from bench.quota_limits import (
     quota_bound_s,
     scaled_counts,
 )
+from bench.quota_report import by_tenth
 
 
 def test_tenfold_compression_divides_every_time_and_keeps_every_count() -> None:
@@ -118,3 +119,10 @@ def test_the_costs_are_the_five_calls_of_a_booked_lead() -> None:
     assert LEAD_COSTS["gmail"]["units"] == 10 + 100  # drafts.create + drafts.send
     assert LEAD_COSTS["calendar"]["requests"] == 2  # freebusy.query + events.insert
     assert LEAD_COSTS["drive"]["writes"] == 1  # files.create
+
+
+def test_lateness_by_tenth_follows_the_planned_order_not_the_finishing_order() -> None:
+    # 21 leads planned a second apart; the lag forms in the middle and is never made up.
+    rows = [(float(i), 0.5 if i < 10 else 2.0) for i in reversed(range(21))]
+    assert by_tenth(rows) == [0.5] * 5 + [2.0] * 6
+    assert by_tenth([]) == []
