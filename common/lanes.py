@@ -180,12 +180,13 @@ class Lanes:
 
     def close(self, host: str, limit: Limit, now: datetime) -> Limit:
         """Google refused a call: hold the host's calls on `limit.api` back until at least
-        `limit.until`, and slow the lane: by half, or, where the refusal is prompt (`_prompt`:
-        the rate refused is where the limit is), to `RECOVER` of the rate refused; returns the
-        wait now in force (a later one stands). A refusal
-        of the same kind while the gate is closed met a call already on its way: the wait in
-        force stands, and it is not one more wait in a row (ten calls in flight, each doubling
-        the wait, shut a Calendar lane for 35 s)."""
+        `limit.until`, and slow the lane; returns the wait now in force (a later one stands).
+
+        The lane's rate halves, or, where the refusal is prompt (`_prompt`: the rate refused is
+        where the limit is), goes to `RECOVER` of the rate refused. A refusal of the same kind
+        while the gate is closed met a call already on its way: the wait in force stands, and
+        it is not one more wait in a row (ten calls in flight, each doubling the wait, shut a
+        Calendar lane for 35 s)."""
 
         def decide(lane: Lane) -> tuple[Limit, dict[str, Any] | None]:
             current = lane.closed(now)
