@@ -152,3 +152,27 @@ def new_receipt(
         "error": None,
         "waiting": None,
     }
+
+
+def terminal(
+    status: str,
+    outcome: str | None,
+    *,
+    reason: str | None = None,
+    external: dict[str, Any] | None = None,
+    error: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The fields of a terminal receipt."""
+    return {
+        "status": status,
+        "outcome": outcome,
+        "reason": reason,
+        "external": external,
+        "error": error,
+        "waiting": None,
+    }
+
+
+def failed(reason: str, code: str, message: str) -> dict[str, Any]:
+    """A `failed` receipt with its reason and error."""
+    return terminal("failed", None, reason=reason, error={"code": code, "message": message})

@@ -19,10 +19,11 @@ from googleapiclient.errors import HttpError
 from common import flow, keys
 from common.bus import Outgoing
 from common.errors import PermanentError
-from common.handlers.delivery import Outcome, Retry, Work, terminal
+from common.handlers.delivery import Outcome, Retry, Work
 from common.holds import Settlement, SlotHold
 from common.models import Slot
 from common.ports import Calendar
+from common.receipts import terminal
 from common.slots import (
     Interval,
     SlotRules,

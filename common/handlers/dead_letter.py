@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from common.handlers.delivery import Delivery, close_email_after_failed_booking, failed
+from common.handlers.delivery import Delivery, close_email_after_failed_booking
 from common.log import log
 from common.ports import Receipts
+from common.receipts import failed
 from common.store import ReceiptMissing
 
 

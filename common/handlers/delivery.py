@@ -32,6 +32,7 @@ from common.log import log
 from common.models import Lead, RunSettings, parse_time
 from common.pacing import BRIEF
 from common.ports import Bus, Holds, Receipts, Tools
+from common.receipts import failed
 from common.store import Claim, LeaseHeld, ReceiptMissing
 
 QUICK_TRIES = 3
@@ -131,30 +132,6 @@ class Outcome:
 
 
 Effect = Callable[[Work], Outcome]
-
-
-def terminal(
-    status: str,
-    outcome: str | None,
-    *,
-    reason: str | None = None,
-    external: dict[str, Any] | None = None,
-    error: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """The fields of a terminal receipt."""
-    return {
-        "status": status,
-        "outcome": outcome,
-        "reason": reason,
-        "external": external,
-        "error": error,
-        "waiting": None,
-    }
-
-
-def failed(reason: str, code: str, message: str) -> dict[str, Any]:
-    """A `failed` receipt with its reason and error."""
-    return terminal("failed", None, reason=reason, error={"code": code, "message": message})
 
 
 def close_email_after_failed_booking(

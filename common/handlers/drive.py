@@ -8,8 +8,9 @@ from googleapiclient.errors import HttpError
 
 from common import keys
 from common.errors import PermanentError
-from common.handlers.delivery import Outcome, Work, terminal
+from common.handlers.delivery import Outcome, Work
 from common.ports import Drive
+from common.receipts import terminal
 
 
 def folder_name(work: Work) -> str:

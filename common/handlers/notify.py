@@ -14,9 +14,10 @@ from zoneinfo import ZoneInfo
 from googleapiclient.errors import HttpError
 
 from common import flow, keys, mime
-from common.handlers.delivery import Later, Outcome, Work, terminal
+from common.handlers.delivery import Later, Outcome, Work
 from common.models import parse_time, stamp
 from common.ports import Mailer
+from common.receipts import terminal
 from common.slots import format_meeting_time
 
 
