@@ -145,7 +145,10 @@ def test_missing_pin_fails_packaging(project: Path, tmp_path: Path) -> None:
 def install_and_import(folder: Path, environments: Path) -> str:
     """Install a build folder's requirements into a fresh venv and import its main; '' if fine."""
     env_dir = environments / folder.name
-    venv.EnvBuilder(with_pip=True, clear=True).create(env_dir)
+    # Symlinks, as `python -m venv` makes on Linux: venvs built in threads beside each other
+    # must not copy the interpreter, or a subprocess forked meanwhile holds the copy open for
+    # writing and running it fails with "Text file busy" (seen once in CI).
+    venv.EnvBuilder(with_pip=True, clear=True, symlinks=True).create(env_dir)
     python = env_dir / "bin" / "python"
     install = subprocess.run(
         [str(python), "-m", "pip", "install", "--quiet", "-r", "requirements.txt"],
