@@ -24,7 +24,7 @@ from typing import Any
 from common import paths
 from common.documents import SERVER_TIME, Commit, Decision, Documents, Stored, change, guarded
 from common.limits import Limit
-from common.pacing import BRIEF, RECOVER, Limits, Plan, plan_lane, recovered
+from common.pacing import BRIEF, Limits, Plan, plan_lane, recovered, under_refused
 
 SLOWDOWN = 0.5  # a refused call halves the lane's rate (a prompt refusal: by a tenth)...
 SPEEDUP = 0.1  # ...and each second of calls that go through gives back a tenth of it
@@ -183,7 +183,8 @@ class Lanes:
         `limit.until`, and slow the lane; returns the wait now in force (a later one stands).
 
         The lane's rate halves, or, where the refusal is prompt (`_prompt`: the rate refused is
-        where the limit is), goes to `RECOVER` of the rate refused. A refusal of the same kind
+        where the limit is), goes just under the rate refused (`pacing.under_refused`), where
+        `pacing.recovered` brings it back to after any later slowdown. A refusal of the same kind
         while the gate is closed met a call already on its way: the wait in force stands, and
         it is not one more wait in a row (ten calls in flight, each doubling the wait, shut a
         Calendar lane for 35 s)."""
@@ -200,11 +201,11 @@ class Lanes:
                 "streak": lane.streak + 1,
             }
             if not lane.recently_changed(now):
-                prompt = self._prompt(limit.api)
-                slower = RECOVER if prompt else SLOWDOWN
-                fields["factor"] = max(MIN_FACTOR, lane.factor * slower)
+                refused = lane.factor if self._prompt(limit.api) else None
+                slower = under_refused(refused) if refused is not None else lane.factor * SLOWDOWN
+                fields["factor"] = max(MIN_FACTOR, slower)
                 fields["changedAt"] = now
-                fields["refusedFactor"] = lane.factor if prompt else None
+                fields["refusedFactor"] = refused
             return limit, fields
 
         result: Limit = self._change(host, limit.api, decide)

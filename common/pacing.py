@@ -127,10 +127,16 @@ class Plan:
     over_daily: int  # how many of them wait for the next daily window
 
 
+def under_refused(refused: float | None) -> float:
+    """Where a lane Google refused promptly at factor `refused` goes at once, and what it comes
+    back to quickly after any later slowdown: `RECOVER` of it (None: no such factor, 1)."""
+    return 1.0 if refused is None else RECOVER * refused
+
+
 def recovered(factor: float, by: float, refused: float | None = None) -> float:
-    """A slowed lane's factor after speeding up by `by`: quickly up to `RECOVER` of the factor
-    Google last refused (`refused`; None: no such factor is known), then `PROBE` as fast, to 1."""
-    ceiling = 1.0 if refused is None else RECOVER * refused
+    """A slowed lane's factor after speeding up by `by`: quickly up to `under_refused(refused)`
+    (`refused`: the factor Google last refused promptly, if known), then `PROBE` as fast, to 1."""
+    ceiling = under_refused(refused)
     if factor < ceiling - 1e-9:  # (tenths added up fall a hair short of it)
         return min(ceiling, factor + by)
     return min(1.0, factor + by * PROBE)

@@ -22,6 +22,7 @@ from tests.unit.world import World
 T0 = datetime(2030, 1, 7, 15, tzinfo=UTC)
 # 1,100 Gmail units a 2 s window: ten confirmations a window, one every 0.21 s at the headroom.
 GMAIL = {"gmail": {"units": 1100, "perSeconds": 2}}
+CALENDAR = {"calendar": {"requests": 600, "perSeconds": 60}}
 
 
 def test_google_published_figures_are_the_default_and_a_bad_document_is_refused() -> None:
@@ -211,13 +212,13 @@ def test_leads_spaced_in_a_slowed_lane_come_closer_as_it_speeds_up_again() -> No
     assert slow.next_free - T0 == 60 * timedelta(seconds=2)  # without recovery: the floor's pace
 
 
-def test_a_lane_refused_promptly_recovers_quickly_to_just_under_that_rate_then_slowly() -> None:
+def test_a_lane_refused_promptly_steps_down_to_just_under_that_rate_then_probes_slowly() -> None:
     """Drive refuses within its one-second window, so the factor it refused is where its limit
     is: the lane steps down to 0.9 of it (not half), and probes from there a tenth as fast;
     refused again, it steps down again and comes back quickly to 0.9 of where it was refused.
     Calendar refuses once its minute has filled, far past the rate that filled it: the lane
     halves and recovers at one pace."""
-    limits = parse_limits(json.dumps({"drive": {"writes": 3, "perSeconds": 1}, **_CALENDAR}))
+    limits = parse_limits(json.dumps({"drive": {"writes": 3, "perSeconds": 1}, **CALENDAR}))
     lanes, host = Lanes(MemoryDocuments(), limits), f"{unique('h')}@example.com"
     factors: dict[str, list[float]] = {}
     for api in ("drive", "calendar"):
@@ -227,11 +228,13 @@ def test_a_lane_refused_promptly_recovers_quickly_to_just_under_that_rate_then_s
             factors.setdefault(api, []).append(round(lanes.read(host, api).factor, 3))
     assert factors["drive"] == [0.91, 0.92, 0.93, 0.94, 0.95, 0.96, 0.97]
     assert factors["calendar"] == [0.6, 0.7, 0.8, 0.9, 1.0, 1.0, 1.0]
-    lanes.close(host, Limit("rate_limit", "drive", T0 + timedelta(seconds=9)), T0 + _S * 8.5)
+    lanes.close(
+        host, Limit("rate_limit", "drive", T0 + timedelta(seconds=9)), T0 + timedelta(seconds=8.5)
+    )
     assert round(lanes.read(host, "drive").factor, 4) == round(0.97 * 0.9, 4)
     again = []
     for second in range(10, 14):
-        lanes.passed(host, "drive", T0 + _S * second, in_use=True)
+        lanes.passed(host, "drive", T0 + timedelta(seconds=second), in_use=True)
         again.append(round(lanes.read(host, "drive").factor, 4))
     # 0.873 is already 0.9 of the refused 0.97: it probes from there.
     assert again == [0.883, 0.893, 0.903, 0.913]
@@ -247,10 +250,6 @@ def test_a_lane_refused_promptly_recovers_quickly_to_just_under_that_rate_then_s
     steps = [round((b - a).total_seconds(), 3) for a, b in itertools.pairwise(plan.starts)]
     # The plan counts on the same recovery: 0.5, 0.6, ... 0.9, then 0.91, 0.92.
     assert steps[:7] == [2.0, 1.667, 1.429, 1.25, 1.111, 1.099, 1.087]
-
-
-_CALENDAR = {"calendar": {"requests": 600, "perSeconds": 60}}
-_S = timedelta(seconds=1)
 
 
 def _drive_429(world: World, seconds: float) -> None:
