@@ -48,18 +48,27 @@ def waits_for_calendar(
 
 
 def publishable(
-    actions: Iterable[str], receipts: Mapping[str, Mapping[str, Any] | None]
+    actions: Iterable[str],
+    receipts: Mapping[str, Mapping[str, Any] | None],
+    due_by: str | None = None,
 ) -> list[str]:
     """The actions of a lead to publish now: pending, not waiting for the calendar, and not
-    waiting for their start in the host's lane (the sweeper publishes those when due)."""
+    waiting for their start in the host's lane (the sweeper publishes those when due), unless
+    that start is by `due_by` (RFC 3339)."""
     wanted = list(actions)
     return [
         action
         for action in wanted
         if not is_terminal(receipts.get(action))
-        and not (receipts.get(action) or {}).get("waiting")
+        and not _waits_after((receipts.get(action) or {}).get("waiting"), due_by)
         and not waits_for_calendar(action, wanted, receipts)
     ]
+
+
+def _waits_after(waiting: Mapping[str, Any] | None, due_by: str | None) -> bool:
+    if not waiting:
+        return False
+    return due_by is None or str(waiting.get("until") or "") > due_by
 
 
 def email_when_booking_fails(actions: Iterable[str]) -> dict[str, Any] | None:
@@ -111,9 +120,11 @@ def reopenable(
     return calendar_again and receipt.get("outcome") == "drafted"
 
 
-def email_goes_with_booking(lead_waits: Mapping[str, Any]) -> bool:
-    """Whether book publishes the email with its booking: not when the email waits for its
-    start in the host's Gmail lane (`lead_waits`: the lead's `waiting`, action -> start); the
-    sweeper publishes it at that start, once the booking has settled, and notify reads the
-    booking from the calendar receipt."""
-    return "email" not in lead_waits
+def email_goes_with_booking(lead_waits: Mapping[str, Any], due_by: str) -> bool:
+    """Whether book publishes the email with its booking: not when the email waits for a start
+    in the host's Gmail lane later than `due_by` (`lead_waits`: the lead's `waiting`, action ->
+    start); the sweeper publishes it at that start, once the booking has settled, and notify
+    reads the booking from the calendar receipt. An email whose start came while its booking was
+    being made goes now: the sweeper passed it over then, and does not look back."""
+    start = lead_waits.get("email")
+    return start is None or str(start) <= due_by

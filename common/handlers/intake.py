@@ -119,6 +119,17 @@ class IntakePlan:
     messages: list[Outgoing]
     accepted: list[dict[str, str]]
     rejected: list[dict[str, str]]
+    # Receipts written waiting for their start (that start, and their message): one whose start
+    # comes while the request is being written is published with it (`due`).
+    later: list[tuple[str, Outgoing]] = field(default_factory=list)
+
+    def due(self, by: datetime) -> list[Outgoing]:
+        """What to publish once the request is written, at `by` minus `LOOKAHEAD`: the
+        receipts to publish at once, and the waiting ones whose start has come meanwhile. The
+        sweeper's passes look only at starts after the ones they have passed, so a receipt
+        written with a start they had already passed would wait for its next tick."""
+        horizon = stamp(by)
+        return self.messages + [message for until, message in self.later if until <= horizon]
 
 
 def _lead_doc(
@@ -148,9 +159,15 @@ def settings_key(settings: dict[str, Any]) -> str:
 
 
 def _messages(
-    run_id: str, lead_id: str, actions: list[str], receipts: Mapping[str, Any]
-) -> list[Outgoing]:
-    return [Outgoing(run_id, lead_id, action) for action in flow.publishable(actions, receipts)]
+    plan: IntakePlan, run_id: str, lead_id: str, actions: list[str], receipts: Mapping[str, Any]
+) -> None:
+    """Add the lead's messages to `plan`: the ones to publish now, and the later ones."""
+    for action in flow.publishable(actions, receipts):
+        plan.messages.append(Outgoing(run_id, lead_id, action))
+    for action in actions:
+        until = ((receipts.get(action) or {}).get("waiting") or {}).get("until")
+        if until and action in flow.publishable(actions, receipts, due_by=until):
+            plan.later.append((until, Outgoing(run_id, lead_id, action)))
 
 
 def _new_lead(
@@ -243,7 +260,7 @@ def plan_intake(
             )
             plan.commits.append(commit)
             if reason is None:
-                plan.messages.extend(_messages(run_id, lead_id, actions, receipts))
+                _messages(plan, run_id, lead_id, actions, receipts)
         elif reason is not None:
             # A lead already on record is never clobbered by a worse copy of itself.
             plan.rejected.append({"leadDocId": lead_id, "reason": reason})
@@ -259,7 +276,7 @@ def plan_intake(
                     {"leadDocId": lead_id, "reason": str(stored.lead.data.get("reason"))}
                 )
                 continue
-            plan.messages.extend(_messages(run_id, lead_id, stored_actions, current))
+            _messages(plan, run_id, lead_id, stored_actions, current)
         if reason:
             plan.rejected.append({"leadDocId": lead_id, "reason": reason})
         else:
@@ -352,8 +369,10 @@ def handle_schedule(
             if attempt == INTAKE_ATTEMPTS - 1:
                 return error(503, "unavailable", "the run is being changed concurrently; retry")
             existing = stored_for(store, request)
+    clock = pace.clock if pace is not None else lambda: datetime.now(UTC)
+    messages = plan.due(clock() + LOOKAHEAD)
     try:
-        published = bus.publish(plan.messages, traceparent=traceparent)
+        published = bus.publish(messages, traceparent=traceparent)
     except Exception as exc:
         log(
             f"publish failed: {exc!r}",
@@ -367,7 +386,7 @@ def handle_schedule(
             "leads are recorded but not all were queued; send the same request again",
         )
     store.touch_run(request.runId)
-    counts = Counter(m.action for m in plan.messages)
+    counts = Counter(m.action for m in messages)
     log(
         "schedule accepted",
         trace=trace,

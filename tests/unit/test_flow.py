@@ -23,6 +23,18 @@ def test_the_email_is_not_published_while_its_booking_is_open() -> None:
     assert flow.publishable(["email", "drive"], {"email": r("pending")}) == ["email", "drive"]
 
 
+def test_a_receipt_waiting_for_its_start_is_published_once_that_start_is_due() -> None:
+    waiting = {**r("pending"), "waiting": {"until": "2026-12-02T10:00:01.000Z"}}
+    receipts = {"calendar": r("done", "booked"), "email": waiting, "drive": waiting}
+    assert flow.publishable(ALL, receipts) == []
+    assert flow.publishable(ALL, receipts, due_by="2026-12-02T10:00:00.900Z") == []
+    assert flow.publishable(ALL, receipts, due_by="2026-12-02T10:00:01.000Z") == ["email", "drive"]
+    lead_waits = {"email": "2026-12-02T10:00:01.000Z"}
+    assert not flow.email_goes_with_booking(lead_waits, "2026-12-02T10:00:00.900Z")
+    assert flow.email_goes_with_booking(lead_waits, "2026-12-02T10:00:01.500Z")
+    assert flow.email_goes_with_booking({}, "2026-12-02T10:00:00.000Z")
+
+
 def test_a_failed_booking_closes_the_email_only_when_the_email_follows_it() -> None:
     fields = flow.email_when_booking_fails(ALL)
     assert fields is not None and (fields["status"], fields["reason"]) == (

@@ -4,6 +4,7 @@ are waited for; resumes find what was made by id, not by search. No emulator."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -148,6 +149,54 @@ def test_emails_waiting_for_their_bookings_never_keep_the_sweeper_from_the_booki
     receipts = world.receipts(run)
     assert [receipts[(f"lead-00{i}", "calendar")]["outcome"] for i in range(4)] == ["booked"] * 4
     assert [receipts[(f"lead-00{i}", "email")]["outcome"] for i in range(4)] == ["sent"] * 4
+
+
+def test_leads_whose_start_comes_while_their_request_is_written_are_published_with_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Drive at one write a 0.2-s window: a folder every 0.4 s, so starts 0, 0.4, ..., 1.6 s.
+    world = World(limits=parse_limits('{"drive": {"writes": 1, "perSeconds": 0.2}}'))
+    write = world.store.write_intake
+
+    def slow_write(commits: Any) -> None:
+        write(commits)
+        world.wait(1.0)  # a big request takes a second to write
+
+    monkeypatch.setattr(world.store, "write_intake", slow_write)
+    run = unique("slow-write")
+    world.schedule(request(run, free_leads(5), actions=["drive"]))
+    # The sweeper's passes during that second looked only past what they had passed: the
+    # leads whose start came meanwhile go with the request, not a tick later.
+    published = sorted(m.lead_doc_id for m in world.bus.published)
+    assert published == ["lead-000", "lead-001", "lead-002", "lead-003"]
+    world.pump()
+    receipts = world.receipts(run)
+    assert [receipts[(f"lead-00{i}", "drive")]["outcome"] for i in range(4)] == ["created"] * 4
+    assert receipts[("lead-004", "drive")]["waiting"] is not None  # due 1.6 s: the sweeper's
+    assert world.tick(0.5) == 1
+    assert world.receipts(run)[("lead-004", "drive")]["outcome"] == "created"
+    assert len(world.drive.folders) == 5
+
+
+def test_an_email_whose_start_came_while_its_booking_was_made_goes_with_the_booking(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(book, "MEET_POLL_FIRST_S", 0.01)
+    # Gmail at one confirmation a second: an email every 2 s, so starts 0, 2 and 4 s.
+    world = World(limits=parse_limits('{"gmail": {"units": 110, "perSeconds": 1}}'))
+    run = unique("email-due")
+    world.schedule(request(run, free_leads(3), actions=["calendar", "email"]))
+    world.wait(2.5)  # the bookings are delivered late: lead-001's email start has come
+    world.pump()
+    receipts = world.receipts(run)
+    outcomes = [receipts[(f"lead-00{i}", "email")]["outcome"] for i in range(3)]
+    # The sweeper passed lead-001's email over while its booking was open, and does not look
+    # back: book publishes it, as it does an email with no start of its own.
+    assert outcomes == ["sent", "sent", None]
+    assert receipts[("lead-002", "email")]["waiting"] is not None
+    assert world.tick(2) == 1
+    assert world.receipts(run)[("lead-002", "email")]["outcome"] == "sent"
+    assert len(world.mailer.sent) == 3
 
 
 def test_a_limit_never_fails_or_dead_letters_however_long_it_lasts(world: World) -> None:
