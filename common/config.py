@@ -81,7 +81,7 @@ class Settings:
     on_emulators: bool = False
     hosts: HostAllowlist = field(default_factory=lambda: HostAllowlist(None, open_when_unset=False))
     google_limits: Limits = field(default_factory=lambda: parse_limits(None))
-    sweep_loop_s: float = 50.0  # how long one sweeper tick keeps resuming what falls due
+    sweep_loop_s: float = topology.SWEEP_LOOP_S  # how long a sweeper tick resumes what falls due
     search_settle_s: float = 600.0  # how long Gmail's search may lag behind what was made
 
 
@@ -133,7 +133,7 @@ def settings_from(env: dict[str, str] | os._Environ[str]) -> Settings:
         sweep_stale_s=int(env.get("LEADRUN_SWEEP_STALE_S", str(topology.SWEEP_STALE_S))),
         on_emulators=on_emulators,
         google_limits=_limits(env.get("LEADRUN_GOOGLE_LIMITS")),
-        sweep_loop_s=float(env.get("LEADRUN_SWEEP_LOOP_S", "50")),
+        sweep_loop_s=float(env.get("LEADRUN_SWEEP_LOOP_S", str(topology.SWEEP_LOOP_S))),
         search_settle_s=float(env.get("LEADRUN_SEARCH_SETTLE_S", "600")),
         hosts=HostAllowlist.parse(
             env.get("LEADRUN_WORKSPACE_SUBJECTS"), open_when_unset=mode == GOOGLE_MODE_SANDBOX

@@ -25,6 +25,10 @@ SWEEP_SCHEDULE = (
     "* * * * *"  # production cadence (Cloud Scheduler, cron): waits resume within a minute
 )
 SWEEP_STALE_S = 600  # a pending receipt untouched this long has lost its message
+# One tick publishes what falls due for the schedule's whole period, so no start falls between
+# two ticks; its delivery is given that long and a margin (the sweep subscription's deadline).
+SWEEP_LOOP_S = 60
+SWEEP_ACK_DEADLINE_S = 90
 
 # Pub/Sub policy shared by every push subscription (production values; the local stack may
 # shorten the backoff through LEADRUN_RETRY_MIN_S / LEADRUN_RETRY_MAX_S so tests settle fast).
@@ -46,6 +50,7 @@ class FunctionSpec:
     topic: str | None = None  # the Pub/Sub trigger, for cloudevent functions
     subscription: str | None = None  # push subscription feeding it
     dead_letter: bool = True  # whether its subscription dead-letters to TOPIC_DEAD_LETTER
+    ack_deadline_s: int = ACK_DEADLINE_S  # its subscription's deadline, and its timeout
 
 
 FUNCTIONS: tuple[FunctionSpec, ...] = (
@@ -71,6 +76,7 @@ FUNCTIONS: tuple[FunctionSpec, ...] = (
         TOPIC_SWEEP,
         "lead-sweep-run",
         dead_letter=False,
+        ack_deadline_s=SWEEP_ACK_DEADLINE_S,
     ),
 )
 

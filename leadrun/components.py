@@ -166,8 +166,8 @@ class Commands:
             "LEADRUN_GOOGLE_MODE": "sandbox",
             "LEADRUN_FIREBASE_CERTS_URL": env["LEADRUN_FIREBASE_CERTS_URL"],
             "LEADRUN_ALLOWED_ORIGINS": self.allowed_origins,
-            # One sweeper tick keeps publishing what falls due until just before the next.
-            "LEADRUN_SWEEP_LOOP_S": f"{0.9 * sweep_every_s():g}",
+            # One sweeper tick keeps publishing what falls due until the next one comes.
+            "LEADRUN_SWEEP_LOOP_S": f"{sweep_every_s():g}",
             **{k: v for k, v in os.environ.items() if k == GOOGLE_LIMITS_ENV},
             **self.extra_env,
         }

@@ -80,7 +80,7 @@ def subscription_requests(
             "push_config": {
                 "push_endpoint": push_endpoint(project, spec.topic, function_ports[spec.name])
             },
-            "ack_deadline_seconds": topology.ACK_DEADLINE_S,
+            "ack_deadline_seconds": spec.ack_deadline_s,
             "retry_policy": {
                 "minimum_backoff": _duration(retry_min_s),
                 "maximum_backoff": _duration(retry_max_s),

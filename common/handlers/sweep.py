@@ -175,10 +175,12 @@ def sweep(
     loop_s: float,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> int:
-    """One tick: republish what was lost, then publish what falls due for `loop_s` seconds."""
+    """One tick: republish what was lost, then publish what falls due until `loop_s` seconds
+    after the tick began (the scheduler's period: a start between two ticks would wait for the
+    next one's first pass, and the lane it is in would keep that lag)."""
+    ends = time.monotonic() + loop_s
     republished = republish_stale(store, bus, stale_after)
     resumed = 0
-    ends = time.monotonic() + loop_s
     published = published_here(stale_after)
     after: str | None = None
     while True:

@@ -28,7 +28,12 @@ PUBLISHES_TO = {
     "sweep": set(topology.ACTION_TOPICS.values()),
 }
 # Settings that only some functions get, beyond the ones every function gets.
-FUNCTION_ENV = {"sweep": {"LEADRUN_SWEEP_STALE_S": str(topology.SWEEP_STALE_S)}}
+FUNCTION_ENV = {
+    "sweep": {
+        "LEADRUN_SWEEP_STALE_S": str(topology.SWEEP_STALE_S),
+        "LEADRUN_SWEEP_LOOP_S": str(topology.SWEEP_LOOP_S),
+    }
+}
 COMMON_ENV = {
     "GOOGLE_CLOUD_PROJECT",
     "LEADRUN_GOOGLE_MODE",
@@ -104,7 +109,7 @@ def test_subscriptions_are_the_topology_subscriptions_with_its_policies(module: 
         assert spec.subscription is not None and spec.topic is not None
         body = subscriptions[spec.subscription].body
         assert body["topic"] == ref("google_pubsub_topic.topic", spec.topic, "id")
-        assert body["ack_deadline_seconds"] == topology.ACK_DEADLINE_S
+        assert body["ack_deadline_seconds"] == spec.ack_deadline_s
         assert body["message_retention_duration"] == f"{topology.MESSAGE_RETENTION_S}s"
         assert body["retain_acked_messages"] is True
         assert only_block(body, "expiration_policy") == {"ttl": ""}
@@ -154,7 +159,7 @@ def test_functions_are_the_topology_functions(module: Module) -> None:
         assert service["service_account_email"] == own_account
         expected_ingress = "ALLOW_ALL" if spec.signature == "http" else "ALLOW_INTERNAL_ONLY"
         assert service["ingress_settings"] == expected_ingress
-        assert service["timeout_seconds"] <= topology.ACK_DEADLINE_S
+        assert service["timeout_seconds"] == spec.ack_deadline_s
         env = service["environment_variables"]
         assert env["LEADRUN_GOOGLE_MODE"] == "workspace"
         assert env["LEADRUN_DELEGATION_SA"] == own_account
@@ -258,6 +263,10 @@ def test_sweep_is_ticked_by_cloud_scheduler_on_the_topology_schedule(module: Mod
     assert module.local("sweep_topic") == topology.TOPIC_SWEEP
     assert module.local("sweep_schedule") == topology.SWEEP_SCHEDULE
     assert module.local("sweep_stale_s") == topology.SWEEP_STALE_S
+    # A tick publishes what falls due until the next one comes, within its delivery's deadline.
+    assert module.local("sweep_loop_s") == topology.SWEEP_LOOP_S == 60  # "* * * * *"
+    assert module.local("sweep_ack_deadline_s") == topology.function("sweep").ack_deadline_s
+    assert topology.function("sweep").ack_deadline_s > topology.SWEEP_LOOP_S
     assert topology.function("sweep").topic == topology.TOPIC_SWEEP
     assert "cloudscheduler.googleapis.com" in module.local("apis")
 

@@ -297,7 +297,7 @@ def test_subscriptions_carry_the_production_policy(stack: Stack) -> None:
             assert sub.push_config.push_endpoint == (
                 f"http://127.0.0.1:{stack.port(spec.name)}/projects/{project}/topics/{spec.topic}"
             )
-            assert sub.ack_deadline_seconds == topology.ACK_DEADLINE_S
+            assert sub.ack_deadline_seconds == spec.ack_deadline_s
             assert sub.retry_policy.minimum_backoff.total_seconds() == 0
             assert sub.retry_policy.maximum_backoff.total_seconds() == 1
             assert sub.retain_acked_messages

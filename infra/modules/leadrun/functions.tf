@@ -5,7 +5,10 @@
 # Settings only some functions read, by function name.
 locals {
   function_env = {
-    sweep = { LEADRUN_SWEEP_STALE_S = tostring(local.sweep_stale_s) }
+    sweep = {
+      LEADRUN_SWEEP_STALE_S = tostring(local.sweep_stale_s)
+      LEADRUN_SWEEP_LOOP_S  = tostring(local.sweep_loop_s)
+    }
   }
 }
 
@@ -62,7 +65,7 @@ resource "google_cloudfunctions2_function" "function" {
     ingress_settings                 = each.value.signature == "http" ? "ALLOW_ALL" : "ALLOW_INTERNAL_ONLY"
     all_traffic_on_latest_revision   = true
     available_memory                 = "512Mi"
-    timeout_seconds                  = local.ack_deadline_s # a push delivery must end within its ack deadline
+    timeout_seconds                  = each.value.ack_deadline # a push delivery must end within its ack deadline
     min_instance_count               = 0
     max_instance_count               = lookup(var.max_instances, each.key, var.default_max_instances)
     max_instance_request_concurrency = 1

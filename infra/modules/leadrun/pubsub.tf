@@ -20,7 +20,7 @@ resource "google_pubsub_subscription" "push" {
   topic   = google_pubsub_topic.topic[each.value.topic].id
   labels  = var.labels
 
-  ack_deadline_seconds       = local.ack_deadline_s
+  ack_deadline_seconds       = each.value.ack_deadline
   message_retention_duration = "${local.message_retention_s}s"
   retain_acked_messages      = true # `leadrun seek` can replay acknowledged messages
 

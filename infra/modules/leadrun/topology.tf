@@ -10,6 +10,10 @@ locals {
   sweep_topic    = "lead-sweep"
   sweep_schedule = "* * * * *" # every minute: waiting receipts resume within a minute of their time
   sweep_stale_s  = 600
+  # One tick publishes what falls due for the schedule's whole period (LEADRUN_SWEEP_LOOP_S), so
+  # no start falls between two ticks; the sweep subscription's deadline leaves it a margin.
+  sweep_loop_s         = 60
+  sweep_ack_deadline_s = 90
 
   retry_min_backoff_s   = 10
   retry_max_backoff_s   = 600
@@ -26,6 +30,7 @@ locals {
       topic        = null
       subscription = null
       dead_letter  = false
+      ack_deadline = local.ack_deadline_s
     }
     book = {
       source_dir   = "schedule"
@@ -34,6 +39,7 @@ locals {
       topic        = "lead-calendar"
       subscription = "lead-calendar-book"
       dead_letter  = true
+      ack_deadline = local.ack_deadline_s
     }
     notify = {
       source_dir   = "notify"
@@ -42,6 +48,7 @@ locals {
       topic        = "lead-notify"
       subscription = "lead-notify-send"
       dead_letter  = true
+      ack_deadline = local.ack_deadline_s
     }
     drive = {
       source_dir   = "drive"
@@ -50,6 +57,7 @@ locals {
       topic        = "lead-drive"
       subscription = "lead-drive-create"
       dead_letter  = true
+      ack_deadline = local.ack_deadline_s
     }
     diagnostics = {
       source_dir   = "diagnostics"
@@ -58,6 +66,7 @@ locals {
       topic        = null
       subscription = null
       dead_letter  = false
+      ack_deadline = local.ack_deadline_s
     }
     "dead-letter" = {
       source_dir   = "diagnostics"
@@ -66,6 +75,7 @@ locals {
       topic        = "lead-dead-letter"
       subscription = "lead-dead-letter-mark"
       dead_letter  = false # the dead-letter handler's own failures are retried, never re-dead-lettered
+      ack_deadline = local.ack_deadline_s
     }
     sweep = {
       source_dir   = "diagnostics"
@@ -74,6 +84,7 @@ locals {
       topic        = "lead-sweep"
       subscription = "lead-sweep-run"
       dead_letter  = false # a failed tick is retried, and the next tick sweeps again anyway
+      ack_deadline = local.sweep_ack_deadline_s
     }
   }
 
