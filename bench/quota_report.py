@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import statistics
 from collections import Counter
+from collections.abc import Mapping
 from typing import Any
 
 from bench.quota import SMALL_HOST_TARGET_S, SWEEP_EVERY_S, QuotaRun
@@ -32,17 +33,27 @@ def by_tenth(rows: list[tuple[float, float]]) -> list[float | None]:
     return [_round(lates[round(i * (len(lates) - 1) / 10)]) for i in range(11)]
 
 
+def last_planned(rows_by_action: Mapping[str, list[tuple[float, float]]]) -> float | None:
+    """The last planned start of (planned, late) rows: for A, in seconds after its first POST,
+    the bound over it is the most its plan allows; the rest of A's time is the pipeline's own
+    (to its first call, lateness, the last lead's own time)."""
+    return max((p for rows in rows_by_action.values() for p, _ in rows), default=None)
+
+
 def _one(run: QuotaRun, suffix: str) -> dict[str, Any]:
     """One run's keys; `suffix` is "" for the told run and "_untold" for the other."""
     leads = run.a.leads + run.b.leads
     calls: Counter[str] = Counter(run.calls)
     deliveries = sum(run.a.logs.deliveries.values())
+    planned = last_planned(run.a.late_by_action)
     return {
         f"quota_bound_s{suffix}": _round(run.bound_s),
         f"quota_bound_by_count{suffix}": {
             k: _round(v) for k, v in bound_by_count(run.real, run.a.leads).items()
         },
         f"quota_settle_s{suffix}": _round(run.a.seconds),
+        f"quota_planned_s{suffix}": _round(planned),
+        f"quota_plan_efficiency{suffix}": _round(run.bound_s / planned if planned else None, 3),
         f"quota_settle_polled_s{suffix}": _round(run.a.settled_polled_s),
         f"quota_last_s_by_action{suffix}": {
             k: _round(v) for k, v in sorted(run.a.last_by_action.items())
@@ -159,6 +170,12 @@ def table(result: dict[str, Any]) -> str:
                 if result[f"quota_settle_s{suffix}"] is not None
                 else f"NOT SETTLED in {result[f'quota_timeout_s{suffix}']} s: "
                 f"{result[f'quota_pending_at_end{suffix}']} receipts still pending",
+            ),
+            _row(
+                "A's last planned start (s)",
+                result[f"quota_planned_s{suffix}"],
+                f"bound / it = {result[f'quota_plan_efficiency{suffix}']}: the most this plan "
+                "allows; the rest is the pipeline's own time",
             ),
             _row(
                 "A's last receipt of each action (s)",

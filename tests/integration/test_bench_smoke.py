@@ -94,6 +94,8 @@ QUOTA_KEYS = (
     "quota_deliveries_per_lead",
     "quota_late_s_by_action",
     "quota_late_s_by_tenth",
+    "quota_planned_s",
+    "quota_plan_efficiency",
 )
 
 
@@ -126,3 +128,5 @@ def test_quota_phase_prints_its_figures_and_no_lead_fails() -> None:
         assert result[f"quota_deliveries_per_lead{suffix}"] >= 3
         assert set(result[f"quota_late_s_by_action{suffix}"]) == {"calendar", "drive", "email"}
         assert all(len(v) == 11 for v in result[f"quota_late_s_by_tenth{suffix}"].values())
+        # The plan ends before A does: the pipeline's own time comes on top of it.
+        assert 0 < result[f"quota_planned_s{suffix}"] < result[f"quota_settle_s{suffix}"]

@@ -14,7 +14,7 @@ from bench.quota_limits import (
     quota_bound_s,
     scaled_counts,
 )
-from bench.quota_report import by_tenth
+from bench.quota_report import by_tenth, last_planned
 
 
 def test_tenfold_compression_divides_every_time_and_keeps_every_count() -> None:
@@ -126,3 +126,9 @@ def test_lateness_by_tenth_follows_the_planned_order_not_the_finishing_order() -
     rows = [(float(i), 0.5 if i < 10 else 2.0) for i in reversed(range(21))]
     assert by_tenth(rows) == [0.5] * 5 + [2.0] * 6
     assert by_tenth([]) == []
+
+
+def test_the_last_planned_start_is_the_latest_of_any_action() -> None:
+    rows = {"email": [(46.3, 1.9), (0.0, 1.4)], "calendar": [(21.0, 3.0)], "drive": []}
+    assert last_planned(rows) == 46.3
+    assert last_planned({"email": []}) is None
