@@ -409,7 +409,10 @@ def _act(effect: Effect, work: Work, lane: _Lane, give_back: _GiveBack) -> Outco
             if limit is not None:
                 wait = (limit.until - lane.clock()).total_seconds()
                 if wait > BRIEF_WAIT_S or attempt == QUICK_TRIES:
-                    return Outcome(waiting_fields(limit))
+                    # The sweeper's passes look `LOOKAHEAD` ahead and never back: a start
+                    # nearer than `BRIEF` may be behind them already, and wait for a tick.
+                    later = max(limit.until, lane.clock() + BRIEF)
+                    return Outcome(waiting_fields(replace(limit, until=later)))
                 lane.again_at(limit.until)  # a brief wait costs less than a round trip
                 continue
             if is_transient(exc) and attempt < QUICK_TRIES:

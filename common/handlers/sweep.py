@@ -68,6 +68,12 @@ class Published:
             self._at[key] = now
             return True
 
+    def forget(self, keys: list[Key]) -> None:
+        """`keys` were taken but not published (the pass failed): they may be taken again."""
+        with self._lock:
+            for key in keys:
+                self._at.pop(key, None)
+
 
 _PUBLISHED: dict[float, Published] = {}
 
@@ -118,9 +124,23 @@ def resume_due(
     that a held-back lane spaces anew gets its new start written. `after`: only what fell due
     since the previous pass (a tick's first pass looks at everything due).
     """
+    return _resume_pass(store, bus, now, pace, published, after)[0]
+
+
+def _resume_pass(
+    store: Store,
+    bus: Bus,
+    now: datetime,
+    pace: Pace | None,
+    published: Published | None,
+    after: str | None,
+) -> tuple[int, bool]:
+    """`resume_due`, and whether it looked at everything due (False: it stopped at
+    `RESUME_AT_MOST`, and the next pass must look from the same place again)."""
     seen = published if published is not None else Published(timedelta(minutes=10))
     lanes: dict[tuple[Any, Any], list[Row]] = {}
-    taken = 0
+    keys: list[Key] = []
+    complete = True
     for row in store.due_receipts(now + LOOKAHEAD, after):
         run_id, lead_id, action, receipt = row
         key = (run_id, lead_id, action, receipt["waiting"]["until"])
@@ -131,9 +151,23 @@ def resume_due(
         if not seen.take(key):  # another pass took it meanwhile
             continue
         lanes.setdefault((receipt.get("host"), receipt["waiting"].get("api")), []).append(row)
-        taken += 1
-        if taken >= RESUME_AT_MOST:
-            break  # the rest next time; what was passed over does not count
+        keys.append(key)
+        if len(keys) >= RESUME_AT_MOST:
+            complete = False  # the rest next pass, which looks from the same place again
+            break
+    try:
+        messages = _publish_or_space(store, bus, now, pace, lanes)
+    except Exception:
+        seen.forget(keys)  # not published: the next pass takes them again
+        raise
+    return messages, complete
+
+
+def _publish_or_space(
+    store: Store, bus: Bus, now: datetime, pace: Pace | None, lanes: dict[Any, list[Row]]
+) -> int:
+    """Publish the taken receipts that start within `LOOKAHEAD` (lane by lane, spaced anew
+    while the lane is held back), and write the later start of the others; how many went."""
     messages = []
     for rows in lanes.values():
         for (run_id, lead_id, action, receipt), start in zip(
@@ -174,19 +208,23 @@ def sweep(
     stale_after: timedelta,
     loop_s: float,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    published: Published | None = None,
 ) -> int:
     """One tick: republish what was lost, then publish what falls due until `loop_s` seconds
     after the tick began (the scheduler's period: a start between two ticks would wait for the
-    next one's first pass, and the lane it is in would keep that lag)."""
+    next one's first pass, and the lane it is in would keep that lag). `published`: this
+    process's memory (`published_here`)."""
     ends = time.monotonic() + loop_s
     republished = republish_stale(store, bus, stale_after)
     resumed = 0
-    published = published_here(stale_after)
-    after: str | None = None
+    published = published or published_here(stale_after)
+    after: str | None = None  # the first pass looks at everything due
     while True:
         now = clock()
-        resumed += resume_due(store, bus, now, pace, published, after)
-        after = stamp(now + LOOKAHEAD)
+        count, complete = _resume_pass(store, bus, now, pace, published, after)
+        resumed += count
+        if complete:  # else the next pass looks from the same place: the rest is due there
+            after = stamp(now + LOOKAHEAD)
         if time.monotonic() + RESUME_EVERY.total_seconds() > ends:
             break
         time.sleep(RESUME_EVERY.total_seconds())

@@ -199,6 +199,76 @@ def test_an_email_whose_start_came_while_its_booking_was_made_goes_with_the_book
     assert len(world.mailer.sent) == 3
 
 
+def test_a_sweeper_pass_cut_short_by_its_limit_is_taken_up_by_the_next_pass(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sweep, "RESUME_AT_MOST", 2)  # fewer than the leads that fall due at once
+    run = unique("cut-short")
+    world.calls.fail("files.create", http_error(403, "userRateLimitExceeded", "User Rate Limit"))
+    world.schedule(request(run, free_leads(5), actions=["drive"]))
+    world.pump()
+    untils = {r["waiting"]["until"] for r in world.receipts(run).values()}
+    assert len(untils) == 1  # one held all five back until the gate opens
+    world.wait(5)
+    # One tick of a few passes: each later pass looks only past what the one before looked at,
+    # so what a pass left for lack of room must not count as looked at.
+    sweep.sweep(
+        world.store,
+        world.bus,
+        world.pace,
+        stale_after=timedelta(minutes=10),
+        loop_s=1.0,
+        clock=world.clock,
+        published=sweep.Published(timedelta(minutes=10)),
+    )
+    assert sorted(m.lead_doc_id for m in world.bus.published) == [f"lead-00{i}" for i in range(5)]
+    world.pump()
+    assert {r["outcome"] for r in world.receipts(run).values()} == {"created"}
+
+
+def test_a_lead_parked_after_its_quick_tries_waits_past_what_the_sweeper_has_passed() -> None:
+    # Drive's compressed window is 0.1 s: refusals without "Retry after" wait 0.1, 0.2, 0.4 s.
+    world = World(limits=parse_limits('{"drive": {"writes": 3, "perSeconds": 0.1}}'))
+    refused = http_error(403, "userRateLimitExceeded", "User Rate Limit")
+    world.calls.fail("files.create", refused, refused, refused)
+    run = unique("short-park")
+    world.schedule(request(run, free_leads(1), actions=["drive"]))
+    world.pump()
+    parked_at = world.clock()
+    folder = world.receipts(run)[("lead-000", "drive")]
+    assert world.calls.counted["files.create"] == 3 and folder["waiting"] is not None
+    # The sweeper publishes what starts within 0.5 s and never looks back: a start sooner
+    # than a second could already be behind its passes, and would wait for the next tick.
+    until = datetime.fromisoformat(folder["waiting"]["until"].replace("Z", "+00:00"))
+    assert until - parked_at >= timedelta(seconds=0.95)
+    assert world.tick(1.0) == 1
+    assert world.receipts(run)[("lead-000", "drive")]["outcome"] == "created"
+
+
+def test_what_a_failed_sweeper_pass_took_is_published_by_the_next_one(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run = unique("lost-pass")
+    world.calls.fail("files.create", http_error(403, "userRateLimitExceeded", "User Rate Limit"))
+    world.schedule(request(run, free_leads(3), actions=["drive"]))
+    world.pump()
+    world.wait(5)  # the gate has opened: all three are due
+    published = sweep.Published(timedelta(minutes=10))
+    publish = world.bus.publish
+
+    def unavailable(*args: Any, **kwargs: Any) -> int:
+        raise RuntimeError("Pub/Sub is unavailable")
+
+    monkeypatch.setattr(world.bus, "publish", unavailable)
+    with pytest.raises(RuntimeError):
+        sweep.resume_due(world.store, world.bus, world.clock(), world.pace, published)
+    monkeypatch.setattr(world.bus, "publish", publish)
+    # Not remembered as published: the next pass does not leave them for ten minutes.
+    assert sweep.resume_due(world.store, world.bus, world.clock(), world.pace, published) == 3
+    world.pump()
+    assert {r["outcome"] for r in world.receipts(run).values()} == {"created"}
+
+
 def test_a_limit_never_fails_or_dead_letters_however_long_it_lasts(world: World) -> None:
     run = unique("long")
     world.calls.fail(
