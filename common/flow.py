@@ -15,8 +15,11 @@ Intake, sweep, replay, redrive, book, notify and dead-letter all ask here.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from datetime import datetime
 from typing import Any
 
+from common.models import stamp
+from common.pacing import LOOKAHEAD
 from common.receipts import is_terminal
 
 CALENDAR_FAILED = "calendar_failed"
@@ -60,15 +63,26 @@ def publishable(
         action
         for action in wanted
         if not is_terminal(receipts.get(action))
-        and not _waits_after((receipts.get(action) or {}).get("waiting"), due_by)
+        and not _waits_past((receipts.get(action) or {}).get("waiting"), due_by)
         and not waits_for_calendar(action, wanted, receipts)
     ]
 
 
-def _waits_after(waiting: Mapping[str, Any] | None, due_by: str | None) -> bool:
+def due_by(now: datetime) -> str:
+    """The latest start that is due at `now` (RFC 3339): the sweeper publishes what starts
+    within `LOOKAHEAD`, and its passes never look back at a start they have passed."""
+    return stamp(now + LOOKAHEAD)
+
+
+def _waits_past(waiting: Mapping[str, Any] | None, due_by: str | None) -> bool:
+    """Whether a receipt's `waiting` holds it past `due_by` (None: any wait does)."""
     if not waiting:
         return False
-    return due_by is None or str(waiting.get("until") or "") > due_by
+    return due_by is None or _later(waiting.get("until"), due_by)
+
+
+def _later(start: Any, due_by: str) -> bool:
+    return str(start or "") > due_by
 
 
 def email_when_booking_fails(actions: Iterable[str]) -> dict[str, Any] | None:
@@ -127,4 +141,4 @@ def email_goes_with_booking(lead_waits: Mapping[str, Any], due_by: str) -> bool:
     reads the booking from the calendar receipt. An email whose start came while its booking was
     being made goes now: the sweeper passed it over then, and does not look back."""
     start = lead_waits.get("email")
-    return start is None or str(start) <= due_by
+    return start is None or not _later(start, due_by)

@@ -21,8 +21,7 @@ from common.bus import Outgoing
 from common.errors import PermanentError
 from common.handlers.delivery import Outcome, Retry, Work
 from common.holds import Settlement, SlotHold
-from common.models import Slot, stamp
-from common.pacing import LOOKAHEAD
+from common.models import Slot
 from common.ports import Calendar
 from common.receipts import terminal
 from common.slots import (
@@ -218,8 +217,8 @@ class Booker:
             return ()
         d = self.work.delivery
         # The lead keeps when each of its waiting receipts starts: no read of the email's.
-        due_by = stamp(self.work.clock() + LOOKAHEAD)
-        if not flow.email_goes_with_booking(self.work.lead_doc.get("waiting") or {}, due_by):
+        waits = self.work.lead_doc.get("waiting") or {}
+        if not flow.email_goes_with_booking(waits, flow.due_by(self.work.clock())):
             return ()
         return (Outgoing(d.run_id, d.lead_doc_id, "email", booking),)
 

@@ -115,21 +115,22 @@ class Starts:
 class IntakePlan:
     """What schedule will write and publish for a request, decided from what is stored."""
 
+    run_id: str
     commits: list[Commit]
-    messages: list[Outgoing]
     accepted: list[dict[str, str]]
     rejected: list[dict[str, str]]
-    # Receipts written waiting for their start (that start, and their message): one whose start
-    # comes while the request is being written is published with it (`due`).
-    later: list[tuple[str, Outgoing]] = field(default_factory=list)
+    # Each accepted lead's actions and receipts as they will be stored: what to publish.
+    written: list[tuple[str, list[str], Mapping[str, Any]]] = field(default_factory=list)
 
-    def due(self, by: datetime) -> list[Outgoing]:
-        """What to publish once the request is written, at `by` minus `LOOKAHEAD`: the
-        receipts to publish at once, and the waiting ones whose start has come meanwhile. The
-        sweeper's passes look only at starts after the ones they have passed, so a receipt
-        written with a start they had already passed would wait for its next tick."""
-        horizon = stamp(by)
-        return self.messages + [message for until, message in self.later if until <= horizon]
+    def messages(self, due_by: str) -> list[Outgoing]:
+        """What to publish once the request is written (`flow.publishable`), counting a
+        receipt that waits for a start by `due_by`: that start came while the request was being
+        written, and the sweeper's passes, which never look back, may have passed it already."""
+        return [
+            Outgoing(self.run_id, lead_id, action)
+            for lead_id, actions, receipts in self.written
+            for action in flow.publishable(actions, receipts, due_by)
+        ]
 
 
 def _lead_doc(
@@ -156,18 +157,6 @@ def settings_key(settings: dict[str, Any]) -> str:
     """The id of a settings document: its content's digest."""
     encoded = json.dumps(settings, sort_keys=True, separators=(",", ":")).encode()
     return hashlib.sha256(encoded).hexdigest()[:32]
-
-
-def _messages(
-    plan: IntakePlan, run_id: str, lead_id: str, actions: list[str], receipts: Mapping[str, Any]
-) -> None:
-    """Add the lead's messages to `plan`: the ones to publish now, and the later ones."""
-    for action in flow.publishable(actions, receipts):
-        plan.messages.append(Outgoing(run_id, lead_id, action))
-    for action in actions:
-        until = ((receipts.get(action) or {}).get("waiting") or {}).get("until")
-        if until and action in flow.publishable(actions, receipts, due_by=until):
-            plan.later.append((until, Outgoing(run_id, lead_id, action)))
 
 
 def _new_lead(
@@ -248,7 +237,7 @@ def plan_intake(
         existing = stored_for(store, request)
     # Content-addressed: writing it again writes the same thing, so it needs no guard.
     plan = IntakePlan(
-        [Commit([Write(paths.run_settings(run_id, settings_id), settings_doc)])], [], [], []
+        run_id, [Commit([Write(paths.run_settings(run_id, settings_id), settings_doc)])], [], []
     )
     for lead in request.leads:
         reason = lead_problem(lead, settings)
@@ -260,7 +249,7 @@ def plan_intake(
             )
             plan.commits.append(commit)
             if reason is None:
-                _messages(plan, run_id, lead_id, actions, receipts)
+                plan.written.append((lead_id, actions, receipts))
         elif reason is not None:
             # A lead already on record is never clobbered by a worse copy of itself.
             plan.rejected.append({"leadDocId": lead_id, "reason": reason})
@@ -276,7 +265,7 @@ def plan_intake(
                     {"leadDocId": lead_id, "reason": str(stored.lead.data.get("reason"))}
                 )
                 continue
-            _messages(plan, run_id, lead_id, stored_actions, current)
+            plan.written.append((lead_id, stored_actions, current))
         if reason:
             plan.rejected.append({"leadDocId": lead_id, "reason": reason})
         else:
@@ -349,7 +338,8 @@ def handle_schedule(
     if bool(run.get("dryRun")) != request.dryRun:
         mode = "a dry run" if run.get("dryRun") else "a live run"
         return error(409, "run_mode_conflict", f"run {request.runId} is {mode}")
-    now = pace.clock() if pace is not None else datetime.now(UTC)
+    clock = pace.clock if pace is not None else lambda: datetime.now(UTC)
+    now = clock()
     existing = stored_for(store, request)
     reserved: dict[str, list[datetime]] = {}
     over_daily = 0
@@ -369,8 +359,7 @@ def handle_schedule(
             if attempt == INTAKE_ATTEMPTS - 1:
                 return error(503, "unavailable", "the run is being changed concurrently; retry")
             existing = stored_for(store, request)
-    clock = pace.clock if pace is not None else lambda: datetime.now(UTC)
-    messages = plan.due(clock() + LOOKAHEAD)
+    messages = plan.messages(flow.due_by(clock()))
     try:
         published = bus.publish(messages, traceparent=traceparent)
     except Exception as exc:

@@ -208,16 +208,14 @@ def sweep(
     stale_after: timedelta,
     loop_s: float,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-    published: Published | None = None,
 ) -> int:
     """One tick: republish what was lost, then publish what falls due until `loop_s` seconds
     after the tick began (the scheduler's period: a start between two ticks would wait for the
-    next one's first pass, and the lane it is in would keep that lag). `published`: this
-    process's memory (`published_here`)."""
+    next one's first pass, and the lane it is in would keep that lag)."""
     ends = time.monotonic() + loop_s
     republished = republish_stale(store, bus, stale_after)
     resumed = 0
-    published = published or published_here(stale_after)
+    published = published_here(stale_after)
     after: str | None = None  # the first pass looks at everything due
     while True:
         now = clock()

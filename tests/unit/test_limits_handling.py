@@ -219,7 +219,6 @@ def test_a_sweeper_pass_cut_short_by_its_limit_is_taken_up_by_the_next_pass(
         stale_after=timedelta(minutes=10),
         loop_s=1.0,
         clock=world.clock,
-        published=sweep.Published(timedelta(minutes=10)),
     )
     assert sorted(m.lead_doc_id for m in world.bus.published) == [f"lead-00{i}" for i in range(5)]
     world.pump()
