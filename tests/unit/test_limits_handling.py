@@ -178,6 +178,29 @@ def test_leads_whose_start_comes_while_their_request_is_written_are_published_wi
     assert len(world.drive.folders) == 5
 
 
+def test_a_receipt_published_by_intake_and_again_by_the_sweeper_acts_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Starts 0, 0.4, 0.8, 1.2 s; the request takes a second to write: the last two were written
+    # waiting, with starts that came meanwhile, and intake publishes them.
+    world = World(limits=parse_limits('{"drive": {"writes": 1, "perSeconds": 0.2}}'))
+    write = world.store.write_intake
+
+    def slow_write(commits: Any) -> None:
+        write(commits)
+        world.wait(1.0)
+
+    monkeypatch.setattr(world.store, "write_intake", slow_write)
+    run = unique("twice")
+    world.schedule(request(run, free_leads(4), actions=["drive"]))
+    # Before any delivery claims them, a tick's first pass looks at everything due: the two
+    # waiting receipts intake published are published again (it remembers only its own).
+    assert world.tick(0) == 2  # (and delivers everything published)
+    assert {r["outcome"] for r in world.receipts(run).values()} == {"created"}
+    assert len(world.drive.folders) == 4 and world.calls.counted["files.create"] == 4
+    assert world.counts_match_receipts(run)
+
+
 def test_an_email_whose_start_came_while_its_booking_was_made_goes_with_the_booking(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
