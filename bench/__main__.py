@@ -63,6 +63,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="stop waiting for host A after S seconds a run (600 plus 10 times the bound)",
     )
     parser.add_argument(
+        "--quota-compression",
+        type=float,
+        default=quota.COMPRESSION,
+        metavar="F",
+        help="how many times faster than Google's clock the quota phase runs (10: a minute "
+        "lasts 6 s); the bound and the sweeper's tick scale with it",
+    )
+    parser.add_argument(
         "--no-quota", action="store_true", help="skip the quota phase after the other phases"
     )
     parser.add_argument(
@@ -78,6 +86,7 @@ def quota_phase(args: argparse.Namespace, leads: int, say: Any) -> dict[str, Any
     options = quota.QuotaOptions(
         leads=leads,
         untold=not args.no_untold,
+        compression=args.quota_compression,
         settle_timeout_s=args.quota_timeout,
         progress=say,
     )
@@ -98,9 +107,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     quota_leads = (
         args.quota_leads if args.quota_leads is not None else (200 if args.quick else 1000)
     )
-    if leads < 1 or accept < 1 or rounds < 1 or quota_leads < 1:
+    if leads < 1 or accept < 1 or rounds < 1 or quota_leads < 1 or args.quota_compression <= 0:
         print(
-            "--leads, --accept-requests, --rounds and --quota-leads must be positive",
+            "--leads, --accept-requests, --rounds, --quota-leads and --quota-compression must be "
+            "positive",
             file=sys.stderr,
         )
         return 2

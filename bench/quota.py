@@ -48,8 +48,13 @@ SMALL_HOST_TARGET_S = 15.0
 UNTOLD_FRACTION = 0.5
 POLL_S = 0.5
 WARM_UP_LEADS = 20
-# Production's sweep runs every minute (infra topology.tf): a minute lasts 6 s here.
-SWEEP_EVERY_S = 60.0 / COMPRESSION
+# Production's sweep runs every minute (infra topology.tf), compressed like the limits.
+PRODUCTION_SWEEP_EVERY_S = 60.0
+
+
+def sweep_every_s(compression: float) -> float:
+    """The sweeper's tick in a quota run: production's minute, compressed (6 s tenfold)."""
+    return PRODUCTION_SWEEP_EVERY_S / compression
 
 
 @dataclass
@@ -90,6 +95,7 @@ class QuotaRun:
     others_cpu_s: float
     progress: list[tuple[float, int, int]]  # (s from A's start, A's pending, A's waiting)
     timeout_s: float = 0.0  # how long the phase waited for A at most
+    compression: float = COMPRESSION  # how many times faster than Google's clock
 
     @property
     def pending_at_end(self) -> int:
@@ -154,13 +160,16 @@ def _environ(**values: str) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def quota_stack(state_dir: Path, told: Mapping[str, Any]) -> Iterator[Stack]:
-    """A fresh stack whose functions are told `told` (`LEADRUN_GOOGLE_LIMITS`); stopped after.
+def quota_stack(
+    state_dir: Path, told: Mapping[str, Any], compression: float = COMPRESSION
+) -> Iterator[Stack]:
+    """A fresh stack whose functions are told `told` (`LEADRUN_GOOGLE_LIMITS`), its sweeper
+    ticking every `sweep_every_s(compression)`; stopped after.
 
     The sandbox's own limits are posted by each run (`client.sandbox.limits`), since the untold
     run gives it other figures than the functions'.
     """
-    with _environ(LEADRUN_SWEEP_EVERY_S=f"{SWEEP_EVERY_S:g}"):
+    with _environ(LEADRUN_SWEEP_EVERY_S=f"{sweep_every_s(compression):g}"):
         stack = start_stack(
             state_dir,
             ports="auto",
@@ -294,6 +303,7 @@ def quota_run(
         others_cpu_s=max(0.0, others),
         progress=progress,
         timeout_s=timeout,
+        compression=options.compression,
     )
 
 
@@ -311,7 +321,7 @@ def run(options: QuotaOptions, state_dir: Path) -> list[QuotaRun]:
         plans.append(("untold", scaled_counts(told, UNTOLD_FRACTION)))
     say(f"quota phase: starting a stack told {json.dumps(told, separators=(',', ':'))}")
     out: list[QuotaRun] = []
-    with quota_stack(state_dir, told) as stack:
+    with quota_stack(state_dir, told, options.compression) as stack:
         warm_up(stack, told)
         for label, real in plans:
             bound = bound_by_count(real, options.leads)

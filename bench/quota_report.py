@@ -8,7 +8,7 @@ from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
-from bench.quota import SMALL_HOST_TARGET_S, SWEEP_EVERY_S, QuotaRun
+from bench.quota import SMALL_HOST_TARGET_S, QuotaRun, sweep_every_s
 from bench.quota_limits import bound_by_count
 
 # The targets (docs/benchmarks.md "Quota phase"); reported, never asserted.
@@ -96,7 +96,8 @@ def summary(runs: list[QuotaRun]) -> dict[str, Any]:
     out: dict[str, Any] = {
         "quota_leads": told.a.leads,
         "quota_small_host_leads": told.b.leads,
-        "quota_sweep_every_s": SWEEP_EVERY_S,
+        "quota_compression": told.compression,
+        "quota_sweep_every_s": sweep_every_s(told.compression),
         "quota_limits_told": told.told,
     }
     for run in runs:
@@ -144,7 +145,8 @@ def table(result: dict[str, Any]) -> str:
         return ""
     lines = [
         "",
-        f"quota phase: Google's per-user limits compressed tenfold (a minute lasts 6 s); "
+        f"quota phase: Google's per-user limits compressed {result['quota_compression']:g}-fold "
+        f"(a minute lasts {60 / result['quota_compression']:g} s); "
         f"host A {result['quota_leads']} leads, host B {result['quota_small_host_leads']} "
         f"leads 5 s later; sweeper every {result['quota_sweep_every_s']:g} s",
     ]

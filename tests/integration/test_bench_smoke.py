@@ -96,6 +96,7 @@ QUOTA_KEYS = (
     "quota_late_s_by_tenth",
     "quota_planned_s",
     "quota_plan_efficiency",
+    "quota_compression",
 )
 
 
@@ -119,6 +120,8 @@ def test_quota_phase_prints_its_figures_and_no_lead_fails() -> None:
     assert set(QUOTA_KEYS) <= set(result), sorted(set(QUOTA_KEYS) - set(result))
     assert "efficiency = bound / actual" in done.stdout  # the table came first
     assert result["quota_leads"] == 60
+    assert result["quota_compression"] == 10  # Google's minute lasts 6 s unless told otherwise
+    assert result["quota_sweep_every_s"] == 6
     for suffix in ("",):
         assert result[f"quota_failed{suffix}"] == 0, result[f"quota_statuses{suffix}"]
         assert result[f"quota_dead_lettered{suffix}"] == 0, result[f"quota_statuses{suffix}"]

@@ -132,3 +132,21 @@ def test_the_last_planned_start_is_the_latest_of_any_action() -> None:
     rows = {"email": [(46.3, 1.9), (0.0, 1.4)], "calendar": [(21.0, 3.0)], "drive": []}
     assert last_planned(rows) == 46.3
     assert last_planned({"email": []}) is None
+
+
+def test_the_sweepers_tick_is_compressed_like_the_limits() -> None:
+    """Production ticks every minute: 6 s tenfold, 30 s twofold, a minute uncompressed."""
+    from bench.quota import sweep_every_s
+
+    assert sweep_every_s(10) == 6.0
+    assert sweep_every_s(2) == 30.0
+    assert sweep_every_s(1) == 60.0
+
+
+def test_a_compression_that_is_not_positive_is_refused_before_anything_runs(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from bench.__main__ import main
+
+    assert main(["--quota", "--quota-compression", "0"]) == 2
+    assert "--quota-compression must be positive" in capsys.readouterr().err
