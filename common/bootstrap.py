@@ -10,6 +10,7 @@ from google.cloud import firestore
 
 from common.auth import CertificateCache, FirebaseVerifier
 from common.bus import PubSubBus
+from common.clock import SYSTEM, Clock
 from common.config import Settings, settings
 from common.firestore_documents import FirestoreDocuments
 from common.google_apis import (
@@ -20,6 +21,7 @@ from common.google_apis import (
     ServiceCache,
 )
 from common.handlers.delivery import Deps
+from common.handlers.intake import Pace
 from common.holds import SlotHolds
 from common.lanes import Lanes
 from common.ports import Tools
@@ -31,6 +33,7 @@ class App:
     """The adapters of one process."""
 
     settings: Settings
+    clock: Clock = SYSTEM  # the one wall clock every handler reads, through this wiring
 
     @cached_property
     def documents(self) -> FirestoreDocuments:
@@ -51,7 +54,12 @@ class App:
     @cached_property
     def lanes(self) -> Lanes:
         """The hosts' lanes: pacing and Google's gates."""
-        return Lanes(self.documents, self.settings.google_limits)
+        return Lanes(self.documents, self.settings.google_limits, self.clock)
+
+    @cached_property
+    def pace(self) -> Pace:
+        """What intake and the sweeper pace to."""
+        return Pace(self.lanes, self.settings.google_limits, self.clock.now)
 
     @cached_property
     def bus(self) -> PubSubBus:
@@ -94,6 +102,8 @@ class App:
             self.lanes,
             self.bus,
             self.tools_for,
+            self.clock.now,
+            self.clock.sleep,
             timedelta(seconds=self.settings.max_message_age_s),
         )
 

@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Generic, Protocol, TypeVar
 
+from common.errors import Transient
+
 ROUNDS = 12
 
 T = TypeVar("T")
@@ -38,7 +40,7 @@ class Changed(Exception):
     """A guarded write met a document that changed since it was read."""
 
 
-class Contended(Exception):
+class Contended(Transient):
     """Documents kept changing under a change for every round: try again later."""
 
 

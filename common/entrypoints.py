@@ -20,7 +20,7 @@ from common.handlers.dead_letter import handle_dead_letter
 from common.handlers.delivery import Delivery, Effect, Retry, handle_delivery
 from common.handlers.diagnostics import handle_diagnostics_get, handle_diagnostics_post
 from common.handlers.drive import drive
-from common.handlers.intake import HttpResult, Pace, error, handle_schedule
+from common.handlers.intake import HttpResult, error, handle_schedule
 from common.handlers.notify import notify
 from common.handlers.sweep import sweep
 from common.log import log, trace_field
@@ -149,7 +149,7 @@ def _schedule_post(uid: str, request: flask.Request) -> HttpResult:
         trace,
         hosts=app().settings.hosts,
         traceparent=traceparent,
-        pace=Pace(app().lanes, app().settings.google_limits),
+        pace=app().pace,
     )
 
 
@@ -257,7 +257,9 @@ def sweep_event(event: CloudEvent) -> None:
     sweep(
         app().store,
         app().bus,
-        Pace(app().lanes, config.google_limits),
+        app().pace,
         stale_after=timedelta(seconds=config.sweep_stale_s),
         loop_s=config.sweep_loop_s,
+        clock=app().clock.now,
+        sleep=app().clock.sleep,
     )

@@ -18,19 +18,12 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
-from common.models import stamp
+from common.models import parse_time
 from common.pacing import LOOKAHEAD
-from common.receipts import is_terminal
+from common.receipts import Ending, Receipt, Status, is_terminal, rejected
 
 CALENDAR_FAILED = "calendar_failed"
-# What a receipt becomes when it is tried again.
-REOPENED: dict[str, Any] = {
-    "status": "pending",
-    "outcome": None,
-    "reason": None,
-    "error": None,
-    "waiting": None,
-}
+Receipts = Mapping[str, Receipt | None]
 
 
 def email_follows_calendar(actions: Iterable[str]) -> bool:
@@ -39,9 +32,7 @@ def email_follows_calendar(actions: Iterable[str]) -> bool:
     return "email" in wanted and "calendar" in wanted
 
 
-def waits_for_calendar(
-    action: str, actions: Iterable[str], receipts: Mapping[str, Mapping[str, Any] | None]
-) -> bool:
+def waits_for_calendar(action: str, actions: Iterable[str], receipts: Receipts) -> bool:
     """Whether `action` must not go on its own yet: an email whose booking is not settled."""
     return (
         action == "email"
@@ -51,94 +42,74 @@ def waits_for_calendar(
 
 
 def publishable(
-    actions: Iterable[str],
-    receipts: Mapping[str, Mapping[str, Any] | None],
-    due_by: str | None = None,
+    actions: Iterable[str], receipts: Receipts, due: datetime | None = None
 ) -> list[str]:
     """The actions of a lead to publish now: pending, not waiting for the calendar, and not
     waiting for their start in the host's lane (the sweeper publishes those when due), unless
-    that start is by `due_by` (RFC 3339)."""
+    that start is by `due` (None: any wait holds it back)."""
     wanted = list(actions)
     return [
         action
         for action in wanted
         if not is_terminal(receipts.get(action))
-        and not _waits_past((receipts.get(action) or {}).get("waiting"), due_by)
+        and not _waits(receipts.get(action), due)
         and not waits_for_calendar(action, wanted, receipts)
     ]
 
 
-def due_by(now: datetime) -> str:
-    """The latest start that is due at `now` (RFC 3339): the sweeper publishes what starts
-    within `LOOKAHEAD`, and its passes never look back at a start they have passed."""
-    return stamp(now + LOOKAHEAD)
+def due_by(now: datetime) -> datetime:
+    """The latest start that is due at `now`: the sweeper publishes what starts within
+    `LOOKAHEAD`, and its passes never look back at a start they have passed."""
+    return now + LOOKAHEAD
 
 
-def _waits_past(waiting: Mapping[str, Any] | None, due_by: str | None) -> bool:
-    """Whether a receipt's `waiting` holds it past `due_by` (None: any wait does)."""
-    if not waiting:
+def _waits(receipt: Receipt | None, due: datetime | None) -> bool:
+    if receipt is None or receipt.waiting is None:
         return False
-    return due_by is None or _later(waiting.get("until"), due_by)
+    return due is None or receipt.waits_past(due)
 
 
-def _later(start: Any, due_by: str) -> bool:
-    return str(start or "") > due_by
-
-
-def email_when_booking_fails(actions: Iterable[str]) -> dict[str, Any] | None:
-    """The email receipt's fields once the booking has failed (None: no email follows it)."""
+def email_when_booking_fails(actions: Iterable[str]) -> Ending | None:
+    """How the email ends once the booking has failed (None: no email follows it)."""
     if not email_follows_calendar(actions):
         return None
-    return {
-        "status": "rejected",
-        "outcome": None,
-        "reason": CALENDAR_FAILED,
-        "error": {"code": CALENDAR_FAILED, "message": "the calendar action did not book a meeting"},
-        "waiting": None,
-    }
+    return rejected(CALENDAR_FAILED, "the calendar action did not book a meeting")
 
 
-def booking_of(calendar: Mapping[str, Any] | None) -> dict[str, Any] | None:
+def booking_of(calendar: Receipt | None) -> dict[str, Any] | None:
     """What the email needs of a settled calendar receipt (None: not settled yet, wait)."""
-    if not is_terminal(calendar):
+    if calendar is None or not calendar.terminal:
         return None
-    assert calendar is not None
-    if calendar.get("outcome") == "booked":
-        return {
-            "outcome": "booked",
-            "reason": calendar.get("reason"),
-            **(calendar.get("external") or {}),
-        }
-    if calendar.get("outcome") == "no_slot":
+    if calendar.outcome == "booked":
+        return {"outcome": "booked", "reason": calendar.reason, **(calendar.external or {})}
+    if calendar.outcome == "no_slot":
         return {"outcome": "no_slot"}
-    return {"outcome": calendar.get("status"), "reason": calendar.get("reason")}
+    return {"outcome": calendar.status.value, "reason": calendar.reason}
 
 
-def reopenable(
-    action: str, receipts: Mapping[str, Mapping[str, Any] | None], *, resubmitted: bool
-) -> bool:
+def reopenable(action: str, receipts: Receipts, *, resubmitted: bool) -> bool:
     """Whether `action` may be tried again: by an operator's replay or redrive, or (with
     `resubmitted`) because the lead was sent again, possibly with better data."""
     receipt = receipts.get(action)
-    if receipt is None or not is_terminal(receipt):
+    if receipt is None or not receipt.terminal:
         return False
-    if receipt.get("status") == "failed":
+    if receipt.status is Status.FAILED:
         return True
     calendar_again = action == "email" and reopenable("calendar", receipts, resubmitted=resubmitted)
-    if receipt.get("status") == "rejected":
-        return resubmitted or (calendar_again and receipt.get("reason") == CALENDAR_FAILED)
+    if receipt.status is Status.REJECTED:
+        return resubmitted or (calendar_again and receipt.reason == CALENDAR_FAILED)
     if not resubmitted:
         return False
     if action == "calendar":
-        return receipt.get("outcome") == "no_slot"
-    return calendar_again and receipt.get("outcome") == "drafted"
+        return receipt.outcome == "no_slot"
+    return calendar_again and receipt.outcome == "drafted"
 
 
-def email_goes_with_booking(lead_waits: Mapping[str, Any], due_by: str) -> bool:
+def email_goes_with_booking(lead_waits: Mapping[str, str], due: datetime) -> bool:
     """Whether book publishes the email with its booking: not when the email waits for a start
-    in the host's Gmail lane later than `due_by` (`lead_waits`: the lead's `waiting`, action ->
-    start); the sweeper publishes it at that start, once the booking has settled, and notify
-    reads the booking from the calendar receipt. An email whose start came while its booking was
-    being made goes now: the sweeper passed it over then, and does not look back."""
+    in the host's Gmail lane later than `due` (`lead_waits`: `receipts.lead_waits`); the
+    sweeper publishes it at that start, once the booking has settled, and notify reads the
+    booking from the calendar receipt. An email whose start came while its booking was being
+    made goes now: the sweeper passed it over then, and does not look back."""
     start = lead_waits.get("email")
-    return start is None or not _later(start, due_by)
+    return start is None or parse_time(start) <= due

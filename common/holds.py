@@ -24,12 +24,13 @@ from common.documents import (
     change,
     guarded,
 )
+from common.errors import Transient
 
 # Matches the expanded search's grid: a 30-minute meeting touches two or three buckets.
 HOLD_BUCKET = timedelta(minutes=15)
 
 
-class HoldsContended(Exception):
+class HoldsContended(Transient):
     """Claims on this calendar keep changing: retry later."""
 
 
@@ -82,13 +83,13 @@ class SlotHolds:
         self.known = known if known is not None else Known()  # what this process left
 
     def claim(
-        self, calendar_key: str, hold: SlotHold, owner: str, ttl: timedelta
+        self, calendar_key: str, hold: SlotHold, owner: str, ttl: timedelta, now: datetime
     ) -> list[SlotHold]:
-        """Hold every bucket `hold` touches; the conflicting holds of others (none: held)."""
+        """Hold every bucket `hold` touches until `now + ttl`; the conflicting holds of others
+        (none: held)."""
         bucket_paths = hold_paths(calendar_key, hold)
 
         def decide(found: dict[str, Stored | None]) -> Decision[list[SlotHold]]:
-            now = datetime.now(UTC)
             conflicts = [
                 SlotHold(doc.data["start"], doc.data["end"])
                 for doc in found.values()

@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import hashlib
 import threading
-import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from common import paths
+from common.clock import SYSTEM, Clock
 from common.documents import SERVER_TIME, Commit, Decision, Documents, Stored, change, guarded
 from common.limits import Limit
 from common.pacing import BRIEF, Limits, Plan, plan_lane, recovered, under_refused
@@ -111,12 +111,15 @@ class Lanes:
     """The lanes, over a `Documents` port. A lane read is kept for `FRESH` in this process
     (every delivery reads its lane; a gate another instance closed is seen that much later)."""
 
-    FRESH = 0.25  # seconds
+    FRESH = timedelta(milliseconds=250)
 
-    def __init__(self, docs: Documents, limits: Limits | None = None) -> None:
+    def __init__(
+        self, docs: Documents, limits: Limits | None = None, clock: Clock = SYSTEM
+    ) -> None:
+        self.clock = clock
         self.docs = docs
         self.limits = limits  # the limits lanes pace to (for how long a refusal waits first)
-        self._seen: dict[str, tuple[float, Lane]] = {}
+        self._seen: dict[str, tuple[datetime, Lane]] = {}
         self._last: dict[str, datetime] = {}  # this process's last planned call, per lane
         self._lock = threading.Lock()
 
@@ -170,12 +173,12 @@ class Lanes:
         """The host's lane on `api` (as read less than `FRESH` ago in this process)."""
         path = paths.gate(api, host_key(host))
         seen = self._seen.get(path)
-        if seen is not None and time.monotonic() - seen[0] < self.FRESH:
+        if seen is not None and self.clock.now() - seen[0] < self.FRESH:
             return seen[1]
         lane = _lane_of(self.docs.read([path])[path], api)
         if len(self._seen) > 4096:
             self._seen.clear()
-        self._seen[path] = (time.monotonic(), lane)
+        self._seen[path] = (self.clock.now(), lane)
         return lane
 
     def close(self, host: str, limit: Limit, now: datetime) -> Limit:

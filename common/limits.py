@@ -3,27 +3,23 @@
 A rate limit (429, 403 `rateLimitExceeded`/`userRateLimitExceeded`), a daily sending cap (Gmail's
 429 "User-rate limit exceeded.  Retry after <time>") and Calendar's usage-limit lockout (403
 `quotaExceeded`, "Calendar usage limits exceeded.") are not failures: the action waits and
-resumes by itself (CONTRACT §4 v1.1). This module turns an error into that wait.
+resumes by itself (docs/api.md, "Google's limits"). `common.errors.classify` turns an error into
+that wait with the figures here.
 """
 
 from __future__ import annotations
 
-import json
 import random
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from googleapiclient.errors import HttpError
-
 from common.models import parse_time, stamp
 
 RATE_LIMIT = "rate_limit"
 DAILY_LIMIT = "daily_limit"
 USAGE_LIMITS = "usage_limits"
-RATE_REASONS = frozenset({"rateLimitExceeded", "userRateLimitExceeded"})
-LOCKOUT_REASONS = frozenset({"quotaExceeded", "dailyLimitExceeded"})
 # Google's per-minute windows never ask for more than a minute; a later "Retry after" is the
 # rolling day's cap.
 DAILY_AFTER = timedelta(seconds=90)
@@ -47,17 +43,8 @@ class Limit:
     until: datetime
 
     def waiting(self) -> dict[str, Any]:
-        """The receipt's `waiting` field (CONTRACT §4 v1.1)."""
+        """The receipt's `waiting` field (docs/api.md, "Receipts")."""
         return {"reason": self.reason, "api": self.api, "until": stamp(self.until)}
-
-
-def _error_body(error: HttpError) -> tuple[str, str]:
-    try:
-        body = json.loads(error.content.decode("utf-8", "replace")).get("error") or {}
-    except (ValueError, AttributeError):
-        return "", ""
-    errors = body.get("errors") or [{}]
-    return str(errors[0].get("reason") or ""), str(body.get("message") or "")
 
 
 def retry_after(message: str) -> datetime | None:
@@ -75,30 +62,3 @@ def backoff(base: timedelta, ceiling: timedelta, waits_in_a_row: int) -> timedel
     """`base` doubled for each wait in a row, at most `ceiling`, with up to 20% jitter."""
     step = min(ceiling, base * (2 ** min(waits_in_a_row, 20)))
     return step * (1 + 0.2 * random.random())
-
-
-def limit_of(
-    exc: BaseException,
-    api: str,
-    now: datetime,
-    waits_in_a_row: int = 0,
-    first_wait: timedelta = RATE_BACKOFF,
-) -> Limit | None:
-    """The wait a refused call asks for, or None if `exc` is not one of Google's limits.
-    Without a "Retry after", the first wait is `first_wait` (the API's window), doubling."""
-    if not isinstance(exc, HttpError):
-        return None
-    status = int(exc.resp.status)
-    reason, message = _error_body(exc)
-    if status == 403 and reason in LOCKOUT_REASONS:
-        wait = backoff(LOCKOUT_PROBE, LOCKOUT_PROBE_MAX, waits_in_a_row)
-        return Limit(USAGE_LIMITS, api, now + wait)
-    if status == 429 or (status == 403 and reason in RATE_REASONS):
-        until = retry_after(message)
-        if until is None:
-            return Limit(
-                RATE_LIMIT, api, now + backoff(first_wait, RATE_BACKOFF_MAX, waits_in_a_row)
-            )
-        until = max(until, now)
-        return Limit(DAILY_LIMIT if until - now > DAILY_AFTER else RATE_LIMIT, api, until)
-    return None

@@ -15,8 +15,9 @@ from typing import Any, Protocol
 from common.documents import Part
 from common.holds import Settlement, SlotHold
 from common.models import RunSettings
+from common.receipts import Ending, Receipt
 from common.slots import Interval
-from common.store import Claim
+from common.store import Change, Claim
 
 
 class Receipts(Protocol):
@@ -25,23 +26,17 @@ class Receipts(Protocol):
     def run_mode(self, run_id: str) -> dict[str, Any] | None: ...
     def get_lead(self, run_id: str, lead_doc_id: str) -> dict[str, Any] | None: ...
     def lead_settings(self, run_id: str, lead: dict[str, Any]) -> RunSettings: ...
-    def get_receipt(self, run_id: str, lead_doc_id: str, action: str) -> dict[str, Any] | None: ...
+    def get_receipt(self, run_id: str, lead_doc_id: str, action: str) -> Receipt | None: ...
     def claim(
-        self, run_id: str, lead_doc_id: str, action: str, owner: str, now: datetime | None = None
+        self, run_id: str, lead_doc_id: str, action: str, owner: str, now: datetime
     ) -> Claim: ...
     def checkpoint(
         self, run_id: str, lead_doc_id: str, action: str, values: dict[str, Any]
     ) -> None: ...
-    def finish(
-        self,
-        run_id: str,
-        lead_doc_id: str,
-        action: str,
-        fields: dict[str, Any],
-        *,
-        only_if_open: bool = True,
-        also: Part | None = None,
-    ) -> bool: ...
+    def record(
+        self, run_id: str, lead_doc_id: str, action: str, move: Change, *, also: Part | None = None
+    ) -> Receipt | None: ...
+    def finish(self, run_id: str, lead_doc_id: str, action: str, ending: Ending) -> bool: ...
     def release(
         self, run_id: str, lead_doc_id: str, action: str, owner: str, error: dict[str, Any]
     ) -> None: ...
@@ -51,7 +46,7 @@ class Holds(Protocol):
     """Slot holds against double booking (`common.holds.SlotHolds`)."""
 
     def claim(
-        self, calendar_key: str, hold: SlotHold, owner: str, ttl: timedelta
+        self, calendar_key: str, hold: SlotHold, owner: str, ttl: timedelta, now: datetime
     ) -> list[SlotHold]: ...
     def settle(self, settlement: Settlement) -> None: ...
 

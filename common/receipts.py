@@ -1,178 +1,309 @@
-"""Receipt values and what each one counts for in diagnostics (pure).
+"""A receipt's life: one typed value and its transitions (pure), and how it is stored.
 
-Counters move in the same atomic Firestore commit as the receipt transition they count, by the
-difference between what the old and the new receipt count for; so a recount of receipts always
-equals the counters, whatever was redelivered.
+docs/api.md, "Receipts", says what a user sees of a receipt. Here is the whole state machine:
+
+    pending ──claim──▶ pending (leased) ──finish──▶ done | simulated | rejected | failed
+       ▲   └─wait_for / park (Google's limit, or a start in the host's lane)─▶ pending (waiting)
+       └──────────── reopen (replay, redrive, a resubmitted lead) ◀── failed | rejected | …
+
+Every transition is a method that returns the new value; the store persists the difference
+(`changes`) in one guarded commit with the counters it moves. The stored field names appear here
+and in the Firestore adapter's queries only; a new state is a change to this module.
 """
 
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from enum import StrEnum
 from typing import Any
 
-from common.models import TERMINAL
-
-# receipt outcome -> diagnostics count name (CONTRACT §6)
-OUTCOME_COUNTS: dict[str, str] = {
-    "booked": "booked",
-    "no_slot": "noSlot",
-    "sent": "sent",
-    "drafted": "drafted",
-    "created": "foldersCreated",
-}
-# receipt status -> diagnostics count name
-STATUS_COUNTS: dict[str, str] = {"pending": "pending", "simulated": "simulated", "failed": "failed"}
-
-COUNT_NAMES: tuple[str, ...] = (
-    "sourced",
-    "filtered",
-    "accepted",
-    "rejected",
-    "booked",
-    "noSlot",
-    "sent",
-    "drafted",
-    "foldersCreated",
-    "simulated",
-    "pending",
-    "waiting",
-    "failed",
-)
+from common.errors import Transient
+from common.limits import RATE_LIMIT, Limit
+from common.models import parse_time, stamp
+from common.pacing import LOOKAHEAD
 
 
-def counted_keys(receipt: Mapping[str, Any] | None) -> Counter[str]:
-    """The counter fields (`counts.x`) one receipt contributes to: its status and outcome."""
-    keys: Counter[str] = Counter()
-    if not receipt:
-        return keys
-    status = receipt.get("status")
-    if status in STATUS_COUNTS:
-        keys[f"counts.{STATUS_COUNTS[status]}"] += 1
-    outcome = receipt.get("outcome")
-    if outcome in OUTCOME_COUNTS:
-        keys[f"counts.{OUTCOME_COUNTS[outcome]}"] += 1
-    if status == "pending" and receipt.get("waiting"):
-        keys["counts.waiting"] += 1
-    return keys
+class Status(StrEnum):
+    """A receipt's status (docs/api.md, "Receipts")."""
+
+    PENDING = "pending"
+    DONE = "done"
+    SIMULATED = "simulated"
+    REJECTED = "rejected"
+    FAILED = "failed"
 
 
-def tally(receipts: Iterable[Mapping[str, Any] | None]) -> dict[str, int]:
-    """How many of a lead's receipts give each reason (kept on the lead as `reasonTally`)."""
-    found: Counter[str] = Counter()
-    for receipt in receipts:
-        if receipt and receipt.get("reason"):
-            found[str(receipt["reason"])] += 1
-    return dict(sorted(found.items()))
+TERMINAL: frozenset[str] = frozenset(s.value for s in Status if s is not Status.PENDING)
 
 
-def retally(
-    lead_tally: Mapping[str, int], old: Mapping[str, Any] | None, new: Mapping[str, Any] | None
-) -> dict[str, int]:
-    """A lead's reason tally after one of its receipts changes from `old` to `new`."""
-    out = Counter({k: int(v) for k, v in lead_tally.items()})
-    out.subtract(tally([old]))
-    out.update(tally([new]))
-    return {k: v for k, v in sorted(out.items()) if v > 0}
+class LeaseHeld(Transient):
+    """Another delivery is working on this receipt right now: retry later."""
 
 
-def lead_keys(lead: Mapping[str, Any] | None) -> Counter[str]:
-    """The counter fields one lead document contributes to: `accepted` or `rejected`, and each
-    distinct reason among its receipts once (CONTRACT §6 v1.1: `reasons` counts leads)."""
-    keys: Counter[str] = Counter()
-    if lead and lead.get("status") in ("accepted", "rejected"):
-        keys[f"counts.{lead['status']}"] += 1
-    for reason, count in ((lead or {}).get("reasonTally") or {}).items():
-        if count > 0:
-            keys[f"reasons.{reason}"] += 1
-    return keys
+@dataclass(frozen=True)
+class Lease:
+    """Who works on a receipt, until when (an instance that dies leaves no lock behind)."""
+
+    owner: str
+    expires_at: datetime
+
+    def held_against(self, owner: str, now: datetime) -> bool:
+        """Whether another owner holds it at `now`."""
+        return self.owner != owner and self.expires_at > now
 
 
-def delta(old: Counter[str], new: Counter[str]) -> Counter[str]:
-    """What to add to each counter field when `old` becomes `new` (zeros left out)."""
-    out: Counter[str] = Counter()
-    for key in set(old) | set(new):
-        change = new.get(key, 0) - old.get(key, 0)
-        if change:
-            out[key] = change
-    return out
+@dataclass(frozen=True)
+class Ending:
+    """How an action ended: a terminal receipt's status, outcome, reason, external, error."""
+
+    status: Status
+    outcome: str | None = None
+    reason: str | None = None
+    external: dict[str, Any] | None = None
+    error: dict[str, Any] | None = None
 
 
-def recount(
-    rows: Iterable[tuple[Mapping[str, Any], Iterable[Mapping[str, Any]]]],
+def failed(reason: str, code: str, message: str) -> Ending:
+    """A `failed` ending with its reason and error."""
+    return Ending(Status.FAILED, reason=reason, error={"code": code, "message": message})
+
+
+def rejected(reason: str, message: str | None = None) -> Ending:
+    """A `rejected` ending (with an error when `message` says why)."""
+    error = None if message is None else {"code": reason, "message": message}
+    return Ending(Status.REJECTED, reason=reason, error=error)
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """One action's receipt. Fields past `waiting` are the pipeline's own bookkeeping."""
+
+    action: str
+    dry_run: bool = False
+    status: Status = Status.PENDING
+    outcome: str | None = None
+    reason: str | None = None
+    attempts: int = 0
+    external: dict[str, Any] | None = None
+    error: dict[str, Any] | None = None
+    waiting: Limit | None = None
+    host: str | None = None  # the lane (sender) a waiting receipt is paced in
+    start_at: datetime | None = None  # its start in the lane, once its wait is over
+    spaced: bool = False  # the sweeper gave it a new start: it keeps that one
+    lease: Lease | None = None
+    checkpoint: Mapping[str, Any] = field(default_factory=dict)
+    clean_through: int | None = None  # every try up to this one parked before calling Google
+    extra: Mapping[str, Any] = field(default_factory=dict)  # createdAt, updatedAt, …
+
+    # -- what it is ----------------------------------------------------------------------
+    @property
+    def terminal(self) -> bool:
+        """Whether it has reached a final status."""
+        return self.status in TERMINAL
+
+    @property
+    def planned(self) -> datetime | None:
+        """When it is to start: the end of its wait, else its start in the lane (None: now)."""
+        return self.waiting.until if self.waiting is not None else self.start_at
+
+    def waits_past(self, by: datetime) -> bool:
+        """Whether a wait holds it past `by` (the one rule of "is this start due?")."""
+        return self.waiting is not None and self.waiting.until > by
+
+    def resumed(self, attempt: int) -> bool:
+        """Whether a try before `attempt` may have started the work: look before acting again.
+        Not when every earlier try parked before calling Google."""
+        return attempt > 1 and self.clean_through != attempt - 1
+
+    # -- transitions -----------------------------------------------------------------------
+    def claim(self, owner: str, now: datetime, lease: timedelta, due_by: datetime) -> Receipt:
+        """Take the lease for a delivery (raises `LeaseHeld`); a wait over by `due_by` ends
+        here, its end kept as the start."""
+        if self.lease is not None and self.lease.held_against(owner, now):
+            raise LeaseHeld(self.action)
+        taken = replace(self, attempts=self.attempts + 1, lease=Lease(owner, now + lease))
+        if self.waiting is not None and not self.waits_past(due_by):
+            taken = replace(taken, waiting=None, start_at=self.waiting.until)
+        return taken
+
+    def finish(self, ending: Ending) -> Receipt:
+        """The action ended: terminal, lease given back."""
+        return replace(
+            self,
+            status=ending.status,
+            outcome=ending.outcome,
+            reason=ending.reason,
+            external=ending.external,
+            error=ending.error,
+            waiting=None,
+            lease=None,
+        )
+
+    def wait_for(self, wait: Limit, clean_through: int | None = None) -> Receipt:
+        """Google's limit holds it back until `wait.until`; spaced anew in its lane then."""
+        return replace(
+            self._parked(clean_through), outcome=None, waiting=wait, spaced=False, lease=None
+        )
+
+    def park(self, clean_through: int | None = None) -> Receipt:
+        """It came before its start (a replay, a duplicate): it keeps waiting for it."""
+        return replace(self._parked(clean_through), outcome=None, lease=None)
+
+    def _parked(self, clean_through: int | None) -> Receipt:
+        keep = self.clean_through if clean_through is None else clean_through
+        return replace(self, status=Status.PENDING, clean_through=keep)
+
+    def respaced(self, until: datetime) -> Receipt:
+        """The sweeper gave it a new start in a held-back lane; it keeps that start."""
+        assert self.waiting is not None
+        return replace(self, waiting=replace(self.waiting, until=until), spaced=True)
+
+    def later(self, code: str, message: str) -> Receipt:
+        """Nothing can be decided yet: still pending, lease given back, `code` as its error."""
+        return replace(self, error={"code": code, "message": message}, lease=None)
+
+    def release(self, owner: str, code: str, message: str) -> Receipt:
+        """A try failed for now: the error recorded, the lease given back if it is `owner`'s."""
+        mine = self.lease is not None and self.lease.owner == owner
+        return replace(
+            self, error={"code": code, "message": message}, lease=None if mine else self.lease
+        )
+
+    def checkpointed(self, values: Mapping[str, Any]) -> Receipt:
+        """Progress inside an effect (a draft id, a folder id), merged into the checkpoint."""
+        return replace(self, checkpoint={**self.checkpoint, **values})
+
+    def reopen(self) -> Receipt:
+        """Tried again (replay, redrive): pending, with nothing of how it ended."""
+        return replace(
+            self,
+            status=Status.PENDING,
+            outcome=None,
+            reason=None,
+            error=None,
+            waiting=None,
+            lease=None,
+        )
+
+    def anew(self, dry_run: bool) -> Receipt:
+        """A resubmitted lead's action tried again with its new data: nothing of how it ended,
+        no start; attempts and checkpoints kept (a retry still finds what a try made)."""
+        return replace(self.reopen(), dry_run=dry_run, external=None, start_at=None)
+
+    def planned_at(self, host: str, api: str, start: datetime, now: datetime) -> Receipt:
+        """Its start in `host`'s lane: a start within `LOOKAHEAD` of `now` is kept for the
+        delivery to wait for; a later one waits in the store (the sweeper publishes it then)."""
+        if start - now > LOOKAHEAD:
+            return replace(self, host=host, waiting=Limit(RATE_LIMIT, api, start))
+        return replace(self, host=host, start_at=start)
+
+    # -- storage -----------------------------------------------------------------------------
+    def to_doc(self) -> dict[str, Any]:
+        """The stored document (docs/api.md, "Receipts", and the bookkeeping fields)."""
+        return {
+            **self.extra,
+            "action": self.action,
+            "status": self.status.value,
+            "outcome": self.outcome,
+            "reason": self.reason,
+            "dryRun": self.dry_run,
+            "attempts": self.attempts,
+            "external": self.external,
+            "error": self.error,
+            "waiting": None if self.waiting is None else self.waiting.waiting(),
+            "host": self.host,
+            "startAt": None if self.start_at is None else stamp(self.start_at),
+            "spaced": self.spaced,
+            "lease": None
+            if self.lease is None
+            else {"owner": self.lease.owner, "expiresAt": self.lease.expires_at},
+            "checkpoint": dict(self.checkpoint) or None,
+            "cleanThrough": self.clean_through,
+        }
+
+    @classmethod
+    def from_doc(cls, doc: Mapping[str, Any]) -> Receipt:
+        """The receipt a stored document holds."""
+        lease = doc.get("lease") or {}
+        start = doc.get("startAt")
+        return cls(
+            action=str(doc.get("action")),
+            dry_run=bool(doc.get("dryRun")),
+            status=Status(doc.get("status") or Status.PENDING),
+            outcome=doc.get("outcome"),
+            reason=doc.get("reason"),
+            attempts=int(doc.get("attempts") or 0),
+            external=doc.get("external"),
+            error=doc.get("error"),
+            waiting=_wait_of(doc.get("waiting")),
+            host=doc.get("host"),
+            start_at=parse_time(str(start)) if start else None,
+            spaced=bool(doc.get("spaced")),
+            lease=Lease(str(lease["owner"]), lease["expiresAt"])
+            if lease.get("owner") is not None and lease.get("expiresAt") is not None
+            else None,
+            checkpoint=dict(doc.get("checkpoint") or {}),
+            clean_through=doc.get("cleanThrough"),
+            extra={k: v for k, v in doc.items() if k not in _OWN},
+        )
+
+
+_OWN = frozenset(Receipt("").to_doc())
+
+
+def _wait_of(doc: Mapping[str, Any] | None) -> Limit | None:
+    if not doc or not doc.get("until"):
+        return None
+    return Limit(str(doc.get("reason")), str(doc.get("api")), parse_time(str(doc["until"])))
+
+
+def changes(old: Mapping[str, Any] | None, new: Receipt) -> dict[str, Any]:
+    """The fields to write to turn the stored `old` into `new` (all of them for a new one)."""
+    after = new.to_doc()
+    if old is None:
+        return after
+    before = Receipt.from_doc(old).to_doc()
+    return {k: v for k, v in after.items() if k not in before or before[k] != v}
+
+
+def of(doc: Mapping[str, Any] | None) -> Receipt | None:
+    """The receipt of a stored document, or None."""
+    return None if doc is None else Receipt.from_doc(doc)
+
+
+def is_terminal(receipt: Receipt | None) -> bool:
+    """Whether a receipt exists and has reached a final status."""
+    return receipt is not None and receipt.terminal
+
+
+# -- what a lead keeps of its receipts' waits -------------------------------------------------
+def lead_waits(lead: Mapping[str, Any] | None) -> dict[str, str]:
+    """When each of a lead's waiting receipts starts (action -> RFC 3339), as the lead keeps it."""
+    return dict((lead or {}).get("waiting") or {})
+
+
+def lead_wait_fields(waits: Mapping[str, str]) -> dict[str, Any]:
+    """The lead's fields for its receipts' waits: `waiting`, and the latest as `waitingUntil`
+    (so diagnostics finds a run's latest wait with one indexed read)."""
+    return {"waiting": dict(waits), "waitingUntil": max(waits.values(), default=None)}
+
+
+def waits_of(receipts: Mapping[str, Receipt]) -> dict[str, str]:
+    """`lead_waits` of a lead whose receipts are `receipts`."""
+    return {a: stamp(r.waiting.until) for a, r in receipts.items() if r.waiting is not None}
+
+
+def lead_wait_change(
+    lead: Mapping[str, Any], action: str, old: Receipt | None, new: Receipt
 ) -> dict[str, Any]:
-    """Diagnostics recomputed from each lead and its receipts: what the counters must equal.
-
-    Reasons are counted from the receipts themselves, not from the lead's tally, so a recount
-    checks the tally too.
-    """
-    total: Counter[str] = Counter()
-    for lead, receipts in rows:
-        listed = list(receipts)
-        for receipt in listed:
-            total.update(counted_keys(receipt))
-        total.update(lead_keys({"status": lead.get("status"), "reasonTally": tally(listed)}))
-    return fold(total)
-
-
-def fold(flat: Mapping[str, int]) -> dict[str, Any]:
-    """`{"counts.booked": 2, "reasons.no_slot": 1}` -> `{"counts": {...}, "reasons": {...}}`."""
-    counts = {name: 0 for name in COUNT_NAMES if name not in ("sourced", "filtered")}
-    reasons: dict[str, int] = {}
-    for key, value in flat.items():
-        group, _, name = key.partition(".")
-        if group == "counts":
-            counts[name] = counts.get(name, 0) + int(value)
-        elif group == "reasons" and value:
-            reasons[name] = reasons.get(name, 0) + int(value)
-    return {"counts": counts, "reasons": {k: v for k, v in sorted(reasons.items()) if v}}
-
-
-def is_terminal(receipt: Mapping[str, Any] | None) -> bool:
-    """Whether a receipt has reached a final status."""
-    return receipt is not None and receipt.get("status") in TERMINAL
-
-
-def new_receipt(
-    action: str,
-    *,
-    dry_run: bool,
-    status: str = "pending",
-    reason: str | None = None,
-) -> dict[str, Any]:
-    """A receipt as first written by schedule (pending, or rejected with its reason)."""
-    return {
-        "action": action,
-        "status": status,
-        "outcome": None,
-        "reason": reason,
-        "dryRun": dry_run,
-        "attempts": 0,
-        "external": None,
-        "error": None,
-        "waiting": None,
-    }
-
-
-def terminal(
-    status: str,
-    outcome: str | None,
-    *,
-    reason: str | None = None,
-    external: dict[str, Any] | None = None,
-    error: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """The fields of a terminal receipt."""
-    return {
-        "status": status,
-        "outcome": outcome,
-        "reason": reason,
-        "external": external,
-        "error": error,
-        "waiting": None,
-    }
-
-
-def failed(reason: str, code: str, message: str) -> dict[str, Any]:
-    """A `failed` receipt with its reason and error."""
-    return terminal("failed", None, reason=reason, error={"code": code, "message": message})
+    """The lead's wait fields after one receipt goes from `old` to `new` ({}: unchanged)."""
+    until = new.waiting.until if new.waiting is not None else None
+    before = old.waiting.until if old is not None and old.waiting is not None else None
+    if until == before:
+        return {}
+    waits = {k: v for k, v in lead_waits(lead).items() if k != action}
+    if until is not None:
+        waits[action] = stamp(until)
+    return lead_wait_fields(waits)

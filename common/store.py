@@ -12,11 +12,12 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 from typing import Any
 
 from common import paths
+from common.counts import counted_keys, delta, fold, lead_keys, retally
 from common.documents import (
     ABSENT,
     SERVER_TIME,
@@ -34,14 +35,12 @@ from common.documents import (
 )
 from common.models import RunSettings, stamp
 from common.pacing import BRIEF
-from common.receipts import counted_keys, delta, fold, is_terminal, lead_keys, retally
+from common.receipts import Ending, LeaseHeld, Receipt, changes, lead_wait_change
+
+Change = Callable[[Receipt], Receipt | None]
 
 WRITES_PER_BATCH = 400
 _COMMITS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="intake-commit")
-
-
-class LeaseHeld(Exception):
-    """Another delivery is working on this receipt right now: retry later."""
 
 
 class ReceiptMissing(Exception):
@@ -53,15 +52,15 @@ class Claim:
     """A delivery's hold on one receipt, or the news that there is nothing to do."""
 
     terminal: bool
-    receipt: dict[str, Any] = field(default_factory=dict)
+    receipt: Receipt
     attempt: int = 0
     lead: dict[str, Any] | None = None  # the receipt's lead document, as the claim left it
 
     @property
     def resumed(self) -> bool:
         """An earlier delivery may have started this work: find out what it did before doing it
-        again. Not when every earlier one parked before it called Google (`cleanThrough`)."""
-        return self.attempt > 1 and self.receipt.get("cleanThrough") != self.attempt - 1
+        again."""
+        return self.receipt.resumed(self.attempt)
 
 
 @dataclass(frozen=True)
@@ -80,8 +79,8 @@ def lead_actions(lead: Mapping[str, Any]) -> list[str]:
 def lead_change(
     old_lead: Mapping[str, Any] | None,
     new_lead: Mapping[str, Any] | None,
-    old_receipts: Mapping[str, Mapping[str, Any] | None],
-    new_receipts: Mapping[str, Mapping[str, Any] | None],
+    old_receipts: Mapping[str, Receipt | None],
+    new_receipts: Mapping[str, Receipt | None],
 ) -> Counter[str]:
     """The counter change when a lead and some of its receipts change together."""
     before: Counter[str] = Counter(lead_keys(old_lead))
@@ -257,21 +256,22 @@ class Store:
         return [(lead_id, leads[lead_id], receipts[lead_id]) for lead_id in sorted(leads)]
 
     # -- receipts -------------------------------------------------------------------------
-    def get_receipt(self, run_id: str, lead_doc_id: str, action: str) -> dict[str, Any] | None:
+    def get_receipt(self, run_id: str, lead_doc_id: str, action: str) -> Receipt | None:
         """One receipt, or None."""
-        return self._get(paths.receipt(run_id, lead_doc_id, action))
+        doc = self._get(paths.receipt(run_id, lead_doc_id, action))
+        return None if doc is None else Receipt.from_doc(doc)
 
     def _transition(
         self,
         run_id: str,
         lead_doc_id: str,
         action: str,
-        step: Callable[[dict[str, Any]], tuple[Any, dict[str, Any] | None]],
+        step: Callable[[Receipt], tuple[Any, Receipt | None]],
         also: Part | None = None,
         recall: bool = True,
     ) -> tuple[Any, dict[str, Any] | None]:
-        """The one way a receipt changes: `step(receipt)` gives (result, fields to change or
-        None); the receipt, its lead's reason tally, the counters and `also` (if the receipt
+        """The one way a receipt changes: `step(receipt)` gives (result, the new receipt or
+        None); the receipt, its lead's summary, the counters and `also` (if the receipt
         changes) move in one guarded commit. Returns the result and the lead document as this
         change left it (None: no lead). It may decide on what this process last read and left
         (`documents.change`): the lead matters only where written; a claim hands it on, so reads."""
@@ -284,12 +284,13 @@ class Store:
             if doc is None:
                 raise ReceiptMissing(receipt_path)
             lead = found[lead_path]
-            result, fields = step(dict(doc.data))
-            if fields is None:
+            old = Receipt.from_doc(doc.data)
+            result, new = step(old)
+            if new is None:
                 return Decision((result, None if lead is None else lead.data))
-            old = doc.data
-            new = {**old, **fields}
-            writes = [guarded(receipt_path, doc, {**fields, "updatedAt": SERVER_TIME})]
+            writes = [
+                guarded(receipt_path, doc, {**changes(doc.data, new), "updatedAt": SERVER_TIME})
+            ]
             counts = delta(counted_keys(old), counted_keys(new))
             after = None
             if lead is not None:
@@ -305,37 +306,20 @@ class Store:
         every = [receipt_path, lead_path, *extra]
         return change(self.docs, every, decide, known=self.known, recall=recall)
 
-    def claim(
-        self, run_id: str, lead_doc_id: str, action: str, owner: str, now: datetime | None = None
-    ) -> Claim:
-        """Take the receipt's lease for this delivery (CONTRACT §4 state machine).
+    def claim(self, run_id: str, lead_doc_id: str, action: str, owner: str, now: datetime) -> Claim:
+        """Take the receipt's lease for this delivery (`Receipt.claim`); a wait that ends
+        within `BRIEF` (the sweeper published it) ends here."""
 
-        No lock is left behind by an instance that dies in the middle: a lease expires. A
-        receipt whose wait is over (its start is at most `BRIEF` away: the sweeper published
-        it) stops waiting here, its start kept as `startAt`.
-        """
-        at = now or datetime.now(UTC)
-
-        def step(receipt: dict[str, Any]) -> tuple[Claim, dict[str, Any] | None]:
-            if is_terminal(receipt):
+        def step(receipt: Receipt) -> tuple[Claim, Receipt | None]:
+            if receipt.terminal:
                 return Claim(terminal=True, receipt=receipt), None
-            held = receipt.get("lease") or {}
-            if held.get("owner") not in (None, owner) and held.get("expiresAt", at) > at:
-                raise LeaseHeld(f"{run_id}/{lead_doc_id}/{action}")
-            attempt = int(receipt.get("attempts") or 0) + 1
-            fields: dict[str, Any] = {
-                "attempts": attempt,
-                "lease": {"owner": owner, "expiresAt": at + self.lease},
-            }
-            until = (receipt.get("waiting") or {}).get("until")
-            if until and until <= stamp(at + BRIEF):
-                fields.update(waiting=None, startAt=until)
-            return Claim(terminal=False, receipt={**receipt, **fields}, attempt=attempt), fields
+            taken = receipt.claim(owner, now, self.lease, now + BRIEF)
+            return Claim(terminal=False, receipt=taken, attempt=taken.attempts), taken
 
         try:
             result, lead = self._transition(run_id, lead_doc_id, action, step, recall=False)
-        except Contended as exc:
-            raise LeaseHeld(str(exc)) from exc
+        except (Contended, LeaseHeld) as exc:
+            raise LeaseHeld(f"{run_id}/{lead_doc_id}/{action}") from exc
         claim: Claim = result
         return replace(claim, lead=lead)
 
@@ -343,68 +327,63 @@ class Store:
         self, run_id: str, lead_doc_id: str, action: str, values: dict[str, Any]
     ) -> None:
         """Record progress inside an effect (e.g. a Gmail draft id) before the next step."""
+        self._transition(run_id, lead_doc_id, action, lambda r: (None, r.checkpointed(values)))
 
-        def step(receipt: dict[str, Any]) -> tuple[None, dict[str, Any]]:
-            return None, {"checkpoint": {**(receipt.get("checkpoint") or {}), **values}}
+    def record(
+        self, run_id: str, lead_doc_id: str, action: str, move: Change, *, also: Part | None = None
+    ) -> Receipt | None:
+        """Move an open receipt by `move` with its counters (None: it was terminal already, or
+        `move` left it as it was). `also` (a booking's slot holds) is written with it."""
 
-        self._transition(run_id, lead_doc_id, action, step)
+        def step(receipt: Receipt) -> tuple[Receipt | None, Receipt | None]:
+            new = None if receipt.terminal else move(receipt)
+            return new, new
 
-    def finish(
-        self,
-        run_id: str,
-        lead_doc_id: str,
-        action: str,
-        fields: dict[str, Any],
-        *,
-        only_if_open: bool = True,
-        also: Part | None = None,
-    ) -> bool:
-        """Move a receipt to a new state with its counters; False if it was already terminal
-        (and `only_if_open`). The lease is given back in the same write, and `also` (a booking's
-        slot holds) is written with it."""
+        moved, _ = self._transition(run_id, lead_doc_id, action, step, also)
+        return moved
 
-        def step(receipt: dict[str, Any]) -> tuple[bool, dict[str, Any] | None]:
-            if only_if_open and is_terminal(receipt):
-                return False, None
-            return True, {**fields, "lease": None}
+    def finish(self, run_id: str, lead_doc_id: str, action: str, ending: Ending) -> bool:
+        """End an open receipt; False if it was already terminal."""
+        return self.record(run_id, lead_doc_id, action, lambda r: r.finish(ending)) is not None
 
-        changed, _ = self._transition(run_id, lead_doc_id, action, step, also)
-        return bool(changed)
+    def reopen(self, run_id: str, lead_doc_id: str, action: str) -> bool:
+        """Make a terminal receipt pending again (replay, redrive); False if it was open."""
+
+        def step(receipt: Receipt) -> tuple[bool, Receipt | None]:
+            return (True, receipt.reopen()) if receipt.terminal else (False, None)
+
+        reopened, _ = self._transition(run_id, lead_doc_id, action, step)
+        return bool(reopened)
 
     def release(
         self, run_id: str, lead_doc_id: str, action: str, owner: str, error: dict[str, Any]
     ) -> None:
         """Give the lease back after a transient failure so the redelivery can go on at once."""
-
-        def step(receipt: dict[str, Any]) -> tuple[None, dict[str, Any] | None]:
-            if is_terminal(receipt):
-                return None, None
-            mine = (receipt.get("lease") or {}).get("owner") == owner
-            return None, {"error": error, **({"lease": None} if mine else {})}
-
         try:
-            self._transition(run_id, lead_doc_id, action, step)
+            self.record(
+                run_id,
+                lead_doc_id,
+                action,
+                lambda r: r.release(owner, str(error["code"]), str(error["message"])),
+            )
         except ReceiptMissing:
             return
 
-    def rewait(self, run_id: str, lead_doc_id: str, action: str, waiting: dict[str, Any]) -> bool:
-        """A waiting receipt that the sweeper spaced anew waits for its new start (`spaced`:
-        it keeps that start); False if it no longer waits (it finished, or was claimed)."""
-
-        def step(receipt: dict[str, Any]) -> tuple[bool, dict[str, Any] | None]:
-            if is_terminal(receipt) or not receipt.get("waiting"):
-                return False, None
-            return True, {"waiting": waiting, "spaced": True}
-
-        moved, _ = self._transition(run_id, lead_doc_id, action, step)
-        return bool(moved)
+    def rewait(self, run_id: str, lead_doc_id: str, action: str, until: datetime) -> bool:
+        """A waiting receipt that the sweeper spaced anew waits for its new start (and keeps
+        it); False if it no longer waits (it finished, or was claimed)."""
+        moved = self.record(
+            run_id, lead_doc_id, action, lambda r: r.respaced(until) if r.waiting else None
+        )
+        return moved is not None
 
     def due_receipts(
-        self, by: datetime, after: str | None = None
-    ) -> Iterator[tuple[str, str, str, dict[str, Any]]]:
+        self, by: datetime, after: datetime | None = None
+    ) -> Iterator[tuple[str, str, str, Receipt]]:
         """Waiting receipts whose wait is over by `by` (and was not over at `after`), soonest
         first, read as they are iterated: (runId, leadDocId, action, receipt)."""
-        return self.docs.due_receipts(stamp(by), after)
+        rows = self.docs.due_receipts(stamp(by), None if after is None else stamp(after))
+        return ((run, lead, action, Receipt.from_doc(doc)) for run, lead, action, doc in rows)
 
     def touch_receipt(self, run_id: str, lead_doc_id: str, action: str) -> None:
         """Move `updatedAt`, so the next sweep waits a full period before publishing again."""
@@ -416,33 +395,25 @@ class Store:
         """(runId, leadDocId, action) of pending receipts untouched since `older_than`, unleased
         and not waiting for one of Google's limits (those resume when due)."""
         found = []
-        for run_id, lead_id, action, receipt in self.docs.stale_receipts(older_than, limit):
-            lease = receipt.get("lease") or {}
-            if lease.get("expiresAt") and lease["expiresAt"] > now:
+        for run_id, lead_id, action, doc in self.docs.stale_receipts(older_than, limit):
+            receipt = Receipt.from_doc(doc)
+            if receipt.lease is not None and receipt.lease.expires_at > now:
                 continue
-            if (receipt.get("waiting") or {}).get("until", "") > stamp(now):
+            if receipt.waits_past(now):
                 continue
             found.append((run_id, lead_id, action))
         return found
 
 
 def _lead_follows(
-    lead: Mapping[str, Any], action: str, old: Mapping[str, Any], new: Mapping[str, Any]
+    lead: Mapping[str, Any], action: str, old: Receipt, new: Receipt
 ) -> dict[str, Any]:
     """What a lead keeps of its receipts, when one changes from `old` to `new`: `reasonTally`
-    (so `reasons` counts leads) and `waiting` with its latest `waitingUntil` (so diagnostics
-    finds a run's latest wait with one indexed read)."""
+    (so `reasons` counts leads) and its receipts' waits (`receipts.lead_wait_change`)."""
     fields: dict[str, Any] = {}
-    if old.get("reason") != new.get("reason"):
+    if old.reason != new.reason:
         fields["reasonTally"] = retally(lead.get("reasonTally") or {}, old, new)
-    until = (new.get("waiting") or {}).get("until")
-    if (old.get("waiting") or {}).get("until") != until:
-        waits = {k: v for k, v in (lead.get("waiting") or {}).items() if k != action}
-        if until:
-            waits[action] = until
-        fields["waiting"] = waits
-        fields["waitingUntil"] = max(waits.values(), default=None)
-    return fields
+    return fields | lead_wait_change(lead, action, old, new)
 
 
 def created(path: str, doc: Mapping[str, Any]) -> Write:

@@ -15,8 +15,8 @@ from typing import Any
 
 import requests
 
-from common.receipts import TERMINAL as _TERMINAL  # noqa: F401  (re-exported for callers)
-from common.receipts import is_terminal, recount
+from common.counts import recount
+from common.receipts import TERMINAL
 
 
 class SettleTimeout(TimeoutError):
@@ -151,7 +151,10 @@ class LeadRunClient:
     def in_flight(self, run_id: str) -> int:
         """How many receipts of the run are not terminal yet."""
         return sum(
-            1 for _, _, rs in self.receipts(run_id) for r in rs.values() if not is_terminal(r)
+            1
+            for _, _, rs in self.receipts(run_id)
+            for r in rs.values()
+            if r.get("status") not in TERMINAL
         )
 
     def wait_settled(

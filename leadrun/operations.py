@@ -4,7 +4,7 @@ All three lean on the pipeline's guarantees rather than adding their own: every 
 idempotent (deterministic event ids, Message-IDs, folder tags) and a subscriber that finds a
 terminal receipt does nothing, so re-publishing is always safe. What an operator action must
 get right is the receipts: a `failed` receipt is reopened to `pending` through
-`Store.finish`, which moves the diagnostics counters by the difference in the same
+`Store.reopen`, which moves the diagnostics counters by the difference in the same
 atomic commit, so counts keep equalling receipts.
 """
 
@@ -18,7 +18,7 @@ from typing import Any
 
 from common import flow
 from common.bus import Outgoing, PubSubBus
-from common.receipts import is_terminal
+from common.receipts import Receipt, Status
 from common.store import ReceiptMissing, Store, lead_actions
 from common.topology import ACTION_TOPICS
 
@@ -26,7 +26,7 @@ from common.topology import ACTION_TOPICS
 def reopen_receipt(store: Store, run_id: str, lead_doc_id: str, action: str) -> bool:
     """Move a receipt back to `pending`, its counters with it; False if there is none."""
     try:
-        return store.finish(run_id, lead_doc_id, action, dict(flow.REOPENED), only_if_open=False)
+        return store.reopen(run_id, lead_doc_id, action)
     except ReceiptMissing:
         return False
 
@@ -36,22 +36,22 @@ def _reopen_all(
     run_id: str,
     lead_id: str,
     actions: list[str],
-    receipts: Mapping[str, Any],
+    receipts: Mapping[str, Receipt],
     also: str | None = None,
-) -> tuple[dict[str, Any], list[str]]:
+) -> tuple[dict[str, Receipt], list[str]]:
     """Reopen what `flow.reopenable` allows (and `also`); the receipts now, and what reopened."""
     current = dict(receipts)
     reopened = []
     for action in actions:
         wanted = action == also or flow.reopenable(action, receipts, resubmitted=False)
         if wanted and reopen_receipt(store, run_id, lead_id, action):
-            current[action] = {**receipts[action], **flow.REOPENED}
+            current[action] = receipts[action].reopen()
             reopened.append(action)
     return current, reopened
 
 
 def messages_for(
-    run_id: str, lead_doc_id: str, actions: Iterable[str], receipts: Mapping[str, Any]
+    run_id: str, lead_doc_id: str, actions: Iterable[str], receipts: Mapping[str, Receipt]
 ) -> list[Outgoing]:
     """What to publish so every open receipt of a lead gets worked on (book publishes the email)."""
     return [
@@ -77,7 +77,8 @@ def replay_run(store: Store, bus: PubSubBus, run_id: str) -> ReplayResult:
         if lead.get("status") != "accepted":
             continue  # a rejected lead has nothing to do; resubmit it with a fix instead
         actions = lead_actions(lead) or list(receipts)
-        current, reopened = _reopen_all(store, run_id, lead_id, actions, receipts)
+        typed = {a: Receipt.from_doc(doc) for a, doc in receipts.items()}
+        current, reopened = _reopen_all(store, run_id, lead_id, actions, typed)
         result.reopened.extend((lead_id, action) for action in reopened)
         messages.extend(messages_for(run_id, lead_id, actions, current))
     if messages:
@@ -132,10 +133,10 @@ def _redrive_one(
     if lead is None or receipt is None:
         result.dropped += 1
         return "ack"
-    if not is_terminal(receipt):
+    if not receipt.terminal:
         result.skipped += 1  # the dead-letter function has not marked it yet
         return "hold"
-    if receipt.get("status") != "failed":
+    if receipt.status is not Status.FAILED:
         result.settled += 1
         return "ack"
     actions = lead_actions(lead) or [action]

@@ -9,7 +9,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from common.receipts import is_terminal
+from common.receipts import TERMINAL
 
 ACTION_ORDER: tuple[str, ...] = ("calendar", "email", "drive")
 # Progress/summary buckets: a terminal receipt's outcome, else its status.
@@ -186,7 +186,7 @@ def public_receipt(receipt: Mapping[str, Any]) -> dict[str, Any]:
 
 def receipt_bucket(receipt: Mapping[str, Any]) -> str | None:
     """The progress bucket of a terminal receipt (outcome, else status); None while pending."""
-    if not is_terminal(receipt):
+    if receipt.get("status") not in TERMINAL:
         return None
     return str(receipt.get("outcome") or receipt.get("status"))
 

@@ -132,3 +132,12 @@ def figures(client: Any, run_id: str, waited_s: float) -> None:
             f"  {action}: half settled by {ends[len(ends) // 2]:.1f} s, all by {ends[-1]:.1f} s; "
             f"deliveries per receipt {sum(tries) / len(tries):.2f}, at most {max(tries)}"
         )
+
+
+def receipt_doc(store: Any, run_id: str, lead_doc_id: str, action: str) -> dict[str, Any] | None:
+    """A receipt as stored in Firestore: the fields a user reads (docs/api.md, "Receipts")."""
+    from common import paths
+
+    path = paths.receipt(run_id, lead_doc_id, action)
+    found = store.docs.read([path])[path]
+    return None if found is None else dict(found.data)

@@ -7,7 +7,6 @@ after Google accepted the insert answers 409 and the existing event is recorded 
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -23,7 +22,7 @@ from common.handlers.delivery import Outcome, Retry, Work
 from common.holds import Settlement, SlotHold
 from common.models import Slot
 from common.ports import Calendar
-from common.receipts import terminal
+from common.receipts import Ending, Status, lead_waits
 from common.slots import (
     Interval,
     SlotRules,
@@ -99,7 +98,11 @@ class Booker:
         # Claim the buffered span but record the meeting itself, so a lead that meets the
         # conflict applies its own buffers to it.
         conflicts = self.work.holds.claim(
-            self.calendar_key, SlotHold(span.start, span.end), self.owner, HOLD_TTL
+            self.calendar_key,
+            SlotHold(span.start, span.end),
+            self.owner,
+            HOLD_TTL,
+            self.work.clock(),
         )
         return [Interval(c.start, c.end) for c in conflicts if c.start < c.end]
 
@@ -190,7 +193,7 @@ class Booker:
             "expanded": expanded,
         }
         return Outcome(
-            terminal("done", "booked", reason=reason, external=external),
+            Ending(Status.DONE, "booked", reason=reason, external=external),
             self._follow_up({"outcome": "booked", "reason": reason, **external}),
             keep,
         )
@@ -204,7 +207,7 @@ class Booker:
         while calendar is not None and conference_status(event) == "pending":
             if waited >= MEET_POLL_BUDGET_S:
                 raise Retry("the Meet conference is still pending")
-            time.sleep(wait)
+            self.work.sleep(wait)
             waited += wait
             wait = min(wait * 2, 4.0)
             event = calendar.get_event(self.subject, self.calendar_id, self.event_id) or event
@@ -217,14 +220,14 @@ class Booker:
             return ()
         d = self.work.delivery
         # The lead keeps when each of its waiting receipts starts: no read of the email's.
-        waits = self.work.lead_doc.get("waiting") or {}
+        waits = lead_waits(self.work.lead_doc)
         if not flow.email_goes_with_booking(waits, flow.due_by(self.work.clock())):
             return ()
         return (Outgoing(d.run_id, d.lead_doc_id, "email", booking),)
 
     def no_slot(self) -> Outcome:
         """The receipt when nothing is free: the email action turns into a draft."""
-        fields = terminal(
+        fields = Ending(
             self.work.status_done,
             "no_slot",
             reason="no_slot",
@@ -255,7 +258,7 @@ class Booker:
                 "meetLink": None,
             }
             follow_ups = self._follow_up({"outcome": "booked", **external})
-            return Outcome(terminal("simulated", "booked", external=external), follow_ups, keep)
+            return Outcome(Ending(Status.SIMULATED, "booked", external=external), follow_ups, keep)
         return self._insert(live, meeting, expanded, keep)
 
     def _at_a_candidate(self, event: dict[str, Any]) -> bool:

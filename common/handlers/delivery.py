@@ -3,37 +3,35 @@
 The lease in the receipt decides who may act (CONTRACT §4); the effect itself is idempotent
 (deterministic ids, checkpoints, tags), so a delivery that takes over an expired lease first finds
 out what the earlier one already did. An effect returns what it decided (`Outcome`); this module
-records it. Transient errors raise `Retry`, which the entry point turns into an HTTP 500 so Pub/Sub
-redelivers with backoff; permanent ones end in a `failed` receipt.
+records it. What a failure means is `common.errors.classify`'s verdict, and `_act` is that table:
+a limit parks the receipt, a transient error raises `Retry` (an HTTP 500, so Pub/Sub redelivers
+with backoff), a permanent one ends the receipt `failed`.
 """
 
 from __future__ import annotations
 
 import random
-import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
-from google.api_core import exceptions as gexc
-from googleapiclient.errors import HttpError
 from pydantic import ValidationError
 
 from common import flow
 from common.bus import Outgoing
-from common.documents import Contended
-from common.errors import PermanentError, as_permanent, is_transient
-from common.holds import HoldsContended, Settlement
+from common.errors import Failure, Transient, classify
+from common.holds import Settlement
 from common.lanes import Lane, Lanes
-from common.limits import ACTION_API, Limit, limit_of
+from common.limits import ACTION_API
 from common.log import log
-from common.models import Lead, RunSettings, parse_time
+from common.models import Lead, RunSettings
 from common.pacing import BRIEF
 from common.ports import Bus, Holds, Receipts, Tools
-from common.receipts import failed
-from common.store import Claim, LeaseHeld, ReceiptMissing
+from common.receipts import Ending, Receipt, Status, failed
+from common.store import Claim, ReceiptMissing
 
 QUICK_TRIES = 3
 QUICK_BACKOFF_S = 0.2
@@ -41,7 +39,7 @@ QUICK_BACKOFF_S = 0.2
 BRIEF_WAIT_S = BRIEF.total_seconds()
 
 
-class Retry(Exception):
+class Retry(Transient):
     """Ask Pub/Sub to deliver this message again later."""
 
 
@@ -85,9 +83,9 @@ class Deps:
     lanes: Lanes
     bus: Bus
     tools_for: Callable[[bool], Tools]
+    clock: Callable[[], datetime]  # the wiring's (`common.clock`), or a test's
+    sleep: Callable[[float], None]
     max_age: timedelta = timedelta(days=7)
-    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
-    sleep: Callable[[float], None] = time.sleep
 
 
 @dataclass(frozen=True)
@@ -105,6 +103,7 @@ class Work:
     holds: Holds
     now: datetime  # when this delivery began
     clock: Callable[[], datetime]  # the time now
+    sleep: Callable[[float], None]
     tries: int = 1
     # Wait for this lead's turn in its host's lane: an effect calls it right before the call
     # the lane paces (after its own checkpoints, so their latency does not move the call).
@@ -116,19 +115,25 @@ class Work:
         return self.claim.resumed or self.tries > 1
 
     @property
-    def status_done(self) -> str:
+    def status_done(self) -> Status:
         """The terminal status of a successful action in this run's mode."""
-        return "simulated" if self.dry_run else "done"
+        return Status.SIMULATED if self.dry_run else Status.DONE
 
 
 @dataclass(frozen=True)
 class Outcome:
-    """What an effect decided: the receipt's fields, messages to publish, and the slot holds
-    a booking keeps (written with the receipt)."""
+    """What an effect decided: how the receipt ends (or another move of it), messages to
+    publish, and the slot holds a booking keeps (written with the receipt)."""
 
-    fields: dict[str, Any]
+    change: Ending | Callable[[Receipt], Receipt]
     follow_ups: tuple[Outgoing, ...] = ()
     keep: Settlement | None = None
+
+    def apply(self, receipt: Receipt) -> Receipt:
+        """The receipt as this outcome leaves it."""
+        if isinstance(self.change, Ending):
+            return receipt.finish(self.change)
+        return self.change(receipt)
 
 
 Effect = Callable[[Work], Outcome]
@@ -138,21 +143,22 @@ def close_email_after_failed_booking(
     receipts: Receipts, run_id: str, lead_doc_id: str, settings: RunSettings
 ) -> None:
     """The booking cannot go on: the email that would carry it must not stay pending."""
-    fields = flow.email_when_booking_fails(settings.actions)
-    if fields is not None:
-        receipts.finish(run_id, lead_doc_id, "email", fields)
+    ending = flow.email_when_booking_fails(settings.actions)
+    if ending is not None:
+        receipts.finish(run_id, lead_doc_id, "email", ending)
 
 
 class _Story:
     """One delivery's log lines, with its labels, trace and elapsed time."""
 
-    def __init__(self, delivery: Delivery) -> None:
+    def __init__(self, delivery: Delivery, clock: Callable[[], datetime]) -> None:
         self.delivery = delivery
-        self.started = time.monotonic()
+        self.clock = clock
+        self.started = clock()
         self.context: dict[str, Any] = {"messageId": delivery.message_id}
 
     def __call__(self, message: str, severity: str = "INFO", **fields: Any) -> None:
-        elapsed = round((time.monotonic() - self.started) * 1000, 1)
+        elapsed = round((self.clock() - self.started).total_seconds() * 1000, 1)
         log(
             message,
             severity=severity,
@@ -176,7 +182,7 @@ def _lead_of(lead_doc: dict[str, Any] | None) -> Lead | None:
 
 def handle_delivery(deps: Deps, delivery: Delivery, effect: Effect) -> str:
     """Run `effect` at most once for this receipt; returns the outcome for the log."""
-    say = _Story(delivery)
+    say = _Story(delivery, deps.clock)
     d = delivery
     owner = f"{d.message_id}:{uuid.uuid4().hex[:12]}"
     run = deps.receipts.run_mode(d.run_id)
@@ -192,20 +198,22 @@ def handle_delivery(deps: Deps, delivery: Delivery, effect: Effect) -> str:
         say("already terminal: nothing to do", outcome="duplicate")
         return "duplicate"
 
-    def record(fields: dict[str, Any], keep: Settlement | None = None) -> None:
-        deps.receipts.finish(d.run_id, d.lead_doc_id, d.action, fields, also=keep)
+    def record(outcome: Outcome) -> Receipt | None:
+        return deps.receipts.record(
+            d.run_id, d.lead_doc_id, d.action, outcome.apply, also=outcome.keep
+        )
 
     lead_doc = claim.lead  # read (and moved) with the receipt by the claim
     lead = _lead_of(lead_doc)
     if lead_doc is None or lead is None:
         # Schedule writes a lead with its receipts, so this is damage, not a race: say so in
         # the receipt rather than leave it pending for the sweeper to publish again and again.
-        record(failed("permanent_error", "lead_missing", "the lead document is missing or invalid"))
+        record(Outcome(failed("permanent_error", "lead_missing", "the lead document is missing")))
         say("no readable lead: recorded as failed", severity="ERROR", outcome="permanent_error")
         return "permanent_error"
     settings = deps.receipts.lead_settings(d.run_id, lead_doc)
     if d.publish_time and now - d.publish_time > deps.max_age:
-        record(failed("expired", "expired", f"message older than {deps.max_age}; replay to retry"))
+        record(Outcome(failed("expired", "expired", f"older than {deps.max_age}; replay to retry")))
         if d.action == "calendar":
             close_email_after_failed_booking(deps.receipts, d.run_id, d.lead_doc_id, settings)
         say("message too old: recorded and dropped", severity="WARNING", outcome="expired")
@@ -228,6 +236,7 @@ def handle_delivery(deps: Deps, delivery: Delivery, effect: Effect) -> str:
         deps.holds,
         now,
         deps.clock,
+        deps.sleep,
         turn=lane.turn,
     )
     give_back = _GiveBack(deps.receipts, d, owner, say)
@@ -235,25 +244,25 @@ def handle_delivery(deps: Deps, delivery: Delivery, effect: Effect) -> str:
     try:
         if outcome.follow_ups:
             deps.bus.publish(outcome.follow_ups, traceparent=d.traceparent)
-        record(outcome.fields, outcome.keep)
+        recorded = record(outcome)
     except Exception as exc:
         # The effect is done (and idempotent): let the redelivery record it at once.
         give_back("record_failed", exc)
         raise Retry(str(exc)) from exc
-    return _told(say, d, outcome.fields, deps.receipts, settings)
+    if recorded is None:
+        say("finished meanwhile by another delivery", outcome="duplicate")
+        return "duplicate"
+    return _told(say, d, recorded, deps.receipts, settings)
 
 
 def _told(
-    say: _Story, d: Delivery, fields: dict[str, Any], receipts: Receipts, settings: RunSettings
+    say: _Story, d: Delivery, receipt: Receipt, receipts: Receipts, settings: RunSettings
 ) -> str:
     """Log what was recorded (and close the email of a failed booking); the log's outcome."""
-    if fields.get("status") == "failed" and d.action == "calendar":
+    if receipt.status is Status.FAILED and d.action == "calendar":
         close_email_after_failed_booking(receipts, d.run_id, d.lead_doc_id, settings)
-    if "status" not in fields:
-        say(f"{d.action} left pending: {fields['error']['message']}", outcome="later")
-        return "later"
-    if fields.get("waiting"):
-        waiting = fields["waiting"]
+    if receipt.waiting is not None:
+        waiting = receipt.waiting.waiting()
         say(
             f"{d.action} waiting for Google's {waiting['api']} {waiting['reason']} until "
             f"{waiting['until']}",
@@ -263,18 +272,13 @@ def _told(
             waiting=waiting,
         )
         return "waiting"
-    result = fields.get("outcome") or fields.get("reason")
-    severity = "ERROR" if fields["status"] == "failed" else "INFO"
-    say(
-        f"{d.action} {fields['status']}", severity=severity, outcome=result, status=fields["status"]
-    )
+    if not receipt.terminal:
+        say(f"{d.action} left pending: {(receipt.error or {}).get('message')}", outcome="later")
+        return "later"
+    result = receipt.outcome or receipt.reason
+    severity = "ERROR" if receipt.status is Status.FAILED else "INFO"
+    say(f"{d.action} {receipt.status}", severity=severity, outcome=result, status=receipt.status)
     return str(result)
-
-
-def waiting_fields(limit: Limit) -> dict[str, Any]:
-    """A receipt parked by one of Google's limits: still pending, resumes at `until`, and is
-    spaced anew in its lane then (a start the sweeper gave it before is gone)."""
-    return {"status": "pending", "outcome": None, "waiting": limit.waiting(), "spaced": False}
 
 
 @dataclass
@@ -299,14 +303,12 @@ class _Lane:
         closed = lane.closed(now)
         # Parked before calling Google, this try leaves nothing behind: if no try before it
         # did either, the next one need not look for what they might have made.
-        clean = {} if claim.resumed else {"cleanThrough": claim.attempt}
+        clean = None if claim.resumed else claim.attempt
         if closed is not None and closed.until - now > BRIEF:
-            return Outcome(waiting_fields(closed) | clean)
-        waiting = claim.receipt.get("waiting") or {}
-        planned = waiting.get("until") or claim.receipt.get("startAt")
-        start = parse_time(planned) if planned else now
+            return Outcome(lambda r: r.wait_for(closed, clean))
+        start = claim.receipt.planned or now
         if start - now > BRIEF:  # came before its start (a replay, a duplicate): wait for it
-            return Outcome({"status": "pending", "outcome": None, "waiting": waiting} | clean)
+            return Outcome(lambda r: r.park(clean))
         self.start = start if closed is None else max(start, closed.until)
         return None
 
@@ -326,12 +328,15 @@ class _Lane:
         """The next try's turn is when a brief refusal ends, in the lane as read anew then."""
         self.start, self.seen = until, None
 
-    def met(self, exc: BaseException) -> Limit | None:
-        """The wait a refused call asks for (the lane slowed, its gate closed), or None. The
-        lane is read again: other leads' refusals since this one started count in the streak."""
+    def verdict(self, exc: BaseException) -> Failure:
+        """`classify`'s verdict on `exc`; a limit's wait is the lane's (it is slowed, its gate
+        closed). The lane is read again: other leads' refusals since this one started count in
+        the streak."""
         streak = self.lanes.read(self.host, self.api).streak
-        limit = limit_of(exc, self.api, self.clock(), streak, self.lanes.first_wait(self.api))
-        return None if limit is None else self.lanes.close(self.host, limit, self.clock())
+        failure = classify(exc, self.api, self.clock(), streak, self.lanes.first_wait(self.api))
+        if failure.limit is None:
+            return failure
+        return replace(failure, limit=self.lanes.close(self.host, failure.limit, self.clock()))
 
     def passed(self) -> None:
         """Calls went through: the refusal streak ends, and a slowed lane that they use in
@@ -346,13 +351,10 @@ def _claim(receipts: Receipts, d: Delivery, owner: str, say: _Story, now: dateti
     except ReceiptMissing:
         say("no receipt for this action: message dropped", severity="ERROR", outcome="dropped")
         return None
-    except LeaseHeld as exc:
-        say("another delivery holds the lease; retry later", severity="WARNING", outcome="busy")
-        raise Retry("lease held") from exc
     except Exception as exc:
-        if not is_transient(exc) and not isinstance(exc, gexc.GoogleAPICallError):
+        if classify(exc, "firestore", now).kind != "transient":
             raise
-        say(f"could not claim the receipt: {exc!r}", severity="WARNING", outcome="retry")
+        say(f"could not claim the receipt: {exc!r}", severity="WARNING", outcome="busy")
         raise Retry("claim failed") from exc
 
 
@@ -384,51 +386,53 @@ class _GiveBack:
 
 
 def _act(effect: Effect, work: Work, lane: _Lane, give_back: _GiveBack) -> Outcome:
-    """The effect's outcome, with a few quick retries. One of Google's limits parks the receipt
-    (acknowledged: a wait must not spend Pub/Sub's delivery attempts); a permanent error becomes
-    a `failed` outcome; a transient one gives the lease back and asks Pub/Sub for a redelivery.
+    """The effect's outcome, with a few quick retries; a failure is handled as
+    `common.errors.classify` judges it:
 
-    Pub/Sub's redelivery backoff is seconds to minutes and its attempts are few; a brief local
-    retry absorbs one-off 503s. Every retry is a resumed try, so it first looks for what the
-    failed call may have done (the event, the draft, the folder) before acting again.
+    - `wait` (one of Google's limits): a brief one is waited out in process, a longer one parks
+      the receipt (acknowledged: a wait must not spend Pub/Sub's delivery attempts);
+    - `transient`: a one-off (a 503, a reset connection) is tried again at once, a few times;
+      else the lease is given back and Pub/Sub redelivers with backoff;
+    - `permanent`: the receipt ends `failed` with the code;
+    - `internal` (a defect): logged as an error, the lease given back, Pub/Sub retries.
+
+    `Later` is no failure: the receipt stays pending, acknowledged. Every retry is a resumed
+    try, so it first looks for what the failed call may have done before acting again.
     """
     for attempt in range(1, QUICK_TRIES + 1):
         if attempt > 1:
             work = _reread(work)
         try:
             outcome = effect(replace(work, tries=attempt))
-        except PermanentError as exc:
-            return Outcome(failed("permanent_error", exc.code, exc.message))
         except Later as exc:
-            return Outcome({"error": {"code": exc.code, "message": str(exc)}})
-        except (Retry, LeaseHeld, Contended, HoldsContended) as exc:
-            give_back("transient", exc)
-            raise Retry(str(exc)) from exc
+            return Outcome(partial(Receipt.later, code=exc.code, message=str(exc)))
         except Exception as exc:
-            limit = lane.met(exc)
-            if limit is not None:
-                wait = (limit.until - lane.clock()).total_seconds()
-                if wait > BRIEF_WAIT_S or attempt == QUICK_TRIES:
-                    # The sweeper's passes look `LOOKAHEAD` ahead and never back: a start
-                    # nearer than `BRIEF` may be behind them already, and wait for a tick.
-                    later = max(limit.until, lane.clock() + BRIEF)
-                    return Outcome(waiting_fields(replace(limit, until=later)))
-                lane.again_at(limit.until)  # a brief wait costs less than a round trip
-                continue
-            if is_transient(exc) and attempt < QUICK_TRIES:
+            failure = lane.verdict(exc)
+            last = attempt == QUICK_TRIES
+            if failure.limit is not None:
+                wait = (failure.limit.until - lane.clock()).total_seconds()
+                if wait <= BRIEF_WAIT_S and not last:
+                    lane.again_at(failure.limit.until)  # a brief wait costs less than a round trip
+                    continue
+                # The sweeper's passes look `LOOKAHEAD` ahead and never back: a start nearer
+                # than `BRIEF` may be behind them already, and wait for a tick.
+                parked = replace(
+                    failure.limit, until=max(failure.limit.until, lane.clock() + BRIEF)
+                )
+                return Outcome(partial(Receipt.wait_for, wait=parked))
+            if failure.kind == "permanent":
+                return Outcome(failed("permanent_error", failure.code, failure.message))
+            if failure.kind == "transient" and failure.retry_here and not last:
                 give_back.say(
                     f"transient error, retrying in process: {exc}",
                     severity="WARNING",
                     outcome="retry",
                 )
-                time.sleep(QUICK_BACKOFF_S * 2 ** (attempt - 1) * (0.5 + random.random()))
+                work.sleep(QUICK_BACKOFF_S * 2 ** (attempt - 1) * (0.5 + random.random()))
                 continue
-            if is_transient(exc):
+            if failure.kind == "transient":
                 give_back("transient", exc)
                 raise Retry(str(exc)) from exc
-            if isinstance(exc, HttpError):
-                permanent = as_permanent(exc)
-                return Outcome(failed("permanent_error", permanent.code, permanent.message))
             give_back("internal", exc, severity="ERROR")
             raise
         lane.passed()

@@ -10,7 +10,7 @@ from common import keys
 from common.errors import PermanentError
 from common.handlers.delivery import Outcome, Work
 from common.ports import Drive
-from common.receipts import terminal
+from common.receipts import Ending, Status
 
 
 def folder_name(work: Work) -> str:
@@ -27,12 +27,12 @@ def drive(work: Work) -> Outcome:
     folders = work.tools.drive
     if folders is None:
         return Outcome(
-            terminal("simulated", "created", external={"name": name, "parentFolderId": parent})
+            Ending(Status.SIMULATED, "created", external={"name": name, "parentFolderId": parent})
         )
     owner = work.settings.host.senderEmail
     d = work.delivery
     tag = keys.folder_tag(d.run_id, d.lead_doc_id)
-    folder_id = (work.claim.receipt.get("checkpoint") or {}).get("folderId")
+    folder_id = work.claim.receipt.checkpoint.get("folderId")
     folder = folders.get_folder(owner, folder_id) if folder_id else None
     if folder is None:
         if folder_id is None:
@@ -48,7 +48,7 @@ def drive(work: Work) -> Outcome:
         "webViewLink": folder.get("webViewLink"),
         "name": name,
     }
-    return Outcome(terminal("done", "created", external=external))
+    return Outcome(Ending(Status.DONE, "created", external=external))
 
 
 def _create(

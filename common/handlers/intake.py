@@ -12,7 +12,7 @@ import json
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from pydantic import ValidationError
@@ -20,14 +20,15 @@ from pydantic import ValidationError
 from common import flow, paths
 from common.bus import Outgoing
 from common.config import HostAllowlist
+from common.counts import tally
 from common.documents import SERVER_TIME, Changed, Commit, Write
 from common.lanes import Lanes
-from common.limits import ACTION_API, RATE_LIMIT, Limit
+from common.limits import ACTION_API
 from common.log import log
 from common.models import Lead, RunSettings, ScheduleRequest, field_errors, stamp, valid_email
-from common.pacing import LEAD_SECONDS, LOOKAHEAD, Limits
+from common.pacing import LEAD_SECONDS, Limits
 from common.ports import Bus
-from common.receipts import new_receipt, tally
+from common.receipts import Receipt, Status, changes, lead_wait_fields, waits_of
 from common.slots import Interval, split_candidates
 from common.store import Store, StoredLead, created, lead_actions, lead_change
 
@@ -74,7 +75,7 @@ class Pace:
 
     lanes: Lanes
     limits: Limits
-    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    clock: Callable[[], datetime]  # the wiring's (`common.clock`), or a test's
 
 
 class Starts:
@@ -87,7 +88,7 @@ class Starts:
 
     def __init__(
         self,
-        now: datetime,
+        now: datetime | None = None,
         reserved: Mapping[str, list[datetime]] | None = None,
         host: str | None = None,
     ):
@@ -96,19 +97,15 @@ class Starts:
         self.host = host
         self.wanted: Counter[str] = Counter()
 
-    def take(self, action: str) -> dict[str, Any]:
-        """The pacing fields of the next pending receipt of `action`."""
-        api = ACTION_API[action]
+    def take(self, receipt: Receipt) -> Receipt:
+        """The next pending receipt of its action, with its start in the host's lane."""
+        api = ACTION_API[receipt.action]
         index = self.wanted[api]
         self.wanted[api] += 1
         starts = (self.reserved or {}).get(api)
-        if not starts:
-            return {}
-        at = starts[min(index, len(starts) - 1)]
-        # `host`: the lane the sweeper finds a waiting receipt's rate in.
-        if at - self.now > LOOKAHEAD:
-            return {"host": self.host, "waiting": Limit(RATE_LIMIT, api, at).waiting()}
-        return {"host": self.host, "startAt": stamp(at)}
+        if not starts or self.now is None or self.host is None:
+            return receipt
+        return receipt.planned_at(self.host, api, starts[min(index, len(starts) - 1)], self.now)
 
 
 @dataclass
@@ -120,16 +117,16 @@ class IntakePlan:
     accepted: list[dict[str, str]]
     rejected: list[dict[str, str]]
     # Each accepted lead's actions and receipts as they will be stored: what to publish.
-    written: list[tuple[str, list[str], Mapping[str, Any]]] = field(default_factory=list)
+    written: list[tuple[str, list[str], Mapping[str, Receipt]]] = field(default_factory=list)
 
-    def messages(self, due_by: str) -> list[Outgoing]:
+    def messages(self, due: datetime) -> list[Outgoing]:
         """What to publish once the request is written (`flow.publishable`), counting a
-        receipt that waits for a start by `due_by`: that start came while the request was being
+        receipt that waits for a start by `due`: that start came while the request was being
         written, and the sweeper's passes, which never look back, may have passed it already."""
         return [
             Outgoing(self.run_id, lead_id, action)
             for lead_id, actions, receipts in self.written
-            for action in flow.publishable(actions, receipts, due_by)
+            for action in flow.publishable(actions, receipts, due)
         ]
 
 
@@ -138,9 +135,8 @@ def _lead_doc(
     actions: list[str],
     settings_id: str,
     reason: str | None,
-    receipts: Mapping[str, Mapping[str, Any]],
+    receipts: Mapping[str, Receipt],
 ) -> dict[str, Any]:
-    waits = {a: r["waiting"]["until"] for a, r in receipts.items() if r.get("waiting")}
     return {
         "lead": lead.model_dump(mode="json"),
         "actions": actions,
@@ -148,8 +144,7 @@ def _lead_doc(
         "status": "rejected" if reason else "accepted",
         "reason": reason,
         "reasonTally": tally(receipts.values()),
-        "waiting": waits,
-        "waitingUntil": max(waits.values(), default=None),
+        **lead_wait_fields(waits_of(receipts)),
     }
 
 
@@ -167,41 +162,35 @@ def _new_lead(
     reason: str | None,
     dry_run: bool,
     starts: Starts,
-) -> tuple[Commit, dict[str, dict[str, Any]]]:
+) -> tuple[Commit, dict[str, Receipt]]:
     """A lead seen for the first time: its document and a receipt per action, all new."""
-    status = "rejected" if reason else "pending"
     receipts = {
-        a: {
-            **new_receipt(a, dry_run=dry_run, status=status, reason=reason),
-            **(starts.take(a) if reason is None else {}),
-        }
+        a: Receipt(a, dry_run, Status.REJECTED, reason=reason)
+        if reason
+        else starts.take(Receipt(a, dry_run))
         for a in actions
     }
     doc = _lead_doc(lead, actions, settings_id, reason, receipts)
     writes = [created(paths.lead(run_id, lead.leadDocId), doc)]
-    writes += [created(paths.receipt(run_id, lead.leadDocId, a), r) for a, r in receipts.items()]
+    writes += [
+        created(paths.receipt(run_id, lead.leadDocId, a), r.to_doc()) for a, r in receipts.items()
+    ]
     return Commit(writes, run_id, lead_change(None, doc, {}, receipts)), receipts
 
 
 def _reopen(
     run_id: str, lead: Lead, stored: StoredLead, settings_id: str, dry_run: bool, starts: Starts
-) -> tuple[Commit | None, dict[str, dict[str, Any]], list[str]]:
+) -> tuple[Commit | None, dict[str, Receipt], list[str]]:
     """A lead sent again: reopen what may now succeed (`flow.reopenable`), rewrite the lead
     with what was sent; the commit (None: nothing to reopen), its receipts now, its actions."""
     old_lead = stored.lead.data
-    old = {a: doc.data for a, doc in stored.receipts.items()}
+    old = {a: Receipt.from_doc(doc.data) for a, doc in stored.receipts.items()}
     actions = lead_actions(old_lead) or list(old)
-    reopened: dict[str, dict[str, Any]] = {}
+    reopened: dict[str, Receipt] = {}
     for action in actions:
-        if action not in old or flow.reopenable(action, old, resubmitted=True):
-            attempts = int((old.get(action) or {}).get("attempts") or 0)
-            reopened[action] = {
-                **new_receipt(action, dry_run=dry_run),
-                "attempts": attempts,
-                "lease": None,
-                "startAt": None,
-                **starts.take(action),
-            }
+        if action not in old or flow.reopenable(action, dict(old), resubmitted=True):
+            earlier = old.get(action) or Receipt(action, dry_run)
+            reopened[action] = starts.take(earlier.anew(dry_run))
     current = {**old, **reopened}
     if not reopened:
         return None, current, actions
@@ -211,11 +200,12 @@ def _reopen(
     for action, receipt in reopened.items():
         path = paths.receipt(run_id, lead.leadDocId, action)
         if action in stored.receipts:
+            fields = changes(stored.receipts[action].data, receipt)
             writes.append(
-                Write(path, {**receipt, "updatedAt": SERVER_TIME}, stored.receipts[action].version)
+                Write(path, {**fields, "updatedAt": SERVER_TIME}, stored.receipts[action].version)
             )
         else:
-            writes.append(created(path, receipt))
+            writes.append(created(path, receipt.to_doc()))
     return Commit(writes, run_id, lead_change(old_lead, doc, old, reopened)), current, actions
 
 
@@ -232,7 +222,7 @@ def plan_intake(
     settings_id = settings_key(settings_doc)
     actions: list[str] = list(settings.actions)
     run_id = request.runId
-    starts = starts or Starts(datetime.now(UTC))
+    starts = starts or Starts()
     if existing is None:
         existing = stored_for(store, request)
     # Content-addressed: writing it again writes the same thing, so it needs no guard.
@@ -309,7 +299,7 @@ def handle_schedule(
     *,
     hosts: HostAllowlist,
     traceparent: str | None = None,
-    pace: Pace | None = None,
+    pace: Pace,
 ) -> HttpResult:
     """Validate and accept a schedule request (CONTRACT §3).
 
@@ -338,12 +328,12 @@ def handle_schedule(
     if bool(run.get("dryRun")) != request.dryRun:
         mode = "a dry run" if run.get("dryRun") else "a live run"
         return error(409, "run_mode_conflict", f"run {request.runId} is {mode}")
-    clock = pace.clock if pace is not None else lambda: datetime.now(UTC)
+    clock = pace.clock
     now = clock()
     existing = stored_for(store, request)
     reserved: dict[str, list[datetime]] = {}
     over_daily = 0
-    if pace is not None and not request.dryRun:  # a dry run calls only freeBusy: not paced
+    if not request.dryRun:  # a dry run calls only freeBusy: not paced
         counting = Starts(now)
         plan_intake(store, request, counting, existing)
         host = request.host.senderEmail

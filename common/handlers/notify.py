@@ -17,7 +17,7 @@ from common import flow, keys, mime
 from common.handlers.delivery import Later, Outcome, Work
 from common.models import parse_time, stamp
 from common.ports import Mailer
-from common.receipts import terminal
+from common.receipts import Ending, Status, rejected
 from common.slots import format_meeting_time
 
 
@@ -48,7 +48,7 @@ def booking_for(work: Work) -> dict[str, Any] | None:
     return booking
 
 
-def compose(work: Work, booking: dict[str, Any] | None) -> Letter | dict[str, Any]:
+def compose(work: Work, booking: dict[str, Any] | None) -> Letter | Ending:
     """The letter to write, or a terminal receipt when there is nothing to write."""
     lead, settings = work.lead, work.settings
     assert lead.email  # schedule rejects leads without one
@@ -69,16 +69,11 @@ def compose(work: Work, booking: dict[str, Any] | None) -> Letter | dict[str, An
         return Letter("confirmation", True, lead.email, subject, body)
     if booking["outcome"] == "no_slot":
         if not settings.fallback.draftIfNoSlot:
-            return terminal("rejected", None, reason="no_slot")
+            return rejected("no_slot")
         subject = f"{settings.meeting.title}: finding a time"
         body = mime.availability_text(lead.name, settings.host.name, settings.meeting.title)
         return Letter("availability", False, lead.email, subject, body)
-    return terminal(
-        "rejected",
-        None,
-        reason="calendar_failed",
-        error={"code": "calendar_failed", "message": "no meeting was booked"},
-    )
+    return rejected(flow.CALENDAR_FAILED, "no meeting was booked")
 
 
 class Sender:
@@ -91,9 +86,11 @@ class Sender:
         self.message_id = keys.message_id_header(
             work.delivery.run_id, work.delivery.lead_doc_id, letter.kind, self.sender
         )
-        checkpoint = work.claim.receipt.get("checkpoint") or {}
+        checkpoint = work.claim.receipt.checkpoint
         # What earlier tries recorded for this letter (a checkpoint of another kind is stale).
-        self.mine: dict[str, Any] = checkpoint if checkpoint.get("kind") == letter.kind else {}
+        self.mine: dict[str, Any] = (
+            dict(checkpoint) if checkpoint.get("kind") == letter.kind else {}
+        )
 
     def raw(self) -> str:
         """The RFC 2822 message, base64url."""
@@ -110,10 +107,10 @@ class Sender:
         )
         return mime.to_raw(message)
 
-    def sent(self, message: dict[str, Any]) -> dict[str, Any]:
+    def sent(self, message: dict[str, Any]) -> Ending:
         """The receipt of a sent email."""
-        return terminal(
-            "done",
+        return Ending(
+            Status.DONE,
             "sent",
             external={
                 "messageId": message.get("id"),
@@ -121,13 +118,13 @@ class Sender:
             },
         )
 
-    def drafted(self, draft_id: str) -> dict[str, Any]:
+    def drafted(self, draft_id: str) -> Ending:
         """The receipt of a draft left for the host."""
-        return terminal(
-            "done", "drafted", reason=self.letter.reason, external={"draftId": draft_id}
+        return Ending(
+            Status.DONE, "drafted", reason=self.letter.reason, external={"draftId": draft_id}
         )
 
-    def run(self) -> dict[str, Any]:
+    def run(self) -> Ending:
         """Create, checkpoint and send the draft, resuming whatever an earlier attempt did.
 
         A resume trusts the checkpoint and `drafts.get` (by id: consistent), not a search:
@@ -201,7 +198,7 @@ class Sender:
             d.run_id, d.lead_doc_id, "email", {"kind": self.letter.kind, **values}
         )
 
-    def _draft_gone(self, draft_id: str) -> dict[str, Any]:
+    def _draft_gone(self, draft_id: str) -> Ending:
         """A recorded draft that is gone was sent (`drafts.send` removes it) or, for a draft
         left to the host, used or removed by the host. A sent message is looked up by its
         Message-ID; until an empty search can be believed, wait rather than write the email
@@ -216,11 +213,11 @@ class Sender:
         return self.sent(self.gmail.send_draft(self.sender, self._create_draft()))
 
 
-def simulated(letter: Letter) -> dict[str, Any]:
+def simulated(letter: Letter) -> Ending:
     """What a dry run records instead of writing to Gmail."""
     outcome = "sent" if letter.send else "drafted"
-    return terminal(
-        "simulated",
+    return Ending(
+        Status.SIMULATED,
         outcome,
         reason=letter.reason,
         external={"to": letter.to, "subject": letter.subject, "body": letter.body},

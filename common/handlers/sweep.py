@@ -17,25 +17,23 @@ terminal receipt acknowledges a duplicate, and every effect is idempotent.
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from common import flow
 from common.bus import Outgoing
 from common.handlers.intake import Pace
-from common.limits import Limit
 from common.log import log
-from common.models import parse_time, stamp
 from common.pacing import LOOKAHEAD
 from common.ports import Bus
+from common.receipts import Receipt
 from common.store import Store
 
 RESUME_EVERY = timedelta(milliseconds=250)
 RESUME_AT_MOST = 500  # receipts one pass publishes or spaces anew
-Row = tuple[str, str, str, dict[str, Any]]
-Key = tuple[str, str, str, str]  # run, lead, action, the start it was published for
+Row = tuple[str, str, str, Receipt]
+Key = tuple[str, str, str, datetime]  # run, lead, action, the start it was published for
 
 
 class Published:
@@ -45,21 +43,20 @@ class Published:
     Passes of overlapping ticks share it, and a receipt is taken by one of them only."""
 
     def __init__(self, keep: timedelta) -> None:
-        self.keep = keep.total_seconds()
-        self._at: dict[Key, float] = {}
+        self.keep = keep
+        self._at: dict[Key, datetime] = {}
         self._lock = threading.Lock()
 
-    def _recent(self, key: Key, now: float) -> bool:
+    def _recent(self, key: Key, now: datetime) -> bool:
         at = self._at.get(key)
         return at is not None and now - at < self.keep
 
-    def __contains__(self, key: Key) -> bool:
-        """Published less than `keep` ago (a look without a lock: `take` decides)."""
-        return self._recent(key, time.monotonic())
+    def seen(self, key: Key, now: datetime) -> bool:
+        """Published less than `keep` before `now` (a look without a lock: `take` decides)."""
+        return self._recent(key, now)
 
-    def take(self, key: Key) -> bool:
-        """Remember `key` as published now; False if it was, less than `keep` ago."""
-        now = time.monotonic()
+    def take(self, key: Key, now: datetime) -> bool:
+        """Remember `key` as published at `now`; False if it was, less than `keep` before."""
         with self._lock:
             if self._recent(key, now):
                 return False
@@ -95,13 +92,14 @@ def _starts(pace: Pace | None, rows: list[Row], now: datetime) -> list[datetime]
     """When each of one lane's due leads starts: as planned, or, while the lane is held back or
     slowed, spaced anew (once: a lead the sweeper spaced keeps its start)."""
     _, _, _, first = rows[0]
-    host, api = first.get("host"), first["waiting"].get("api")
-    planned = [parse_time(receipt["waiting"]["until"]) for _, _, _, receipt in rows]
+    assert first.waiting is not None
+    host, api = first.host, first.waiting.api
+    planned = [receipt.waiting.until for _, _, _, receipt in rows if receipt.waiting is not None]
     if pace is None or not host or api not in ("calendar", "gmail", "drive"):
         return planned
     if not pace.lanes.read(host, api).respacing(now, LOOKAHEAD):
         return planned
-    anew = [i for i, (_, _, _, receipt) in enumerate(rows) if not receipt.get("spaced")]
+    anew = [i for i, (_, _, _, receipt) in enumerate(rows) if not receipt.spaced]
     if anew:
         spaced = pace.lanes.respace(host, api, len(anew), pace.limits, now).starts
         for i, start in zip(anew, spaced, strict=True):
@@ -115,7 +113,7 @@ def resume_due(
     now: datetime,
     pace: Pace | None = None,
     published: Published | None = None,
-    after: str | None = None,
+    after: datetime | None = None,
 ) -> int:
     """Publish the waiting actions whose start falls within `LOOKAHEAD`; returns how many.
 
@@ -133,7 +131,7 @@ def _resume_pass(
     now: datetime,
     pace: Pace | None,
     published: Published | None,
-    after: str | None,
+    after: datetime | None,
 ) -> tuple[int, bool]:
     """`resume_due`, and whether it looked at everything due (False: it stopped at
     `RESUME_AT_MOST`, and the next pass must look from the same place again)."""
@@ -143,14 +141,16 @@ def _resume_pass(
     complete = True
     for row in store.due_receipts(now + LOOKAHEAD, after):
         run_id, lead_id, action, receipt = row
-        key = (run_id, lead_id, action, receipt["waiting"]["until"])
-        if key in seen:  # published already: no read of its booking
+        if receipt.waiting is None:
+            continue
+        key = (run_id, lead_id, action, receipt.waiting.until)
+        if seen.seen(key, now):  # published already: no read of its booking
             continue
         if action == "email" and _waits_for_booking(store, run_id, lead_id):
             continue
-        if not seen.take(key):  # another pass took it meanwhile
+        if not seen.take(key, now):  # another pass took it meanwhile
             continue
-        lanes.setdefault((receipt.get("host"), receipt["waiting"].get("api")), []).append(row)
+        lanes.setdefault((receipt.host, receipt.waiting.api), []).append(row)
         keys.append(key)
         if len(keys) >= RESUME_AT_MOST:
             complete = False  # the rest next pass, which looks from the same place again
@@ -170,23 +170,20 @@ def _publish_or_space(
     while the lane is held back), and write the later start of the others; how many went."""
     messages = []
     for rows in lanes.values():
-        for (run_id, lead_id, action, receipt), start in zip(
-            rows, _starts(pace, rows, now), strict=True
-        ):
-            waiting = receipt["waiting"]
+        for (run_id, lead_id, action, _), start in zip(rows, _starts(pace, rows, now), strict=True):
             if start - now <= LOOKAHEAD:
                 messages.append(Outgoing(run_id, lead_id, action))
             else:
-                again = Limit(waiting["reason"], waiting["api"], start)
-                store.rewait(run_id, lead_id, action, again.waiting())
+                store.rewait(run_id, lead_id, action, start)
     if messages:
         bus.publish(messages)
     return len(messages)
 
 
-def republish_stale(store: Store, bus: Bus, stale_after: timedelta, limit: int = 500) -> int:
+def republish_stale(
+    store: Store, bus: Bus, stale_after: timedelta, now: datetime, limit: int = 500
+) -> int:
     """Publish again every stale pending action (at most `limit`); returns how many."""
-    now = datetime.now(UTC)
     stale = store.stale_receipts(now - stale_after, now, limit)
     messages = []
     for run_id, lead_doc_id, action in stale:
@@ -207,25 +204,26 @@ def sweep(
     *,
     stale_after: timedelta,
     loop_s: float,
-    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    clock: Callable[[], datetime],
+    sleep: Callable[[float], None],
 ) -> int:
     """One tick: republish what was lost, then publish what falls due until `loop_s` seconds
     after the tick began (the scheduler's period: a start between two ticks would wait for the
     next one's first pass, and the lane it is in would keep that lag)."""
-    ends = time.monotonic() + loop_s
-    republished = republish_stale(store, bus, stale_after)
+    ends = clock() + timedelta(seconds=loop_s)
+    republished = republish_stale(store, bus, stale_after, clock())
     resumed = 0
     published = published_here(stale_after)
-    after: str | None = None  # the first pass looks at everything due
+    after: datetime | None = None  # the first pass looks at everything due
     while True:
         now = clock()
         count, complete = _resume_pass(store, bus, now, pace, published, after)
         resumed += count
         if complete:  # else the next pass looks from the same place: the rest is due there
-            after = stamp(now + LOOKAHEAD)
-        if time.monotonic() + RESUME_EVERY.total_seconds() > ends:
+            after = now + LOOKAHEAD
+        if clock() + RESUME_EVERY > ends:
             break
-        time.sleep(RESUME_EVERY.total_seconds())
+        sleep(RESUME_EVERY.total_seconds())
     log(
         "sweep",
         outcome="republished" if republished or resumed else "nothing due",

@@ -28,7 +28,7 @@ from common.documents import (
     change,
 )
 from common.holds import Settlement, SlotHold, SlotHolds, hold_paths
-from common.receipts import new_receipt
+from common.receipts import Ending, Receipt, Status
 from common.store import LeaseHeld, ReceiptMissing, Store, created
 from tests.fakes import MemoryDocuments
 from tests.support import ON_SESSION_STACK
@@ -217,12 +217,12 @@ def test_a_claim_hands_on_its_lead_as_read_not_as_last_seen(docs: Any) -> None:
     """A delivery works on the lead its claim gives it: the claim reads, whatever is known."""
     store, run = Store(docs, lease_s=60), unique("k")
     _lead(store, run, ["drive"])
-    store.claim(run, "l1", "drive", "owner-a")
+    store.claim(run, "l1", "drive", "owner-a", _now())
     store.release(run, "l1", "drive", "owner-a", {"code": "transient", "message": "503"})
     lead_path = paths.lead(run, "l1")
     seen = docs.read([lead_path])[lead_path]
     docs.commit([Commit([Write(lead_path, {"lead": {"name": "resubmitted"}}, seen.version)])])
-    claim = store.claim(run, "l1", "drive", "owner-b")
+    claim = store.claim(run, "l1", "drive", "owner-b", _now())
     assert (claim.lead or {}).get("lead") == {"name": "resubmitted"}
 
 
@@ -240,6 +240,10 @@ class _Reads:
         return self.docs.commit(commits)
 
 
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
 def _counts(**named: int) -> Any:
     from collections import Counter
 
@@ -249,7 +253,7 @@ def _counts(**named: int) -> Any:
 # -- receipts through the store, on both ------------------------------------------------------
 def _lead(store: Store, run: str, actions: list[str], reason: str | None = None) -> None:
     status = "rejected" if reason else "pending"
-    receipts = {a: new_receipt(a, dry_run=False, status=status, reason=reason) for a in actions}
+    receipts = {a: Receipt(a, status=Status(status), reason=reason).to_doc() for a in actions}
     tally = {reason: len(actions)} if reason else {}
     lead = {
         "status": "rejected" if reason else "accepted",
@@ -266,14 +270,14 @@ def _lead(store: Store, run: str, actions: list[str], reason: str | None = None)
 def test_a_claim_is_exclusive_until_finished_and_counts_once(docs: Any) -> None:
     store, run = Store(docs, lease_s=60), unique("claim")
     _lead(store, run, ["drive"])
-    first = store.claim(run, "l1", "drive", "owner-a")
+    first = store.claim(run, "l1", "drive", "owner-a", _now())
     assert (first.terminal, first.attempt) == (False, 1)
     with pytest.raises(LeaseHeld):
-        store.claim(run, "l1", "drive", "owner-b")
-    done = {"status": "done", "outcome": "created", "reason": None}
+        store.claim(run, "l1", "drive", "owner-b", _now())
+    done = Ending(Status.DONE, "created")
     assert store.finish(run, "l1", "drive", done) is True
     assert store.finish(run, "l1", "drive", done) is False  # a duplicate counts nothing
-    assert store.claim(run, "l1", "drive", "owner-b").terminal
+    assert store.claim(run, "l1", "drive", "owner-b", _now()).terminal
     counts = store.counters(run)["counts"]
     assert (counts["foldersCreated"], counts["pending"]) == (1, 0)
 
@@ -281,38 +285,37 @@ def test_a_claim_is_exclusive_until_finished_and_counts_once(docs: Any) -> None:
 def test_a_released_claim_is_taken_again_as_a_resumed_attempt(docs: Any) -> None:
     store, run = Store(docs, lease_s=60), unique("rel")
     _lead(store, run, ["drive"])
-    store.claim(run, "l1", "drive", "owner-a")
+    store.claim(run, "l1", "drive", "owner-a", _now())
     store.release(run, "l1", "drive", "owner-a", {"code": "transient", "message": "503"})
-    again = store.claim(run, "l1", "drive", "owner-b")
+    again = store.claim(run, "l1", "drive", "owner-b", _now())
     assert again.attempt == 2 and again.resumed
-    assert (store.get_receipt(run, "l1", "drive") or {})["error"]["code"] == "transient"
+    released = store.get_receipt(run, "l1", "drive")
+    assert released is not None and (released.error or {})["code"] == "transient"
 
 
 def test_an_expired_lease_is_taken_over(docs: Any) -> None:
     store, run = Store(docs, lease_s=-1), unique("exp")
     _lead(store, run, ["drive"])
-    store.claim(run, "l1", "drive", "owner-a")
-    assert store.claim(run, "l1", "drive", "owner-b").attempt == 2
+    store.claim(run, "l1", "drive", "owner-a", _now())
+    assert store.claim(run, "l1", "drive", "owner-b", _now()).attempt == 2
 
 
 def test_a_missing_receipt_is_said_so(docs: Any) -> None:
     store = Store(docs)
     with pytest.raises(ReceiptMissing):
-        store.claim(unique("none"), "l1", "drive", "owner")
+        store.claim(unique("none"), "l1", "drive", "owner", _now())
 
 
 def test_reasons_count_leads_not_receipts(docs: Any) -> None:
     store, run = Store(docs), unique("why")
     _lead(store, run, ["calendar", "email", "drive"])
-    failed = {"status": "failed", "outcome": None, "reason": "permanent_error"}
+    failed = Ending(Status.FAILED, reason="permanent_error")
     store.finish(run, "l1", "calendar", failed)
     store.finish(run, "l1", "drive", failed)
     assert store.counters(run)["reasons"] == {"permanent_error": 1}
-    assert store.finish(
-        run, "l1", "drive", {"status": "pending", "reason": None}, only_if_open=False
-    )
+    assert store.reopen(run, "l1", "drive")
     assert store.counters(run)["reasons"] == {"permanent_error": 1}  # calendar still gives it
-    store.finish(run, "l1", "calendar", {"status": "pending", "reason": None}, only_if_open=False)
+    store.reopen(run, "l1", "calendar")
     assert store.counters(run)["reasons"] == {}
     assert store.counters(run)["counts"]["failed"] == 0
 
@@ -323,8 +326,8 @@ def test_a_reason_given_elsewhere_since_this_process_saw_the_lead_counts_once(do
     decided again on a read."""
     store, other, run = Store(docs, lease_s=60), Store(docs), unique("stale")
     _lead(store, run, ["calendar", "drive"])
-    store.claim(run, "l1", "calendar", "owner-a")  # this process now knows the lead
-    failed = {"status": "failed", "outcome": None, "reason": "permanent_error"}
+    store.claim(run, "l1", "calendar", "owner-a", _now())  # this process now knows the lead
+    failed = Ending(Status.FAILED, reason="permanent_error")
     other.finish(run, "l1", "drive", failed)  # the lead's tally moves elsewhere
     assert store.finish(run, "l1", "calendar", failed)
     counters = Store(docs).counters(run)
@@ -338,13 +341,13 @@ def test_overlapping_holds_conflict_until_released_and_a_booked_hold_stays(docs:
     start = datetime(2030, 1, 7, 15, tzinfo=UTC)
     first = SlotHold(start, start + timedelta(minutes=30))
     overlapping = SlotHold(start + timedelta(minutes=15), start + timedelta(minutes=45))
-    assert holds.claim(key, first, "a", timedelta(minutes=5)) == []
-    assert holds.claim(key, first, "a", timedelta(minutes=5)) == []  # our own again
-    assert holds.claim(key, overlapping, "b", timedelta(minutes=5)) == [first]
+    assert holds.claim(key, first, "a", timedelta(minutes=5), _now()) == []
+    assert holds.claim(key, first, "a", timedelta(minutes=5), _now()) == []  # our own again
+    assert holds.claim(key, overlapping, "b", timedelta(minutes=5), _now()) == [first]
     holds.settle(Settlement(key, first, "a", booked=False))
-    assert holds.claim(key, overlapping, "b", timedelta(minutes=5)) == []
+    assert holds.claim(key, overlapping, "b", timedelta(minutes=5), _now()) == []
     holds.settle(Settlement(key, overlapping, "b", booked=True))
-    assert holds.claim(key, first, "a", timedelta(minutes=5)) == [overlapping]
+    assert holds.claim(key, first, "a", timedelta(minutes=5), _now()) == [overlapping]
 
 
 def test_buckets_a_process_knows_as_free_but_another_took_since_are_not_taken(docs: Any) -> None:
@@ -354,10 +357,10 @@ def test_buckets_a_process_knows_as_free_but_another_took_since_are_not_taken(do
     mine, theirs, key = SlotHolds(docs), SlotHolds(docs), unique("cal")
     start = datetime(2030, 1, 7, 15, tzinfo=UTC)
     hold = SlotHold(start, start + timedelta(minutes=30))
-    assert mine.claim(key, hold, "a", timedelta(seconds=-1)) == []  # held, expired at once
-    assert theirs.claim(key, hold, "b", timedelta(minutes=5)) == []
+    assert mine.claim(key, hold, "a", timedelta(seconds=-1), _now()) == []  # held, expired at once
+    assert theirs.claim(key, hold, "b", timedelta(minutes=5), _now()) == []
     assert mine.known.recall(hold_paths(key, hold)) is not None  # decided on what it saw
-    conflicts = mine.claim(key, hold, "c", timedelta(minutes=5))
+    conflicts = mine.claim(key, hold, "c", timedelta(minutes=5), _now())
     assert conflicts and set(conflicts) == {hold}  # b's hold, found on a read
 
 
@@ -367,8 +370,10 @@ def test_settling_as_booked_after_a_hold_changed_still_keeps_it_booked(docs: Any
     holds, key = SlotHolds(docs), unique("cal")
     start = datetime(2030, 1, 8, 15, tzinfo=UTC)
     hold = SlotHold(start, start + timedelta(minutes=30))
-    assert holds.claim(key, hold, "a", timedelta(minutes=5)) == []
-    assert holds.claim(key, hold, "a", timedelta(minutes=5)) == []  # our hold changes (renewed)
+    assert holds.claim(key, hold, "a", timedelta(minutes=5), _now()) == []
+    assert (
+        holds.claim(key, hold, "a", timedelta(minutes=5), _now()) == []
+    )  # our hold changes (renewed)
     holds.settle(Settlement(key, hold, "a", booked=True))
     kept = [doc for doc in docs.read(_bucket_paths(key, hold)).values()]
     assert all(doc is not None and doc.data["booked"] for doc in kept)
@@ -380,17 +385,18 @@ def test_a_booking_keeps_its_holds_in_the_commit_that_finishes_its_receipt(docs:
     _lead(store, run, ["calendar"])
     start = datetime(2030, 1, 9, 15, tzinfo=UTC)
     hold = SlotHold(start, start + timedelta(minutes=30))
-    assert holds.claim(key, hold, "a", timedelta(minutes=5)) == []
+    assert holds.claim(key, hold, "a", timedelta(minutes=5), _now()) == []
     kept = Settlement(key, hold, "a", booked=True)
-    done = {"status": "done", "outcome": "booked", "reason": None}
-    assert store.finish(run, "l1", "calendar", done, also=kept)
+    done = Ending(Status.DONE, "booked")
+    assert store.record(run, "l1", "calendar", lambda r: r.finish(done), also=kept)
     found = docs.read(_bucket_paths(key, hold)).values()
     assert all(doc is not None and doc.data["booked"] for doc in found)
-    assert store.get_receipt(run, "l1", "calendar")["outcome"] == "booked"  # type: ignore[index]
+    assert (store.get_receipt(run, "l1", "calendar") or Receipt("")).outcome == "booked"
     # Already finished: nothing is written, the holds of another choice included.
     other = SlotHold(start + timedelta(hours=1), start + timedelta(hours=1, minutes=30))
-    assert holds.claim(key, other, "a", timedelta(minutes=5)) == []
-    assert not store.finish(run, "l1", "calendar", done, also=replace(kept, hold=other))
+    assert holds.claim(key, other, "a", timedelta(minutes=5), _now()) == []
+    again = replace(kept, hold=other)
+    assert not store.record(run, "l1", "calendar", lambda r: r.finish(done), also=again)
     unbooked = docs.read(_bucket_paths(key, other)).values()
     assert all(doc is not None and not doc.data["booked"] for doc in unbooked)
 
@@ -433,7 +439,7 @@ def test_two_receipts_of_a_lead_failing_at_once_count_their_reason_once(docs: An
     transitions write the lead's tally guarded, so the later one decides again."""
     run = unique("both")
     _lead(Store(docs), run, ["calendar", "drive"])
-    failed = {"status": "failed", "outcome": None, "reason": "permanent_error"}
+    failed = Ending(Status.FAILED, reason="permanent_error")
     other = Store(docs)
     racing = Store(_Interleaved(docs, lambda: other.finish(run, "l1", "drive", failed)))
     assert racing.finish(run, "l1", "calendar", failed)
@@ -457,7 +463,7 @@ def test_due_receipts_come_soonest_first_once_due_and_after_a_stamp(docs: Any) -
         [
             Commit(
                 [
-                    created(path, {**new_receipt("drive", dry_run=False), "waiting": waiting[lead]})
+                    created(path, {**Receipt("drive").to_doc(), "waiting": waiting[lead]})
                     for lead, path in receipts.items()
                 ]
             )

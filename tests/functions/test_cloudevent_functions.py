@@ -20,7 +20,7 @@ from common.handlers.intake import plan_intake
 from common.models import ScheduleRequest
 from common.store import Store
 from tests.functions.conftest import load_function
-from tests.support import free_leads, request, unique
+from tests.support import free_leads, receipt_doc, request, unique
 
 
 @pytest.fixture(scope="module")
@@ -74,10 +74,10 @@ def test_a_drive_delivery_makes_one_folder_and_a_redelivery_none(
     project = function_env["GOOGLE_CLOUD_PROJECT"]
     message = {"runId": run_id, "leadDocId": "lead-000", "action": "drive"}
     assert _push(drive_fn, project, "lead-drive", message, "m-1") == 200
-    receipt = store.get_receipt(run_id, "lead-000", "drive") or {}
+    receipt = receipt_doc(store, run_id, "lead-000", "drive") or {}
     assert (receipt["status"], receipt["outcome"], receipt["attempts"]) == ("done", "created", 1)
     assert _push(drive_fn, project, "lead-drive", message, "m-2") == 200
-    assert (store.get_receipt(run_id, "lead-000", "drive") or {})["attempts"] == 1
+    assert (receipt_doc(store, run_id, "lead-000", "drive") or {})["attempts"] == 1
     state = requests.get(f"{function_env['WORKSPACE_SANDBOX_URL']}/_sandbox/state", timeout=10)
     tag = keys.folder_tag(run_id, "lead-000")
     tagged = [f for f in state.json()["folders"] if tag in (f.get("appProperties") or {}).values()]
@@ -90,7 +90,7 @@ def test_an_undecodable_message_is_acknowledged_and_changes_nothing(
     run_id, _ = _recorded(store, ["drive"])
     project = function_env["GOOGLE_CLOUD_PROJECT"]
     assert _push(drive_fn, project, "lead-drive", b"\xff not json", "m-bad") == 200
-    assert (store.get_receipt(run_id, "lead-000", "drive") or {})["status"] == "pending"
+    assert (receipt_doc(store, run_id, "lead-000", "drive") or {})["status"] == "pending"
 
 
 def test_a_transient_failure_answers_500_so_pub_sub_redelivers(
@@ -105,7 +105,7 @@ def test_a_transient_failure_answers_500_so_pub_sub_redelivers(
         assert _push(drive_fn, project, "lead-drive", message, "m-503") == 500
     finally:
         requests.delete(f"{sandbox}/_sandbox/faults", timeout=10)
-    receipt = store.get_receipt(run_id, "lead-000", "drive") or {}
+    receipt = receipt_doc(store, run_id, "lead-000", "drive") or {}
     assert receipt["status"] == "pending" and receipt["error"]["code"] == "transient"
     assert receipt["lease"] is None
 
@@ -117,7 +117,7 @@ def test_a_dead_letter_marks_the_receipt_failed_and_closes_the_email(
     project = function_env["GOOGLE_CLOUD_PROJECT"]
     message = {"runId": run_id, "leadDocId": "lead-000", "action": "calendar"}
     assert _push(dead_letter_fn, project, "lead-dead-letter", message, "m-dl") == 200
-    receipts = {a: store.get_receipt(run_id, "lead-000", a) or {} for a in ("calendar", "email")}
+    receipts = {a: receipt_doc(store, run_id, "lead-000", a) or {} for a in ("calendar", "email")}
     assert (receipts["calendar"]["status"], receipts["calendar"]["reason"]) == (
         "failed",
         "dead_lettered",

@@ -142,7 +142,8 @@ def test_production_without_an_allowlist_refuses_every_host(
     hosts = settings_from(production).hosts
     body = request(unique("prod"), free_leads(1))
     app = bootstrap.app()
-    answer = handle_schedule(app.store, app.bus, "alice", json.dumps(body).encode(), hosts=hosts)
+    data = json.dumps(body).encode()
+    answer = handle_schedule(app.store, app.bus, "alice", data, hosts=hosts, pace=app.pace)
     assert answer.status == 403
     assert answer.body["error"]["code"] == "forbidden"
     assert "LEADRUN_WORKSPACE_SUBJECTS" in answer.body["error"]["message"]

@@ -11,7 +11,7 @@ import pytest
 
 from leadrun import cli
 from leadrun.client import LeadRunClient
-from tests.support import WRITE_METHODS, unique
+from tests.support import WRITE_METHODS, receipt_doc, unique
 
 pytestmark = pytest.mark.integration
 
@@ -185,7 +185,7 @@ def test_replay_finishes_a_failed_receipt(
     operator.sandbox.fault("drive.files.create", 400, 1.0)
     assert cli.main(run_args(csv, env_file, run_id, host)) == cli.EXIT_FAILED
     assert "1 action(s) failed" in capsys.readouterr().out
-    drive = operator.store.get_receipt(run_id, "f-1", "drive")
+    drive = receipt_doc(operator.store, run_id, "f-1", "drive")
     assert drive["status"] == "failed" and drive["reason"] == "permanent_error"
     assert operator.diagnostics(run_id).json()["counts"]["failed"] == 1
     operator.sandbox.clear_faults()
@@ -212,7 +212,7 @@ def test_replay_of_a_failed_booking_sends_the_email_too(
     csv = leads_csv(tmp_path, ["c-1,c1@acme.test,C1,,,+2d10:00/30m,,"])
     operator.sandbox.fault("calendar.events.insert", 400, 1.0)
     assert cli.main(run_args(csv, env_file, run_id, host)) == cli.EXIT_FAILED
-    email = operator.store.get_receipt(run_id, "c-1", "email")
+    email = receipt_doc(operator.store, run_id, "c-1", "email")
     assert email["status"] == "rejected" and email["reason"] == "calendar_failed"
     operator.sandbox.clear_faults()
     capsys.readouterr()
@@ -234,7 +234,7 @@ def test_redrive_moves_dead_letters_back(
     # Drive keeps failing transiently: Pub/Sub retries, then dead-letters the message.
     operator.sandbox.fault("drive.files.create", 503, 1.0)
     assert cli.main(run_args(csv, env_file, run_id, host, "--timeout", "240")) == cli.EXIT_FAILED
-    drive = operator.store.get_receipt(run_id, "x-1", "drive")
+    drive = receipt_doc(operator.store, run_id, "x-1", "drive")
     assert drive["status"] == "failed" and drive["reason"] == "dead_lettered"
     operator.sandbox.clear_faults()
     capsys.readouterr()
@@ -250,7 +250,7 @@ def test_redrive_moves_dead_letters_back(
     assert redriven == 1
     assert f"{run_id} x-1 drive" in out
     funnel = operator.wait_settled(run_id, timeout_s=60)
-    assert operator.store.get_receipt(run_id, "x-1", "drive")["status"] == "done"
+    assert receipt_doc(operator.store, run_id, "x-1", "drive")["status"] == "done"
     assert funnel["counts"]["failed"] == 0 and funnel["counts"]["foldersCreated"] == 1
     assert counts_without_stages(funnel["counts"]) == operator.recount(run_id)["counts"]
     # Nothing left to redrive for this run.

@@ -30,6 +30,7 @@ from tests.support import (
     lead,
     next_weekday,
     of_run,
+    receipt_doc,
     receipts_by_key,
     request,
     slot,
@@ -196,7 +197,7 @@ def test_a_receipt_whose_lead_is_gone_is_recorded_as_failed_not_left_pending(
     store.docs.db.document(paths.lead(run_id, "gone")).delete()  # damage no request can cause
     outcome = _deliver_drive(client, stack_env, run_id, "gone", datetime.now(UTC), "a lost lead")
     assert outcome == "permanent_error"
-    drive = store.get_receipt(run_id, "gone", "drive") or {}
+    drive = receipt_doc(store, run_id, "gone", "drive") or {}
     assert (drive["status"], drive["reason"]) == ("failed", "permanent_error")
     assert drive["error"]["code"] == "lead_missing" and drive["lease"] is None
     assert store.counters(run_id)["counts"]["failed"] == 1

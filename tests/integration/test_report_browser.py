@@ -19,7 +19,7 @@ import pytest
 from leadrun import cli
 from leadrun.client import LeadRunClient
 from leadrun.leads import parse_slot, today_in
-from tests.support import unique
+from tests.support import receipt_doc, unique
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
 
@@ -89,8 +89,8 @@ def test_report_renders_the_funnel_and_links_in_chromium(
         1,
         1,
     )
-    calendar = operator.store.get_receipt(run_id, "p-1", "calendar")["external"]
-    folder = operator.store.get_receipt(run_id, "p-1", "drive")["external"]["webViewLink"]
+    calendar = receipt_doc(operator.store, run_id, "p-1", "calendar")["external"]
+    folder = receipt_doc(operator.store, run_id, "p-1", "drive")["external"]["webViewLink"]
 
     fetched: list[str] = []
     with sync_playwright() as playwright:

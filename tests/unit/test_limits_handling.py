@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from common import limits
+from common import errors, limits
 from common.handlers import book, sweep
 from common.handlers.delivery import Retry
 from common.handlers.diagnostics import funnel
@@ -242,6 +242,7 @@ def test_a_sweeper_pass_cut_short_by_its_limit_is_taken_up_by_the_next_pass(
         stale_after=timedelta(minutes=10),
         loop_s=1.0,
         clock=world.clock,
+        sleep=world.wait,
     )
     assert sorted(m.lead_doc_id for m in world.bus.published) == [f"lead-00{i}" for i in range(5)]
     world.pump()
@@ -446,7 +447,7 @@ def test_a_refusal_without_retry_after_waits_first_the_apis_window_then_doubles(
     now = datetime.now(UTC)
     refused = http_error(429, "rateLimitExceeded", "Rate Limit Exceeded")
     window = timedelta(milliseconds=100)  # Drive's window, compressed tenfold
-    waits = [limits.limit_of(refused, "drive", now, streak, window) for streak in (0, 2)]
+    waits = [errors.classify(refused, "drive", now, streak, window).limit for streak in (0, 2)]
     assert all(w is not None and w.reason == "rate_limit" for w in waits)
     first, third = (w.until - now for w in waits if w is not None)
     assert window <= first <= window * 1.2 and window * 4 <= third <= window * 4.8

@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from common.config import HostAllowlist
+from common.counts import recount
 from common.handlers.book import book
 from common.handlers.dead_letter import handle_dead_letter
 from common.handlers.delivery import Delivery, Deps, Outcome, Retry, Work, handle_delivery
@@ -25,7 +26,6 @@ from common.holds import SlotHolds
 from common.lanes import Lanes
 from common.pacing import Limits, parse_limits
 from common.ports import Tools
-from common.receipts import recount
 from common.store import Store
 from tests.fakes import (
     Calls,
@@ -50,16 +50,25 @@ class World:
     bus: FakeBus = field(default_factory=FakeBus)
     outcomes: list[str] = field(default_factory=list)
     deliveries: int = 0
-    later: timedelta = timedelta(0)  # how far this world's clock runs ahead of the real one
+    # The handlers' clock: it stands still at `start + later` until a test or a handler's
+    # wait moves it on, so a test asserts exact times.
+    start: datetime = field(
+        default_factory=lambda: datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=1)
+    )
+    later: timedelta = timedelta(0)
     limits: Limits = field(default_factory=lambda: parse_limits('{"gmail": {}}'))
 
     def clock(self) -> datetime:
-        """The handlers' time: real time, moved on by `tick`."""
-        return datetime.now(UTC) + self.later
+        """The handlers' time."""
+        return self.start + self.later
 
     def wait(self, seconds: float) -> None:
         """A delivery's in-process wait: this world's time moves on instead."""
-        self.later += timedelta(seconds=seconds)
+        self.later += timedelta(seconds=max(seconds, 0.0))
+
+    # `common.clock.Clock`, for what takes the clock whole (the lanes).
+    now = clock
+    sleep = wait
 
     def tick(self, seconds: float) -> int:
         """Let `seconds` pass, then run the sweeper's resume and deliver what it published."""
@@ -76,7 +85,7 @@ class World:
         self.drive = FakeDrive(self.calls)
         live = Tools(self.calendar, self.calendar, self.mailer, self.drive)
         dry = Tools(FreeBusyOnly(self.calendar))
-        self.lanes = Lanes(self.docs, self.limits)
+        self.lanes = Lanes(self.docs, self.limits, self)
         self.pace = Pace(self.lanes, self.limits, self.clock)
         self.deps = Deps(
             self.store,
@@ -84,8 +93,8 @@ class World:
             self.lanes,
             self.bus,
             lambda dry_run: dry if dry_run else live,
-            clock=self.clock,
-            sleep=self.wait,
+            self.clock,
+            self.wait,
         )
 
     def schedule(self, body: dict[str, Any], uid: str = "alice") -> HttpResult:
@@ -102,7 +111,7 @@ class World:
             message.lead_doc_id,
             message.action,
             message_id,
-            datetime.now(UTC),
+            self.clock(),
             booking=message.booking,
         )
         return handle_delivery(self.deps, delivery, EFFECTS[message.action])

@@ -4,7 +4,20 @@ from collections import Counter
 
 import pytest
 
-from common.receipts import counted_keys, delta, fold, lead_keys, recount, retally
+from common.counts import counted_keys as _counted_keys
+from common.counts import delta, fold, lead_keys, recount
+from common.counts import retally as _retally
+from common.receipts import Receipt
+
+
+def counted_keys(doc: dict) -> Counter:
+    """What a receipt stored as `doc` counts for."""
+    return _counted_keys(Receipt.from_doc({"action": "email", **doc}))
+
+
+def retally(tally: dict, old: dict, new: dict) -> dict:
+    """A lead's tally after its receipt stored as `old` is stored as `new`."""
+    return _retally(tally, Receipt.from_doc(old), Receipt.from_doc(new))
 
 
 def test_pending_receipt_counts_as_pending() -> None:
@@ -34,7 +47,7 @@ def test_pending_receipt_counts_as_pending() -> None:
     ],
 )
 def test_each_receipt_counts_for_its_status_and_outcome(receipt, expected) -> None:
-    """Reasons are the lead's (CONTRACT §6 v1.1), not the receipt's."""
+    """Reasons are the lead's (docs/api.md, "Diagnostics"), not the receipt's."""
     assert dict(counted_keys(receipt)) == expected
 
 
