@@ -106,7 +106,9 @@ class Operation:
 
 @dataclass(frozen=True)
 class Endpoint:
-    """One HTTP function's URL (`url`: a template of stack.env keys) and its methods."""
+    """One HTTP function's URL and its methods. `key` names the path in the document (unique
+    across functions); `url` is where it is served, as a template of stack.env keys
+    (`{DIAGNOSTICS_URL}`, or `{DIAGNOSTICS_URL}leads` for a route below a function's root)."""
 
     key: str
     url: str

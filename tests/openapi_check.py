@@ -50,6 +50,29 @@ def response_of(
     return response, pointer + _pointer("content", "application/json", "schema")
 
 
+def schema_problems(document: dict[str, Any], pointer: str, instance: Any) -> list[str]:
+    """What is wrong with `instance` against the schema at `pointer` in the document."""
+    registry: Registry[Any] = Registry().with_resource(
+        SPEC_URI, Resource.from_contents(document, default_specification=DRAFT202012)
+    )
+    validator = Draft202012Validator(
+        {"$ref": f"{SPEC_URI}#{pointer}"},
+        registry=registry,
+        format_checker=Draft202012Validator.FORMAT_CHECKER,
+    )
+    return [
+        f"{'/'.join(map(str, e.absolute_path)) or '(body)'}: {e.message}"
+        for e in validator.iter_errors(instance)
+    ]
+
+
+def check_request(path: str, method: str, body: Any) -> None:
+    """Fail unless `body` matches the request body `method path` documents."""
+    pointer = _pointer("paths", path, method, "requestBody", "content", "application/json")
+    problems = schema_problems(spec(), pointer + "/schema", body)
+    assert not problems, f"{method.upper()} {path} request: " + "; ".join(problems)
+
+
 def check_answer(
     path: str,
     method: str,
@@ -62,18 +85,7 @@ def check_answer(
     for `status`. `$ref`s resolve inside the document, as Draft 2020-12 resolves them."""
     document = document or spec()
     response, pointer = response_of(path, method, status, document)
-    registry: Registry[Any] = Registry().with_resource(
-        SPEC_URI, Resource.from_contents(document, default_specification=DRAFT202012)
-    )
-    validator = Draft202012Validator(
-        {"$ref": f"{SPEC_URI}#{pointer}"},
-        registry=registry,
-        format_checker=Draft202012Validator.FORMAT_CHECKER,
-    )
-    problems = [
-        f"{'/'.join(map(str, e.absolute_path)) or '(body)'}: {e.message}"
-        for e in validator.iter_errors(body)
-    ]
+    problems = schema_problems(document, pointer, body)
     assert not problems, f"{method.upper()} {path} {status}: " + "; ".join(problems)
     for name in response.get("headers", {}):
         assert headers is not None and name in headers, f"{status} lacks the {name} header"

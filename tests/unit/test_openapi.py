@@ -14,7 +14,7 @@ from common.api_schema import ErrorCode
 from common.handlers.diagnostics import handle_diagnostics_get, handle_diagnostics_post
 from common.handlers.intake import error
 from common.openapi import ENDPOINTS, ERRORS, SPEC_PATH, build_spec, main, render
-from tests.openapi_check import check_answer, spec
+from tests.openapi_check import check_answer, check_request, spec
 from tests.support import free_leads, lead, request, unique
 from tests.unit.world import World
 
@@ -68,6 +68,14 @@ def test_error_answers_match_their_status(status: int) -> None:
     check_answer(path, method, status, result.body, headers)
 
 
+def test_a_request_the_models_refuse_fails_the_request_check() -> None:
+    body = request(unique("oa"), free_leads(1))
+    with pytest.raises(AssertionError, match="leads"):
+        check_request("/schedule", "post", {**body, "leads": []})
+    with pytest.raises(AssertionError, match="surprise"):
+        check_request("/schedule", "post", {**body, "surprise": True})
+
+
 def test_another_code_for_a_status_fails_the_check() -> None:
     body = error(409, "forbidden", "not the documented code").body
     with pytest.raises(AssertionError, match="run_mode_conflict"):
@@ -78,6 +86,7 @@ def test_schedule_and_diagnostics_answers_on_the_fakes_match_the_document() -> N
     world = World()
     run = unique("oa")
     body = request(run, [*free_leads(1), lead("lead-nomail", [], email=None)])
+    check_request("/schedule", "post", body)
     answer = world.schedule(body)
     assert answer.status == 202, answer.body
     assert answer.body["rejected"] == [{"leadDocId": "lead-nomail", "reason": "no_email"}]
@@ -87,6 +96,7 @@ def test_schedule_and_diagnostics_answers_on_the_fakes_match_the_document() -> N
     assert funnel.status == 200, funnel.body
     check_answer("/diagnostics", "get", 200, funnel.body)
     stages = {"runId": run, "sourced": 3, "filtered": 1, "filterReasons": {"duplicate": 1}}
+    check_request("/diagnostics", "post", stages)
     posted = handle_diagnostics_post(world.store, "alice", json.dumps(stages).encode())
     assert posted.status == 200, posted.body
     assert posted.body["counts"]["sourced"] == 3
