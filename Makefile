@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: help install test test-fast lint typecheck up down status demo bench package clean
+.PHONY: help install test test-fast lint typecheck up down status demo bench package openapi clean
 
 help:
 	@echo "make demo      run the sample lead run on the local stack and print receipts + funnel"
@@ -12,6 +12,7 @@ help:
 	@echo "make up/down   start/stop the local stack in the background (.leadrun/stack.env)"
 	@echo "make bench     benchmark the pipeline against the stack's own ceiling"
 	@echo "make package   build/<function>/: the exact upload of each function"
+	@echo "make openapi   write docs/openapi.json from the request and answer models"
 
 $(STAMP): requirements.txt requirements-dev.txt constraints.txt pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -52,6 +53,10 @@ bench: install
 
 package: install
 	$(PY) infra/package.py --out build
+
+# The document is generated, never edited: a test fails when it and the models disagree.
+openapi: install
+	$(PY) -m common.openapi
 
 clean: down
 	rm -rf build .leadrun .pytest_cache .mypy_cache .ruff_cache

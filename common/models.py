@@ -198,7 +198,7 @@ class RunSettings(_Strict):
 
 
 class ScheduleRequest(RunSettings):
-    """`POST {SCHEDULE_URL}` (CONTRACT §3)."""
+    """`POST {SCHEDULE_URL}`: a run's settings and 1..500 leads."""
 
     runId: Id
     dryRun: bool = False

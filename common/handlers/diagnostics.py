@@ -15,6 +15,7 @@ from pydantic import (
     ValidationError,
 )
 
+from common.api_schema import Counts, Funnel
 from common.handlers.intake import HttpResult, error
 from common.models import Id, field_errors, not_reserved, parse_time, stamp
 from common.pacing import LEAD_SECONDS
@@ -24,7 +25,7 @@ _RUN_ID: TypeAdapter[str] = TypeAdapter(Id)
 
 
 class ClientStages(BaseModel):
-    """`POST {"runId", "sourced", "filtered", "filterReasons"}` (CONTRACT §6)."""
+    """`POST {DIAGNOSTICS_URL}`: the lead engine's own stages of a run (last write wins)."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
@@ -69,16 +70,17 @@ def funnel(store: Store, run_id: str, run: dict[str, Any]) -> dict[str, Any]:
         latest = parse_time(waiting_until) if waiting_until else now
         finish = max(latest, now) + LEAD_SECONDS
     eta = {host: stamp(finish) for host in store.run_hosts(run_id)}
-    return {
-        "runId": run_id,
-        "dryRun": bool(run.get("dryRun")),
-        "counts": counts,
-        "reasons": reasons,
-        "waitingUntil": waiting_until,
-        "eta": eta,
-        "filterReasons": dict(stages.get("filterReasons") or {}),
-        "updatedAt": _iso(run.get("updatedAt")),
-    }
+    answer = Funnel(
+        runId=run_id,
+        dryRun=bool(run.get("dryRun")),
+        counts=Counts.model_validate(counts),
+        reasons=reasons,
+        waitingUntil=waiting_until,
+        eta=eta,
+        filterReasons=dict(stages.get("filterReasons") or {}),
+        updatedAt=_iso(run.get("updatedAt")),
+    )
+    return answer.model_dump(mode="json")
 
 
 def handle_diagnostics_get(store: Store, uid: str, args: dict[str, str]) -> HttpResult:

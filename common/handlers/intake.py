@@ -18,6 +18,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from common import flow, paths
+from common.api_schema import ErrorCode, error_body
 from common.bus import Outgoing
 from common.config import HostAllowlist
 from common.counts import tally
@@ -45,13 +46,10 @@ class HttpResult:
 
 
 def error(
-    status: int, code: str, message: str, details: list[dict[str, str]] | None = None
+    status: int, code: ErrorCode, message: str, details: list[dict[str, str]] | None = None
 ) -> HttpResult:
     """A JSON error answer (CONTRACT §3)."""
-    body: dict[str, Any] = {"code": code, "message": message}
-    if details is not None:
-        body["details"] = details
-    return HttpResult(status, {"error": body})
+    return HttpResult(status, error_body(code, message, details))
 
 
 def lead_problem(lead: Lead, settings: RunSettings) -> str | None:

@@ -1,0 +1,140 @@
+"""The HTTP functions' answers as models: what `docs/openapi.json` is generated from.
+
+Requests have their models beside the code that reads them (`common.models.ScheduleRequest`,
+`common.handlers.diagnostics.ClientStages`); these are the answers. Error bodies and the funnel
+are built through them, so a field cannot change without the spec changing; the schedule
+function's 202 is still built as a dict, and the integration tests check it against the spec.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
+
+from common.models import ID_PATTERN, FieldError
+
+# Stored and answered as text (`stamp`), so that text order is time order: never re-serialized.
+Timestamp = Annotated[str, WithJsonSchema({"type": "string", "format": "date-time"})]
+ItemId = Annotated[str, Field(pattern=ID_PATTERN)]  # a runId or a leadDocId
+HostEmail = str  # a host's `senderEmail`
+
+ErrorCode = Literal[
+    "invalid_request",
+    "unauthenticated",
+    "forbidden",
+    "not_found",
+    "method_not_allowed",
+    "run_mode_conflict",
+    "payload_too_large",
+    "internal",
+    "unavailable",
+]
+
+
+class _Answer(BaseModel):
+    # An answer carries exactly these fields: the spec says so (additionalProperties false).
+    model_config = ConfigDict(extra="forbid")
+
+
+class ApiError(_Answer):
+    """What went wrong, as a machine code and a sentence for people."""
+
+    code: ErrorCode
+    message: str
+    details: list[FieldError] = Field(
+        default_factory=list,
+        description="The fields at fault (`leads[3].timeZone`); present on 400 and 413.",
+    )
+
+
+class ErrorBody(_Answer):
+    """Every answer that is not a success."""
+
+    error: ApiError
+
+
+def error_body(
+    code: ErrorCode, message: str, details: list[dict[str, str]] | None
+) -> dict[str, Any]:
+    """The JSON of an error answer (`details` left out when None)."""
+    if details is None:
+        problem = ApiError(code=code, message=message)
+    else:
+        fields = [FieldError.model_validate(item) for item in details]
+        problem = ApiError(code=code, message=message, details=fields)
+    # Unset: `details` is left out rather than answered empty when there is none.
+    return ErrorBody(error=problem).model_dump(mode="json", exclude_unset=True)
+
+
+class AcceptedLead(_Answer):
+    """A lead taken on: its actions are (or will be) carried out."""
+
+    leadDocId: ItemId
+
+
+class RejectedLead(_Answer):
+    """A lead refused on its own (the rest of the batch goes on), with rejected receipts."""
+
+    leadDocId: ItemId
+    reason: str = Field(description="`no_email`, `invalid_email`, `invalid_slots`, ...")
+
+
+class ScheduleAccepted(_Answer):
+    """202 of the schedule function: what became of each lead, and when the run should end."""
+
+    runId: ItemId
+    accepted: list[AcceptedLead]
+    rejected: list[RejectedLead]
+    eta: dict[HostEmail, Timestamp] = Field(
+        description="By host: when its accepted leads of this run are expected to be terminal."
+    )
+    waitingForDailyCap: dict[HostEmail, int] = Field(
+        default_factory=dict,
+        description="By host: how many leads wait for its next daily sending window "
+        "(present only when some do).",
+    )
+
+
+class Counts(BaseModel):
+    """A run's funnel: the lead engine's stages, then receipts by outcome and by status."""
+
+    # Counters are summed from whatever the run's counter shards hold: a count added later
+    # is answered before the model names it (an integer all the same).
+    model_config = ConfigDict(extra="allow")
+    __pydantic_extra__: dict[str, int] = Field(init=False)
+
+    sourced: int
+    filtered: int
+    accepted: int
+    rejected: int
+    booked: int
+    noSlot: int
+    sent: int
+    drafted: int
+    foldersCreated: int
+    simulated: int
+    pending: int
+    waiting: int = Field(description="Pending receipts held back by Google's limits.")
+    failed: int
+
+
+class Funnel(_Answer):
+    """200 of the diagnostics function: the funnel of a run, read from counters."""
+
+    runId: ItemId
+    dryRun: bool
+    counts: Counts
+    reasons: dict[str, int] = Field(description="Leads per reason code among their receipts.")
+    waitingUntil: Timestamp | None = Field(
+        description="The latest `waiting.until` of the receipts that wait, or null."
+    )
+    eta: dict[HostEmail, Timestamp]
+    filterReasons: dict[str, int]
+    updatedAt: Timestamp | None
+
+
+class RunQuery(BaseModel):
+    """`?runId=R`."""
+
+    runId: ItemId
