@@ -17,6 +17,7 @@ import pytest
 
 from common import keys, paths
 from common.bus import Outgoing, PubSubBus
+from common.clock import SYSTEM
 from common.handlers.delivery import Delivery, Deps, handle_delivery
 from common.handlers.intake import plan_intake
 from common.holds import SlotHolds
@@ -168,6 +169,8 @@ def _deliver_drive(
         Lanes(store.docs),
         PubSubBus(stack_env["GOOGLE_CLOUD_PROJECT"]),
         lambda dry_run: pytest.fail(f"{what} must not reach Google"),
+        SYSTEM.now,
+        SYSTEM.sleep,
         max_age=timedelta(hours=1),
     )
     return handle_delivery(
