@@ -34,7 +34,7 @@ def test_pending_receipt_counts_as_pending() -> None:
     ],
 )
 def test_each_receipt_counts_for_its_status_and_outcome(receipt, expected) -> None:
-    """Reasons are the lead's (CONTRACT §6 v1.1), not the receipt's."""
+    """Reasons are the lead's (docs/api.md, "Diagnostics"), not the receipt's."""
     assert dict(counted_keys(receipt)) == expected
 
 
