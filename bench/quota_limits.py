@@ -1,8 +1,8 @@
 """The quota phase's arithmetic (pure): Google's limits, compressed in time, and the bound they set.
 
-Google's per-user limits (CONTRACT §7 "Limits", docs/benchmarks.md "Quota phase") are counts over
-sliding windows: a window of `W` seconds lets at most `C` units through in any span of `W`
-seconds. The sandbox enforces them over real seconds, so a benchmark compresses Google's minute
+Google's per-user limits (docs/api.md, "Sandbox limits"; docs/benchmarks.md, "Quota phase") are
+counts over sliding windows: a window of `W` seconds lets at most `C` units through in any span of
+`W` seconds. The sandbox enforces them over real seconds, so a benchmark compresses Google's minute
 or day by dividing every window (and the lockout) by a factor while keeping every count.
 
 The bound is the least time the limits allow for N leads, however good the pacing and however

@@ -11,7 +11,7 @@ from typing import Any
 from bench.quota import SMALL_HOST_TARGET_S, QuotaRun, sweep_every_s
 from bench.quota_limits import bound_by_count
 
-# The issue's targets (docs/benchmarks.md "Quota phase"); reported, never asserted.
+# The quota phase's targets (docs/benchmarks.md, "Quota phase"); reported, never asserted.
 EFFICIENCY_TARGET = 0.9
 EFFICIENCY_UNTOLD_TARGET = 0.75
 THROTTLED_TARGET = 0.01
@@ -111,7 +111,7 @@ def _at_least(value: Any, target: float) -> bool:
 
 
 def targets(result: dict[str, Any]) -> dict[str, bool]:
-    """Each of the issue's targets, met or not (only those whose run was measured)."""
+    """Each of the quota phase's targets, met or not (only those whose run was measured)."""
     small = result.get("small_host_settle_s")
     met = {
         "quota_efficiency": _at_least(result.get("quota_efficiency"), EFFICIENCY_TARGET),

@@ -25,7 +25,7 @@ from leadrun.stack import start_stack
 from leadrun.stack_config import REPO_ROOT
 
 HOOK_DIR = Path(__file__).resolve().parent / "_hook"
-# A booked lead on a first, fault-free attempt costs exactly this (issue #7).
+# A booked lead on a first, fault-free attempt costs exactly this (docs/decisions/0002).
 TARGET_CALLS: dict[str, int] = {
     "calendar.freebusy.query": 1,
     "calendar.events.insert": 1,

@@ -38,7 +38,7 @@ def lead(index: int, start: datetime) -> dict[str, Any]:
 
 
 def request(run_id: str, host: str, leads: list[dict[str, Any]]) -> dict[str, Any]:
-    """A live schedule request (CONTRACT §3) with all three actions."""
+    """A live schedule request (docs/api.md, "Schedule") with all three actions."""
     return example_request(run_id, host, leads)
 
 

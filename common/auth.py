@@ -1,4 +1,4 @@
-"""Firebase ID token verification (CONTRACT §2), with certificates cached as Cache-Control says."""
+"""Firebase ID token verification (docs/api.md, "Auth"); certificates kept as Cache-Control says."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Pub/Sub adapter: publishes lead action messages (CONTRACT §5)."""
+"""Pub/Sub adapter: publishes lead action messages (docs/api.md, "Topics")."""
 
 from __future__ import annotations
 

@@ -95,11 +95,10 @@ class ServiceCache:
     per thread (httplib2 is not thread-safe), kind and collection; the impersonated user is the
     HTTP client a request is executed with, kept per thread, kind and user.
 
-    Measured on this project's machine: `discovery.build` costs 15–35 ms of CPU, and each
-    `service.files()` or `users().drafts()` call 2.6 ms (googleapiclient builds every method of
-    the collection, docstrings included), against 0.3 ms for the HTTP call itself. Building them
-    once per thread rather than per thread and host keeps a run with many hosts from paying that
-    for every host.
+    `discovery.build` costs 15–35 ms of CPU, and each `service.files()` or `users().drafts()`
+    call 2.6 ms (googleapiclient builds every method of the collection, docstrings included),
+    against 0.3 ms for the HTTP call itself. Building them once per thread rather than per thread
+    and host keeps a run with many hosts from paying that for every host.
     """
 
     def __init__(self, settings: Settings) -> None:
@@ -244,7 +243,7 @@ class GmailMailer:
         self, services: ServiceFactory, search_settle: timedelta = timedelta(minutes=10)
     ) -> None:
         self._services = services
-        # Gmail's search is an index: seconds, sometimes minutes behind (DESIGN.md).
+        # Gmail's search is an index: seconds, sometimes minutes behind.
         self.search_settle = search_settle
 
     def _drafts(self, sender: str) -> Bound:

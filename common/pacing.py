@@ -1,10 +1,10 @@
 """How fast one host's leads may go, from Google's per-user limits (pure).
 
-`LEADRUN_GOOGLE_LIMITS` (CONTRACT §7's shape; default Google's published per-user figures) gives,
-per API, a count per window. Each action costs its API a known amount (a confirmation 110 Gmail
-units: drafts.create 10 + drafts.send 100; a booking 2 Calendar requests: freeBusy + insert; a
-folder 1 Drive write), so each host has one lane per API with a steady interval between leads.
-Lanes run a little under the limit (`HEADROOM`) because calls do not happen exactly when planned.
+`LEADRUN_GOOGLE_LIMITS` (docs/api.md, "Sandbox limits"; default Google's published per-user figures)
+gives, per API, a count per window. Each action costs its API a known amount (a confirmation 110
+Gmail units: drafts.create 10 + drafts.send 100; a booking 2 Calendar requests: freeBusy + insert; a
+folder 1 Drive write), so each host has one lane per API with a steady interval between leads. Lanes
+run a little under the limit (`HEADROOM`) because calls do not happen exactly when planned.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-# Google's published per-user figures (DESIGN.md, "Google's limits in production").
+# Google's published per-user figures, in the shape of docs/api.md, "Sandbox limits".
 PUBLISHED: dict[str, dict[str, float]] = {
     "gmail": {
         "units": 15000,

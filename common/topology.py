@@ -12,7 +12,7 @@ TOPIC_CALENDAR = "lead-calendar"
 TOPIC_NOTIFY = "lead-notify"
 TOPIC_DRIVE = "lead-drive"
 TOPIC_DEAD_LETTER = "lead-dead-letter"
-# Cloud Scheduler publishes here every few minutes; the sweeper re-publishes stale actions.
+# Cloud Scheduler publishes here every minute; the sweeper publishes due and stale actions.
 TOPIC_SWEEP = "lead-sweep"
 TOPICS: tuple[str, ...] = (
     TOPIC_CALENDAR,

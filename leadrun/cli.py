@@ -1,4 +1,4 @@
-"""`leadrun`: the operator's command line (CONTRACT §8).
+"""`leadrun`: the operator's command line (docs/api.md, "CLI").
 
     leadrun run FILE [--dry-run] [--run-id ID] [--config FILE] [host/meeting/fallback flags]
     leadrun status RUN_ID [--json]

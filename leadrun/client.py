@@ -1,7 +1,8 @@
 """Talking to a running stack: the HTTP API as the web client uses it, the sandbox, and receipts.
 
 Used by the `leadrun` CLI, the demo, the benchmark and the tests, so all of them exercise the
-same public interface (CONTRACT §3, §6, §7) and read the same receipts (§4).
+same public interface (docs/api.md: "Schedule", "Diagnostics", "Workspace sandbox") and read
+the same receipts ("Receipts").
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ class SettleTimeout(TimeoutError):
 
 @dataclass
 class Sandbox:
-    """The Workspace sandbox's control endpoints (CONTRACT §7)."""
+    """The Workspace sandbox's control endpoints (docs/api.md, "Workspace sandbox")."""
 
     url: str
     session: requests.Session
@@ -61,7 +62,7 @@ class Sandbox:
         self.session.delete(f"{self.url}/_sandbox/faults", timeout=30).raise_for_status()
 
     def limits(self, document: Mapping[str, Any] | None) -> None:
-        """Put Google's per-user limits in force (CONTRACT §7 "Limits"); None removes them."""
+        """Put Google's per-user limits in force (docs/api.md, "Sandbox limits"); None: none."""
         url = f"{self.url}/_sandbox/limits"
         if document is None:
             self.session.delete(url, timeout=30).raise_for_status()

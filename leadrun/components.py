@@ -55,7 +55,7 @@ _GCLOUD_ENV = {
     "CLOUDSDK_COMPONENT_MANAGER_DISABLE_UPDATE_CHECK": "true",
     "CLOUDSDK_CORE_DISABLE_USAGE_REPORTING": "true",
 }
-# The emulators are JVMs started fresh with every stack. Measured (docs/decisions/0006): with the
+# The emulators are JVMs started fresh with every stack (docs/decisions/0006): with the
 # JVM's defaults, C2 compilation takes more CPU than the emulators' own work for a whole run, on
 # two cores shared with everything else. C1 only and the serial collector halve their CPU.
 DEFAULT_EMULATOR_JAVA_OPTS = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"

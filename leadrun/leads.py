@@ -35,7 +35,7 @@ from pydantic import ValidationError
 from common.models import Lead, RunSettings, ScheduleRequest, field_errors
 
 MAX_LEADS_PER_REQUEST = 500
-# Stay well under the schedule endpoint's 1 MiB body limit (CONTRACT §3: 413 above it).
+# Stay well under the schedule endpoint's 1 MiB body limit (docs/api.md, "Schedule": 413 above it).
 MAX_REQUEST_BYTES = 900 * 1024
 
 CSV_COLUMNS: tuple[str, ...] = (
@@ -368,7 +368,7 @@ def read_json(
 
 
 def _json_slot(value: Any, today: date, zone: ZoneInfo | None) -> Any:
-    """A JSON slot: an object as in CONTRACT §3, or a `START/END` string in the slot syntax."""
+    """A JSON slot: an object (docs/api.md, "Schedule") or a `START/END` string (slot syntax)."""
     if not isinstance(value, str):
         return value
     return parse_slot(value, today, zone)

@@ -333,8 +333,8 @@ def render_report(view: RunView, generated_at: datetime | None = None) -> str:
         f'<div class="l">{escape(label)}</div></div>'
         for key, label, value in kpis
     )
-    # Leads, not receipts (CONTRACT §6 v1.1): a lead rejected for no_email counts once, not
-    # once per action.
+    # Leads, not receipts (docs/api.md, "Diagnostics"): a lead rejected for no_email counts once,
+    # not once per action.
     receipt_reasons = dict(view.reason_leads())
     lead_rows = "".join(_lead_row(row) for row in view.leads) or (
         '<tr><td colspan="9" class="muted">no leads</td></tr>'

@@ -4,7 +4,7 @@
 background and each in its own process group:
 
 * Google's Pub/Sub and Firestore emulators (from the Google Cloud CLI),
-* the Workspace sandbox (`python -m sandbox`, CONTRACT section 7),
+* the Workspace sandbox (`python -m sandbox`, docs/api.md, "Workspace sandbox"),
 * every function of `common.topology.FUNCTIONS` under functions-framework, one port each,
 
 then creates the topics and the push subscriptions with the production retry and dead-letter

@@ -47,7 +47,7 @@ def console() -> Console:
 
 
 def error_text(answer: requests.Response) -> str:
-    """An HTTP error answer (CONTRACT §3 error body) in a few lines."""
+    """An HTTP error answer (docs/api.md, "Schedule": the error body) in a few lines."""
     try:
         body = answer.json()
     except ValueError:
@@ -155,7 +155,7 @@ def summary_table(view: RunView) -> Table:
 
 
 def funnel_table(view: RunView) -> Table:
-    """The diagnostics funnel (CONTRACT §6) with a bar per stage."""
+    """The diagnostics funnel (docs/api.md, "Diagnostics") with a bar per stage."""
     c = view.counts
     stages: list[tuple[str, int, str]] = []
     if c.get("sourced") or c.get("filtered"):
@@ -189,7 +189,7 @@ def funnel_table(view: RunView) -> Table:
 
 
 def reasons_line(view: RunView) -> str:
-    """Diagnostics' reasons in one line: leads per reason (CONTRACT §6 v1.1)."""
+    """Diagnostics' reasons in one line: leads per reason (docs/api.md, "Diagnostics")."""
     if not view.reasons:
         return "reasons: none"
     return "reasons (leads): " + ", ".join(f"{k} {v}" for k, v in sorted(view.reasons.items()))

@@ -113,8 +113,8 @@ class RunView:
         return out
 
     def reason_leads(self) -> Counter[str]:
-        """Leads per reason code of their receipts, all actions (CONTRACT §6 v1.1: a lead counts
-        once for each distinct reason among its receipts, as diagnostics' `reasons` does)."""
+        """Leads per reason code of their receipts, all actions (docs/api.md, "Diagnostics": a lead
+        counts once for each distinct reason among its receipts, as diagnostics' `reasons` does)."""
         return Counter(reason for row in self.leads for reason in row.receipt_reasons())
 
     def lead_reasons(self) -> Counter[str]:
@@ -165,7 +165,7 @@ def _plain(value: Any) -> Any:
 
 
 def public_receipt(receipt: Mapping[str, Any]) -> dict[str, Any]:
-    """A receipt's CONTRACT §4 fields (no lease or checkpoint), JSON-ready."""
+    """A receipt's public fields (docs/api.md, "Receipts"; no lease or checkpoint), JSON-ready."""
     keys = (
         "action",
         "status",

@@ -1,4 +1,6 @@
-"""Workspace sandbox: a local stand-in for Google Calendar v3, Gmail v1 and Drive v3 (CONTRACT §7).
+"""Workspace sandbox: a local stand-in for Google Calendar v3, Gmail v1 and Drive v3.
+
+Its interface is docs/api.md, "Workspace sandbox".
 
 Start it with ``python -m sandbox --host 127.0.0.1 --port P --project ID`` or, in-process,
 ``url, stop = sandbox.start_sandbox()``. Point ``googleapiclient.discovery.build`` at it with

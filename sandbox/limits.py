@@ -1,4 +1,4 @@
-"""Google's per-user limits (CONTRACT §7 "Limits (v1.1)"): the document, its windows, admission.
+"""Google's per-user limits (docs/api.md, "Sandbox limits"): the document, its windows, admission.
 
 ``POST /_sandbox/limits`` takes::
 

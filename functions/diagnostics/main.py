@@ -9,7 +9,7 @@ from common.entrypoints import dead_letter_event, diagnostics_http, sweep_event
 
 @functions_framework.http
 def diagnostics(request: flask.Request) -> flask.Response:
-    """GET or POST a run's diagnostics (CONTRACT §6)."""
+    """GET or POST a run's diagnostics (docs/api.md, "Diagnostics")."""
     return diagnostics_http(request)
 
 

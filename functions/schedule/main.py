@@ -9,7 +9,7 @@ from common.entrypoints import book_event, schedule_http
 
 @functions_framework.http
 def schedule(request: flask.Request) -> flask.Response:
-    """POST a lead run (CONTRACT §3)."""
+    """POST a lead run (docs/api.md, "Schedule")."""
     return schedule_http(request)
 
 

@@ -365,8 +365,8 @@ def test_buckets_a_process_knows_as_free_but_another_took_since_are_not_taken(do
 
 
 def test_settling_as_booked_after_a_hold_changed_still_keeps_it_booked(docs: Any) -> None:
-    """The bug of the earlier two-path design: a booked settlement that met a changed hold
-    committed nothing and returned, leaving the booked meeting's holds to expire."""
+    """A booked settlement that meets a changed hold decides again rather than commit nothing
+    and return, which would leave the booked meeting's holds to expire."""
     holds, key = SlotHolds(docs), unique("cal")
     start = datetime(2030, 1, 8, 15, tzinfo=UTC)
     hold = SlotHold(start, start + timedelta(minutes=30))
@@ -435,7 +435,7 @@ class _Interleaved:
 
 
 def test_two_receipts_of_a_lead_failing_at_once_count_their_reason_once(docs: Any) -> None:
-    """Counts equal receipts (DESIGN guarantee 5) when sibling receipts change concurrently: both
+    """Counts equal receipts (docs/api.md, "Diagnostics") when sibling receipts change at once: both
     transitions write the lead's tally guarded, so the later one decides again."""
     run = unique("both")
     _lead(Store(docs), run, ["calendar", "drive"])

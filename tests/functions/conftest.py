@@ -85,7 +85,7 @@ def diagnostics_fn(function_env: dict[str, str]) -> FlaskClient:
 
 @dataclass
 class Tokens:
-    """ID tokens from the sandbox (CONTRACT §2), cached per uid."""
+    """ID tokens from the sandbox (docs/api.md, "Auth"), cached per uid."""
 
     sandbox_url: str
     session: requests.Session = field(default_factory=requests.Session)

@@ -1,4 +1,4 @@
-"""CONTRACT §2 through functions-framework: who may call, and whose runs they may touch."""
+"""Auth (docs/api.md) through functions-framework: who may call, and whose runs they may touch."""
 
 from __future__ import annotations
 

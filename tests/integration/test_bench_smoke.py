@@ -103,8 +103,8 @@ QUOTA_KEYS = (
 def test_quota_phase_prints_its_figures_and_no_lead_fails() -> None:
     """`--quota` on a few leads, told run: every key is there, nothing failed or dead-lettered.
 
-    Limits make leads wait, never fail (CONTRACT §4 v1.1). Efficiency and the small host's time are
-    targets of the full run, reported by `make bench` (which also runs the untold run), not
+    Limits make leads wait, never fail (docs/api.md, "Receipts"). Efficiency and the small host's
+    time are targets of the full run, reported by `make bench` (which also runs the untold run), not
     asserted here.
     """
     done = subprocess.run(

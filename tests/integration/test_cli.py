@@ -1,4 +1,4 @@
-"""`leadrun` against the local stack, as an operator uses it (CONTRACT §8)."""
+"""`leadrun` against the local stack, as an operator uses it (docs/api.md, "CLI")."""
 
 from __future__ import annotations
 
@@ -109,7 +109,7 @@ def test_run_settles_and_status_agrees_with_diagnostics(
     assert cli.main(["status", run_id, "--env", str(env_file)]) == cli.EXIT_OK
     table = capsys.readouterr().out
     assert "a-1" in table and "no_email" in table and "diagnostics funnel" in table
-    assert "reasons (leads): " in table  # CONTRACT §6 v1.1: reasons count leads
+    assert "reasons (leads): " in table  # docs/api.md, "Diagnostics": reasons count leads
 
     # The report counts leads per reason from the receipts: a-4 has three no_email receipts.
     page = tmp_path / "report.html"

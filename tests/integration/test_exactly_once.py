@@ -40,7 +40,7 @@ from tests.support import (
 
 pytestmark = pytest.mark.integration
 # Google as it behaves: search lags behind what was just made, Meet links come later. Exactly-once
-# must not rest on a search (CONTRACT §7 "Limits": searchLagSeconds, meetPendingSeconds).
+# must not rest on a search (docs/api.md, "Sandbox limits": searchLagSeconds, meetPendingSeconds).
 LAGGING_GOOGLE = {"searchLagSeconds": 10, "meetPendingSeconds": 2}
 
 
@@ -270,8 +270,8 @@ def test_fault_run_duplicates_and_a_crash_still_give_exactly_one_of_each(
     # Crash one subscriber mid-run: kill -9 its worker; gunicorn starts a fresh one on the
     # socket it keeps listening on, as Cloud Run replaces a crashed instance. (Killing the
     # whole process group instead leaves the port refusing connections, and the Pub/Sub
-    # emulator silently drops a message whose pushes were refused too often: measured here,
-    # neither delivered nor dead-lettered. Real Pub/Sub does not lose messages that way.)
+    # emulator silently drops a message whose pushes were refused too often, neither delivered
+    # nor dead-lettered. Real Pub/Sub does not lose messages that way.)
     crashed = _kill_worker(stack, "notify")
 
     started = time.monotonic()

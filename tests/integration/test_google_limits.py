@@ -1,6 +1,7 @@
-"""Google's per-user limits on the local stack (CONTRACT §4 and §7 v1.1): the sandbox is told the
-limits through `/_sandbox/limits` only, so the pipeline copes with limits it was not told. No lead
-fails, none is dead-lettered, nothing is done twice; receipts wait and resume by themselves."""
+"""Google's per-user limits on the local stack (docs/api.md, "Receipts", "Sandbox limits"): the
+sandbox is told the limits through `/_sandbox/limits` only, so the pipeline copes with limits it was
+not told. No lead fails, none is dead-lettered, nothing is done twice; receipts wait and resume by
+themselves."""
 
 from __future__ import annotations
 

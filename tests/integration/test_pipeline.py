@@ -131,7 +131,8 @@ def test_lead_without_email_is_rejected_withreceipts_by_key(client: LeadRunClien
         "rejected"
     }
     assert funnel["counts"]["rejected"] == 2 and funnel["counts"]["accepted"] == 1
-    # `reasons` counts leads (CONTRACT §6 v1.1): one lead each, though each has three receipts.
+    # `reasons` counts leads (docs/api.md, "Diagnostics"): one lead each, though each has three
+    # receipts.
     assert funnel["reasons"]["no_email"] == 1 and funnel["reasons"]["invalid_email"] == 1
 
 

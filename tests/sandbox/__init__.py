@@ -1,4 +1,4 @@
-"""Tests of the Workspace sandbox (CONTRACT §7) through the real googleapiclient."""
+"""Tests of the Workspace sandbox (docs/api.md, "Workspace sandbox") through googleapiclient."""
 
 PROJECT = "demo-sandbox-tests"
 USER = "host@example.com"  # the acting user of the default clients (the host of the tests)

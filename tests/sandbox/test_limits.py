@@ -1,4 +1,4 @@
-"""Google's per-user limits (CONTRACT §7 "Limits (v1.1)") through the real googleapiclient.
+"""Google's per-user limits (docs/api.md, "Sandbox limits") through the real googleapiclient.
 
 Windows are 1–3 s so each test stays within a few seconds; every figure is per acting user.
 """

@@ -1,4 +1,4 @@
-"""Pacing per host and API (issue: as fast as Google allows and no faster), on the fakes: the
+"""Pacing per host and API (as fast as Google allows and no faster), on the fakes: the
 plan is pure; lanes are independent per host; a refusal slows only its own host's lane; the
 expected finish (`eta`) comes from the plan. Ordering and counts, never timings."""
 
@@ -127,7 +127,7 @@ def test_a_run_past_the_daily_cap_says_how_many_wait_for_the_next_window() -> No
 
 
 def test_a_due_lead_whose_message_was_lost_is_published_again_once_the_memory_lets_go() -> None:
-    """No lead without a receipt (DESIGN guarantee 1): the sweeper publishes a due lead without a
+    """No lead is skipped (docs/api.md, "Receipts"): the sweeper publishes a due lead without a
     write and remembers it; if that message is lost, the lead still waits and goes again."""
     from common.handlers.sweep import Published, resume_due
 

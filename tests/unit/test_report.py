@@ -25,7 +25,8 @@ FUNNEL = {
         "pending": 0,
         "failed": 1,
     },
-    # Leads per reason (CONTRACT §6 v1.1): "nomail" below has three no_email receipts, one lead.
+    # Leads per reason (docs/api.md, "Diagnostics"): "nomail" below has three no_email receipts,
+    # one lead.
     "reasons": {"no_email": 1, "no_slot": 1, "permanent_error": 1},
     "filterReasons": {"duplicate": 4},
     "updatedAt": "2026-11-26T15:00:00+00:00",
@@ -120,7 +121,7 @@ def test_report_is_self_contained_and_escapes_lead_data() -> None:
 
 
 def test_reasons_count_leads_not_receipts() -> None:
-    """A lead rejected for no_email with three actions counts once (CONTRACT §6 v1.1)."""
+    """A lead rejected for no_email with three actions counts once (docs/api.md, "Diagnostics")."""
     view = build_view(FUNNEL, ROWS)
     assert view.reason_leads() == {"no_email": 1, "no_slot": 1, "permanent_error": 1}
     by_status = view.reasons_by_status()

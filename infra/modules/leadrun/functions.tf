@@ -1,5 +1,5 @@
 # Seven Cloud Functions (2nd gen) built from four deploy units. HTTP functions are public at the
-# IAM layer because they verify Firebase ID tokens themselves (CONTRACT §2); Pub/Sub functions
+# IAM layer because they verify Firebase ID tokens themselves (docs/api.md, "Auth"); Pub/Sub functions
 # accept only internal traffic, invoked by the push subscriptions' OIDC identity.
 
 # Settings only some functions read, by function name.

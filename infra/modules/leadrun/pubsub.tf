@@ -1,4 +1,4 @@
-# Topics (CONTRACT §5) and one push subscription per Pub/Sub-triggered function, named and
+# Topics (docs/api.md, "Topics") and one push subscription per Pub/Sub-triggered function, named and
 # configured as in common/topology.py. docs/decisions/0003-deploy-subscriptions.md says why the
 # subscriptions are ours rather than Eventarc's.
 
