@@ -13,7 +13,7 @@ from typing import Any
 
 from common.receipts import Receipt, Status
 
-# receipt outcome -> diagnostics count name (CONTRACT §6)
+# receipt outcome -> diagnostics count name (docs/api.md, "Diagnostics")
 OUTCOME_COUNTS: dict[str, str] = {
     "booked": "booked",
     "no_slot": "noSlot",
@@ -81,7 +81,7 @@ def retally(
 
 def lead_keys(lead: Mapping[str, Any] | None) -> Counter[str]:
     """The counter fields one lead document contributes to: `accepted` or `rejected`, and each
-    distinct reason among its receipts once (CONTRACT §6 v1.1: `reasons` counts leads)."""
+    distinct reason among its receipts once (docs/api.md, "Diagnostics": `reasons` counts leads)."""
     keys: Counter[str] = Counter()
     if lead and lead.get("status") in ("accepted", "rejected"):
         keys[f"counts.{lead['status']}"] += 1

@@ -189,8 +189,8 @@ class Lanes:
         where the limit is), goes just under the rate refused (`pacing.under_refused`), where
         `pacing.recovered` brings it back to after any later slowdown. A refusal of the same kind
         while the gate is closed met a call already on its way: the wait in force stands, and
-        it is not one more wait in a row (ten calls in flight, each doubling the wait, shut a
-        Calendar lane for 35 s)."""
+        it is not one more wait in a row (otherwise every call in flight when the gate closed
+        would double the wait once more)."""
 
         def decide(lane: Lane) -> tuple[Limit, dict[str, Any] | None]:
             current = lane.closed(now)

@@ -1,4 +1,5 @@
-"""Models at the edges: the schedule request, Pub/Sub messages, and receipts (CONTRACT §3–§5)."""
+"""Models at the edges: the schedule request and Pub/Sub messages (docs/api.md, "Schedule",
+"Topics")."""
 
 from __future__ import annotations
 
@@ -136,7 +137,7 @@ class Meeting(_Strict):
     title: Subject
     description: Body = ""
     durationMinutes: int = Field(ge=5, le=480)
-    # Optional extensions (defaults keep CONTRACT v1 requests unchanged).
+    # Optional: the defaults keep requests without them as they were.
     bufferBeforeMinutes: int = Field(default=0, ge=0, le=120)
     bufferAfterMinutes: int = Field(default=0, ge=0, le=120)
     minNoticeMinutes: int = Field(default=15, ge=0, le=10_080)
@@ -280,7 +281,7 @@ def field_errors(error: ValidationError) -> list[FieldError]:
 def valid_email(value: str) -> str:
     """A syntactically valid address (no DNS check; the RFC 2606 `.test` domain is allowed).
 
-    Pure, and a third of planning a request's intake (measured), which intake plans twice when
+    Pure, and costly next to the rest of planning a request's intake, which intake plans twice when
     it paces (once to count what to reserve): remembered per address."""
     from email_validator import EmailNotValidError, validate_email
 

@@ -1,8 +1,8 @@
 """Runs, leads and receipts: every stored change is a `documents.change` (read, decide, guarded
 commit), and every receipt transition carries the counter changes it causes.
 
-A receipt transition reads the receipt and its lead together: the lead keeps `reasonTally` (how
-many of its receipts give each reason), so `reasons` can count leads (CONTRACT §6 v1.1) and two
+A receipt transition reads the receipt and its lead together: the lead keeps `reasonTally` (how many
+of its receipts give each reason), so `reasons` can count leads (docs/api.md, "Diagnostics") and two
 receipts of one lead changing at once cannot both count the same reason (both write the lead,
 guarded, and one of them decides again).
 """

@@ -1,11 +1,11 @@
 """How every subscriber handles one Pub/Sub delivery: claim, act once, record, or ask for a retry.
 
-The lease in the receipt decides who may act (CONTRACT §4); the effect itself is idempotent
-(deterministic ids, checkpoints, tags), so a delivery that takes over an expired lease first finds
-out what the earlier one already did. An effect returns what it decided (`Outcome`); this module
-records it. What a failure means is `common.errors.classify`'s verdict, and `_act` is that table:
-a limit parks the receipt, a transient error raises `Retry` (an HTTP 500, so Pub/Sub redelivers
-with backoff), a permanent one ends the receipt `failed`.
+The lease in the receipt decides who may act (docs/api.md, "Receipts"); the effect itself is
+idempotent (deterministic ids, checkpoints, tags), so a delivery that takes over an expired lease
+first finds out what the earlier one already did. An effect returns what it decided (`Outcome`);
+this module records it. What a failure means is `common.errors.classify`'s verdict, and `_act` is
+that table: a limit parks the receipt, a transient error raises `Retry` (an HTTP 500, so Pub/Sub
+redelivers with backoff), a permanent one ends the receipt `failed`.
 """
 
 from __future__ import annotations

@@ -48,7 +48,7 @@ class HttpResult:
 def error(
     status: int, code: ErrorCode, message: str, details: list[dict[str, str]] | None = None
 ) -> HttpResult:
-    """A JSON error answer (CONTRACT §3)."""
+    """A JSON error answer (docs/api.md, "Schedule")."""
     return HttpResult(status, error_body(code, message, details))
 
 
@@ -299,7 +299,7 @@ def handle_schedule(
     traceparent: str | None = None,
     pace: Pace,
 ) -> HttpResult:
-    """Validate and accept a schedule request (CONTRACT §3).
+    """Validate and accept a schedule request (docs/api.md, "Schedule").
 
     Everything that can refuse the whole request (shape, limits, the host allowlist) is checked
     before the first write, so a refused request leaves nothing behind.
@@ -382,6 +382,6 @@ def handle_schedule(
         "eta": {request.host.senderEmail: eta_of(reserved, now)},
     }
     if over_daily:
-        # Leads past the host's daily sending cap wait for its next window (CONTRACT §3 eta).
+        # Past the host's daily sending cap, leads wait for its next window (docs/api.md).
         answer["waitingForDailyCap"] = {request.host.senderEmail: over_daily}
     return HttpResult(202, answer)

@@ -1,11 +1,11 @@
 """The sweeper: every tick it publishes what falls due, and what was lost.
 
-Pacing (CONTRACT §4 v1.1 `waiting`): a lead that schedule gave a later start in its host's lane,
-or that Google's limits held back, waits in Firestore, not in Pub/Sub (a nack would spend a
+Pacing (docs/api.md, "Receipts": `waiting`): a lead that schedule gave a later start in its host's
+lane, or that Google's limits held back, waits in Firestore, not in Pub/Sub (a nack would spend a
 delivery attempt). For the length of a tick (`loop_s`: Cloud Scheduler ticks once a minute) the
 sweeper publishes, every `RESUME_EVERY`, the waiting receipts whose start falls within the next
-`LOOKAHEAD`; each delivery then waits in process for its exact start. While a lane is held back
-or slowed, the leads that fall due are first spaced anew at the lane's current rate.
+`LOOKAHEAD`; each delivery then waits in process for its exact start. While a lane is held back or
+slowed, the leads that fall due are first spaced anew at the lane's current rate.
 
 The safety net under "no lead without a receipt": Pub/Sub redelivers what it was given, but a
 message can still be lost before it gets there (a publish that never happened after a crash, an
