@@ -176,3 +176,70 @@ def terminal(
 def failed(reason: str, code: str, message: str) -> dict[str, Any]:
     """A `failed` receipt with its reason and error."""
     return terminal("failed", None, reason=reason, error={"code": code, "message": message})
+
+
+# Lead-level filters of `GET {DIAGNOSTICS_URL}/leads` (CONTRACT §6 v1.2): the facets a receipt
+# gives its lead. Kept on the lead as map keys, so a page query filters on them by equality and
+# any number of filters combine in one query.
+PAUSED = "paused"
+
+
+def receipt_facets(receipt: Mapping[str, Any] | None) -> list[str]:
+    """The facets one receipt gives its lead: `status_<status>`, `reason_<reason>`, and
+    `waiting` (held back by a limit) or `paused` while pending."""
+    if not receipt:
+        return []
+    found = [f"status_{receipt.get('status')}"]
+    if receipt.get("reason"):
+        found.append(f"reason_{receipt['reason']}")
+    waiting = receipt.get("waiting")
+    if receipt.get("status") == "pending" and isinstance(waiting, Mapping):
+        found.append(PAUSED if waiting.get("reason") == PAUSED else "waiting")
+    return sorted(found)
+
+
+def lead_facets(by_action: Mapping[str, Iterable[str]]) -> dict[str, Any]:
+    """A lead's facet fields from each action's facets: `receiptFacets` (per action, so one
+    receipt's change needs no read of its siblings) and `facets` (their union, queried)."""
+    kept = {action: sorted(set(found)) for action, found in sorted(by_action.items())}
+    union = sorted({facet for found in kept.values() for facet in found})
+    return {"receiptFacets": kept, "facets": dict.fromkeys(union, True)}
+
+
+def facets_of(receipts: Mapping[str, Mapping[str, Any] | None]) -> dict[str, Any]:
+    """The facet fields of a lead whose receipts are `receipts` (by action)."""
+    return lead_facets({action: receipt_facets(r) for action, r in receipts.items()})
+
+
+def _plain(value: Any) -> Any:
+    """Firestore values as JSON: timestamps become RFC 3339 strings."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    return value
+
+
+PUBLIC_FIELDS: tuple[str, ...] = (
+    "action",
+    "status",
+    "outcome",
+    "reason",
+    "dryRun",
+    "attempts",
+    "external",
+    "error",
+    "waiting",
+    "revert",
+)
+
+
+def public_receipt(receipt: Mapping[str, Any]) -> dict[str, Any]:
+    """A receipt's CONTRACT §4 fields (no lease, checkpoint or pacing internals), JSON-ready."""
+    out = {key: _plain(receipt.get(key)) for key in PUBLIC_FIELDS}
+    for key in ("createdAt", "updatedAt"):
+        if receipt.get(key) is not None:
+            out[key] = _plain(receipt[key])
+    return out

@@ -27,7 +27,7 @@ from common.log import log
 from common.models import Lead, RunSettings, ScheduleRequest, field_errors, stamp, valid_email
 from common.pacing import LEAD_SECONDS, LOOKAHEAD, Limits
 from common.ports import Bus
-from common.receipts import new_receipt, tally
+from common.receipts import facets_of, new_receipt, tally
 from common.slots import Interval, split_candidates
 from common.store import Store, StoredLead, created, lead_actions, lead_change
 
@@ -150,6 +150,7 @@ def _lead_doc(
         "reasonTally": tally(receipts.values()),
         "waiting": waits,
         "waitingUntil": max(waits.values(), default=None),
+        **facets_of(receipts),
     }
 
 
