@@ -76,6 +76,6 @@ def token_after(token: str) -> str:
         after = base64.b64decode(padded, altchars=b"-_", validate=True).decode()
     except (binascii.Error, UnicodeDecodeError) as exc:
         raise ValueError("not a page token") from exc
-    if not _ID.match(after):
+    if not _ID.match(after) or page_token(after) != token:  # one spelling a token
         raise ValueError("not a page token")
     return after
