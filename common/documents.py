@@ -170,6 +170,18 @@ class Documents(Protocol):
         """Every document of a collection: (id, document)."""
         ...
 
+    def page(
+        self,
+        collection: str,
+        equal: Mapping[tuple[str, ...], Any],
+        after: str | None,
+        limit: int,
+    ) -> list[tuple[str, Stored]]:
+        """At most `limit` documents of a collection in document-id order, after the id `after`
+        (None: from the first), whose fields (each named by its path segments, so any map key
+        may be one) equal the values of `equal`: (id, document)."""
+        ...
+
     def latest(self, collection: str, field_name: str) -> Any:
         """The greatest non-null text value of `field_name` among a collection's documents."""
         ...

@@ -18,7 +18,11 @@ from common.bootstrap import app
 from common.handlers.book import book
 from common.handlers.dead_letter import handle_dead_letter
 from common.handlers.delivery import Delivery, Effect, Retry, handle_delivery
-from common.handlers.diagnostics import handle_diagnostics_get, handle_diagnostics_post
+from common.handlers.diagnostics import (
+    handle_diagnostics_get,
+    handle_diagnostics_post,
+    handle_leads_get,
+)
 from common.handlers.drive import drive
 from common.handlers.intake import HttpResult, error, handle_schedule
 from common.handlers.notify import notify
@@ -166,7 +170,11 @@ def _diagnostics_post(uid: str, request: flask.Request) -> HttpResult:
 
 
 def diagnostics_http(request: flask.Request) -> flask.Response:
-    """HTTP entry of `diagnostics`."""
+    """HTTP entry of `diagnostics`: `/leads` pages a run's leads, any other path its funnel."""
+    if request.path.rstrip("/").endswith("/leads"):
+        return serve_http(
+            request, {"GET": lambda uid, req: handle_leads_get(app().store, uid, dict(req.args))}
+        )
     return serve_http(
         request,
         {

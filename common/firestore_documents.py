@@ -17,6 +17,7 @@ from typing import Any
 from google.api_core import exceptions as gexc
 from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
+from google.cloud.firestore_v1.field_path import FieldPath
 
 from common import paths
 from common.documents import ABSENT, SERVER_TIME, Changed, Commit, Stored
@@ -105,6 +106,27 @@ class FirestoreDocuments:
         return [
             (snap.id, Stored(snap.to_dict() or {}, snap.update_time))
             for snap in self.db.collection(collection).stream()
+        ]
+
+    def page(
+        self,
+        collection: str,
+        equal: Mapping[tuple[str, ...], Any],
+        after: str | None,
+        limit: int,
+    ) -> list[tuple[str, Stored]]:
+        """One query ordered by document id from a start-after cursor, with a limit. Equalities
+        alone need no composite index: Firestore merges the single-field ones."""
+        query: Any = self.db.collection(collection)
+        for segments, value in equal.items():
+            path = FieldPath(*segments).to_api_repr()  # quotes a map key of any characters
+            query = query.where(filter=FieldFilter(path, "==", value))
+        query = query.order_by(FieldPath.document_id())
+        if after is not None:
+            query = query.start_after({FieldPath.document_id(): after})
+        return [
+            (snap.id, Stored(snap.to_dict() or {}, snap.update_time))
+            for snap in query.limit(limit).stream()
         ]
 
     def latest(self, collection: str, field_name: str) -> Any:

@@ -13,14 +13,14 @@ and in the Firestore adapter's queries only; a new state is a change to this mod
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
 from common.errors import Transient
-from common.limits import RATE_LIMIT, Limit
+from common.limits import ACTION_API, RATE_LIMIT, Limit
 from common.models import parse_time, stamp
 from common.pacing import LOOKAHEAD
 
@@ -36,6 +36,9 @@ class Status(StrEnum):
 
 
 TERMINAL: frozenset[str] = frozenset(s.value for s in Status if s is not Status.PENDING)
+
+
+PAUSED = "paused"  # `waiting.reason` of a paused receipt
 
 
 class LeaseHeld(Transient):
@@ -88,7 +91,8 @@ class Receipt:
     attempts: int = 0
     external: dict[str, Any] | None = None
     error: dict[str, Any] | None = None
-    waiting: Limit | None = None
+    waiting: Limit | None = None  # Google's limit, or its start in the lane, holds it back
+    paused: bool = False  # its owner paused it (stored as `waiting.reason` "paused")
     host: str | None = None  # the lane (sender) a waiting receipt is paced in
     start_at: datetime | None = None  # its start in the lane, once its wait is over
     spaced: bool = False  # the sweeper gave it a new start: it keeps that one
@@ -171,6 +175,14 @@ class Receipt:
             self, error={"code": code, "message": message}, lease=None if mine else self.lease
         )
 
+    def pause(self) -> Receipt:
+        """Its owner paused it: it waits, whatever it waited for, until resumed."""
+        return replace(self, paused=True)
+
+    def resume(self) -> Receipt:
+        """Its owner lifted the pause: it is planned anew (no start, no wait kept)."""
+        return replace(self, paused=False, waiting=None, start_at=None, spaced=False)
+
     def checkpointed(self, values: Mapping[str, Any]) -> Receipt:
         """Progress inside an effect (a draft id, a folder id), merged into the checkpoint."""
         return replace(self, checkpoint={**self.checkpoint, **values})
@@ -212,7 +224,7 @@ class Receipt:
             "attempts": self.attempts,
             "external": self.external,
             "error": self.error,
-            "waiting": None if self.waiting is None else self.waiting.waiting(),
+            "waiting": self._waiting_doc(),
             "host": self.host,
             "startAt": None if self.start_at is None else stamp(self.start_at),
             "spaced": self.spaced,
@@ -223,11 +235,17 @@ class Receipt:
             "cleanThrough": self.clean_through,
         }
 
+    def _waiting_doc(self) -> dict[str, Any] | None:
+        if self.paused and self.status is Status.PENDING:
+            return {"reason": PAUSED, "api": ACTION_API.get(self.action), "until": None}
+        return None if self.waiting is None else self.waiting.waiting()
+
     @classmethod
     def from_doc(cls, doc: Mapping[str, Any]) -> Receipt:
         """The receipt a stored document holds."""
         lease = doc.get("lease") or {}
         start = doc.get("startAt")
+        waiting = doc.get("waiting") or {}
         return cls(
             action=str(doc.get("action")),
             dry_run=bool(doc.get("dryRun")),
@@ -237,7 +255,8 @@ class Receipt:
             attempts=int(doc.get("attempts") or 0),
             external=doc.get("external"),
             error=doc.get("error"),
-            waiting=_wait_of(doc.get("waiting")),
+            waiting=_wait_of(waiting),
+            paused=waiting.get("reason") == PAUSED,
             host=doc.get("host"),
             start_at=parse_time(str(start)) if start else None,
             spaced=bool(doc.get("spaced")),
@@ -253,8 +272,8 @@ class Receipt:
 _OWN = frozenset(Receipt("").to_doc())
 
 
-def _wait_of(doc: Mapping[str, Any] | None) -> Limit | None:
-    if not doc or not doc.get("until"):
+def _wait_of(doc: Mapping[str, Any]) -> Limit | None:
+    if doc.get("reason") == PAUSED or not doc.get("until"):
         return None
     return Limit(str(doc.get("reason")), str(doc.get("api")), parse_time(str(doc["until"])))
 
@@ -307,3 +326,72 @@ def lead_wait_change(
     if until is not None:
         waits[action] = stamp(until)
     return lead_wait_fields(waits)
+
+
+# -- what a lead keeps of its receipts for `GET /leads` filters (docs/api.md, "Diagnostics") --
+# Kept on the lead as map keys, so a page query filters on them by equality and any number of
+# filters combine in one query.
+
+
+def receipt_facets(receipt: Receipt | None) -> list[str]:
+    """The facets one receipt gives its lead: `status_<status>`, `reason_<reason>`, and
+    `waiting` (held back by a limit) or `paused` while pending."""
+    if receipt is None:
+        return []
+    found = [f"status_{receipt.status.value}"]
+    if receipt.reason:
+        found.append(f"reason_{receipt.reason}")
+    if receipt.status is Status.PENDING and receipt.paused:
+        found.append(PAUSED)
+    elif receipt.status is Status.PENDING and receipt.waiting is not None:
+        found.append("waiting")
+    return sorted(found)
+
+
+def lead_facets(by_action: Mapping[str, Iterable[str]]) -> dict[str, Any]:
+    """A lead's facet fields from each action's facets: `receiptFacets` (per action, so one
+    receipt's change needs no read of its siblings) and `facets` (their union, queried)."""
+    kept = {action: sorted(set(found)) for action, found in sorted(by_action.items())}
+    union = sorted({facet for found in kept.values() for facet in found})
+    return {"receiptFacets": kept, "facets": dict.fromkeys(union, True)}
+
+
+def facets_of(receipts: Mapping[str, Receipt | None]) -> dict[str, Any]:
+    """The facet fields of a lead whose receipts are `receipts` (by action)."""
+    return lead_facets({action: receipt_facets(r) for action, r in receipts.items()})
+
+
+# -- what a user reads of a stored receipt -----------------------------------------------------
+PUBLIC_FIELDS: tuple[str, ...] = (
+    "action",
+    "status",
+    "outcome",
+    "reason",
+    "dryRun",
+    "attempts",
+    "external",
+    "error",
+    "waiting",
+    "revert",
+)
+
+
+def _plain(value: Any) -> Any:
+    """Firestore values as JSON: timestamps become RFC 3339 strings."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    return value
+
+
+def public_receipt(receipt: Mapping[str, Any]) -> dict[str, Any]:
+    """A stored receipt's public fields (docs/api.md, "Receipts"; no lease, checkpoint or
+    pacing bookkeeping), JSON-ready."""
+    out = {key: _plain(receipt.get(key)) for key in PUBLIC_FIELDS}
+    for key in ("createdAt", "updatedAt"):
+        if receipt.get(key) is not None:
+            out[key] = _plain(receipt[key])
+    return out

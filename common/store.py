@@ -33,6 +33,7 @@ from common.documents import (
     change,
     guarded,
 )
+from common.lead_pages import facets_follow
 from common.models import RunSettings, stamp
 from common.pacing import BRIEF
 from common.receipts import Ending, LeaseHeld, Receipt, changes, lead_wait_change
@@ -404,6 +405,28 @@ class Store:
             found.append((run_id, lead_id, action))
         return found
 
+    # -- pages of leads -------------------------------------------------------------------
+    def lead_page(
+        self, run_id: str, equal: Mapping[tuple[str, ...], Any], after: str | None, limit: int
+    ) -> tuple[list[tuple[str, dict[str, Any], dict[str, Any]]], bool]:
+        """Up to `limit` leads of a run after the id `after`, in id order, whose fields equal
+        `equal`, each with its receipts: ([(leadDocId, lead, {action: receipt})], more follow).
+        One query of `limit + 1` leads and one read of their receipts, whatever the run's size."""
+        found = self.docs.page(paths.leads(run_id), equal, after, limit + 1)
+        leads = found[:limit]
+        wanted = [
+            (lead_id, action, paths.receipt(run_id, lead_id, action))
+            for lead_id, lead in leads
+            for action in lead_actions(lead.data)
+        ]
+        receipts = self.docs.read([path for _, _, path in wanted]) if wanted else {}
+        mine: dict[str, dict[str, Any]] = {lead_id: {} for lead_id, _ in leads}
+        for lead_id, action, path in wanted:
+            if (doc := receipts[path]) is not None:
+                mine[lead_id][action] = doc.data
+        rows = [(lead_id, lead.data, mine[lead_id]) for lead_id, lead in leads]
+        return rows, len(found) > limit
+
 
 def _lead_follows(
     lead: Mapping[str, Any], action: str, old: Receipt, new: Receipt
@@ -413,7 +436,7 @@ def _lead_follows(
     fields: dict[str, Any] = {}
     if old.reason != new.reason:
         fields["reasonTally"] = retally(lead.get("reasonTally") or {}, old, new)
-    return fields | lead_wait_change(lead, action, old, new)
+    return fields | lead_wait_change(lead, action, old, new) | facets_follow(lead, action, new)
 
 
 def created(path: str, doc: Mapping[str, Any]) -> Write:

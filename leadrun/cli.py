@@ -43,7 +43,7 @@ from leadrun.leads import (
     settings_from_flags,
 )
 from leadrun.stack_config import DEAD_LETTER_AUDIT_SUBSCRIPTION
-from leadrun.views import RunView, build_view, tally
+from leadrun.views import RunView, build_view, page_rows
 
 EXIT_OK, EXIT_FAILED, EXIT_INPUT, EXIT_STACK = 0, 1, 2, 3
 DEFAULT_ENV_FILE = Path(".leadrun") / "stack.env"
@@ -117,7 +117,14 @@ def _funnel(client: LeadRunClient, run_id: str) -> dict[str, Any]:
 
 
 def _view(client: LeadRunClient, run_id: str) -> RunView:
-    return build_view(_funnel(client, run_id), client.receipts(run_id))
+    """The run from diagnostics and the pages of `/leads`: never a read of every receipt."""
+    funnel = _funnel(client, run_id)
+    try:
+        leads = client.all_leads(run_id)
+    except requests.HTTPError as exc:
+        assert exc.response is not None
+        raise CliError(f"leads of {run_id}: {terminal.error_text(exc.response)}") from exc
+    return build_view(funnel, page_rows(leads))
 
 
 # -- commands ---------------------------------------------------------------------------------
@@ -287,12 +294,12 @@ def cmd_replay(args: argparse.Namespace) -> int:
         console.print(f"  → {lead_id} {action}")
     if args.no_wait or not result.published:
         return EXIT_OK
-    total, _, _ = tally(client.receipts(args.run_id))
+    # The bar follows what the replay set going: the receipts pending now.
+    pending = int(_funnel(client, args.run_id)["counts"].get("pending", 0))
     settled = terminal.wait_with_progress(
-        console, client, args.run_id, expected=total, timeout_s=args.timeout
+        console, client, args.run_id, expected=pending, timeout_s=args.timeout
     )
-    rows = client.receipts(args.run_id)
-    failed = sum(1 for _, _, rs in rows for r in rs.values() if r.get("status") == "failed")
+    failed = int(_funnel(client, args.run_id)["counts"].get("failed", 0))
     if not settled or failed:
         console.print(f"[red]{failed} failed, settled: {settled}[/]")
         return EXIT_FAILED

@@ -117,6 +117,42 @@ class LeadRunClient:
             timeout=60,
         )
 
+    def leads(
+        self,
+        run_id: str,
+        *,
+        page_size: int | None = None,
+        page_token: str | None = None,
+        uid: str | None = None,
+        **filters: str,
+    ) -> requests.Response:
+        """GET one page of a run's leads with their receipts (`filters`: `status`, `reason`,
+        `waiting`, `paused`, as CONTRACT §6 v1.2 names them)."""
+        params: dict[str, Any] = {"runId": run_id, **filters}
+        if page_size is not None:
+            params["pageSize"] = page_size
+        if page_token is not None:
+            params["pageToken"] = page_token
+        return self.session.get(
+            self.env["DIAGNOSTICS_URL"].rstrip("/") + "/leads",
+            params=params,
+            headers=self.auth(uid),
+            timeout=60,
+        )
+
+    def all_leads(self, run_id: str, page_size: int = 200, **filters: str) -> list[dict[str, Any]]:
+        """Every lead of a run matching `filters`, following `nextPageToken` to the last page."""
+        found: list[dict[str, Any]] = []
+        token: str | None = None
+        while True:
+            answer = self.leads(run_id, page_size=page_size, page_token=token, **filters)
+            answer.raise_for_status()
+            page = answer.json()
+            found += page["leads"]
+            token = page.get("nextPageToken")
+            if not token:
+                return found
+
     def post_stages(self, body: Mapping[str, Any], uid: str | None = None) -> requests.Response:
         """POST the lead engine's sourced/filtered stages."""
         return self.session.post(

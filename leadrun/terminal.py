@@ -1,7 +1,7 @@
 """What `leadrun` prints: rich tables of a run, the live progress bar, one-line summaries.
 
 Pure rendering of a `RunView` (leadrun.views), except `wait_with_progress`, which polls the
-run's receipts while it draws. The commands themselves are in leadrun.cli.
+run's diagnostics counters while it draws. The commands themselves are in leadrun.cli.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ import json
 import sys
 import time
 from collections import Counter
+from typing import Any
 
 import requests
 from rich.console import Console
@@ -25,7 +26,7 @@ from rich.progress import (
 from rich.table import Table
 
 from leadrun.client import LeadRunClient
-from leadrun.views import OUTCOME_LABELS, RunView, tally
+from leadrun.views import OUTCOME_LABELS, RunView
 
 PROGRESS_ORDER = ("booked", "no_slot", "sent", "drafted", "created", "rejected", "failed")
 _COLOURS = {
@@ -80,6 +81,36 @@ def waiting_text(count: int, until: str | None) -> str:
     return f"{count} waiting for Google's limits{when}"
 
 
+# Diagnostics count -> progress bucket: terminal receipts by outcome (leads, for `rejected`).
+PROGRESS_COUNTS: dict[str, str] = {
+    "booked": "booked",
+    "noSlot": "no_slot",
+    "sent": "sent",
+    "drafted": "drafted",
+    "foldersCreated": "created",
+    "rejected": "rejected",
+    "failed": "failed",
+    "simulated": "simulated",
+    "cancelled": "cancelled",
+    "reverted": "reverted",
+}
+
+
+def progress_of(funnel: dict[str, Any], expected: int) -> tuple[int, int, Counter[str], str]:
+    """(receipts, terminal receipts, buckets, waiting text) of one diagnostics answer: every
+    receipt not pending is terminal, so the counters alone tell the progress."""
+    counts = funnel.get("counts") or {}
+    pending = int(counts.get("pending", 0))
+    total = max(expected, pending)
+    buckets = Counter(
+        {PROGRESS_COUNTS[k]: int(v) for k, v in counts.items() if k in PROGRESS_COUNTS}
+    )
+    waiting = waiting_text(int(counts.get("waiting", 0)), funnel.get("waitingUntil"))
+    if counts.get("paused"):
+        waiting = "  ".join(part for part in (waiting, f"{counts['paused']} paused") if part)
+    return total, total - pending, +buckets, waiting
+
+
 def wait_with_progress(
     console: Console,
     client: LeadRunClient,
@@ -89,7 +120,10 @@ def wait_with_progress(
     timeout_s: float,
     poll_s: float = 0.4,
 ) -> bool:
-    """Show terminal receipts by outcome until every receipt is terminal; False on timeout."""
+    """Show terminal receipts by outcome until none is pending; False on timeout.
+
+    Each poll is one diagnostics GET, which reads counters: its cost does not grow with the run
+    (reading every receipt would cost three reads a lead a poll)."""
     deadline = time.monotonic() + timeout_s
     columns = (
         SpinnerColumn(finished_text="[green]✓[/]"),
@@ -102,24 +136,17 @@ def wait_with_progress(
     with Progress(*columns, console=console, transient=False) as progress:
         task = progress.add_task("receipts", total=max(expected, 1), outcomes="")
         while True:
-            rows = client.receipts(run_id)
-            total, done, buckets = tally(rows)
-            total = max(total, expected)
-            outcomes = _outcomes_text(buckets)
-            if buckets["waiting"]:
-                latest = max(
-                    (
-                        str(r["waiting"].get("until"))
-                        for _, _, rs in rows
-                        for r in rs.values()
-                        if r.get("status") == "pending" and r.get("waiting")
-                    ),
-                    default=None,
-                )
-                outcomes += f"  [magenta]{waiting_text(buckets['waiting'], latest)}[/]"
-            progress.update(task, total=total, completed=done, outcomes=outcomes)
-            if done >= total:
-                return True
+            answer = client.diagnostics(run_id)
+            if answer.status_code == 200:
+                total, done, buckets, waiting = progress_of(answer.json(), expected)
+                outcomes = _outcomes_text(buckets)
+                if waiting:
+                    outcomes += f"  [magenta]{escape(waiting)}[/]"
+                progress.update(task, total=max(total, 1), completed=done, outcomes=outcomes)
+                if done >= total:
+                    return True
+            else:  # shown, and polled again: a passing error must not end the watch
+                progress.update(task, outcomes=f"[red]{escape(error_text(answer))}[/]")
             if time.monotonic() > deadline:
                 return False
             time.sleep(poll_s)

@@ -9,7 +9,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from common.receipts import TERMINAL
+from common.receipts import TERMINAL, public_receipt
 
 ACTION_ORDER: tuple[str, ...] = ("calendar", "email", "drive")
 # Progress/summary buckets: a terminal receipt's outcome, else its status.
@@ -153,37 +153,6 @@ class RunView:
         }
 
 
-def _plain(value: Any) -> Any:
-    """Firestore values as JSON: timestamps become RFC 3339 strings."""
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    if hasattr(value, "isoformat"):
-        return value.isoformat()
-    return value
-
-
-def public_receipt(receipt: Mapping[str, Any]) -> dict[str, Any]:
-    """A receipt's public fields (docs/api.md, "Receipts"; no lease or checkpoint), JSON-ready."""
-    keys = (
-        "action",
-        "status",
-        "outcome",
-        "reason",
-        "dryRun",
-        "attempts",
-        "external",
-        "error",
-        "waiting",
-    )
-    out = {key: _plain(receipt.get(key)) for key in keys}
-    for key in ("createdAt", "updatedAt"):
-        if receipt.get(key) is not None:
-            out[key] = _plain(receipt[key])
-    return out
-
-
 def receipt_bucket(receipt: Mapping[str, Any]) -> str | None:
     """The progress bucket of a terminal receipt (outcome, else status); None while pending."""
     if receipt.get("status") not in TERMINAL:
@@ -244,6 +213,26 @@ def lead_row(lead_id: str, lead: Mapping[str, Any], receipts: Mapping[str, Any])
         and (receipts.get("calendar") or {}).get("outcome") == "booked",
         waiting_until=max((str(w.get("until")) for w in waits), default=None),
     )
+
+
+def page_rows(
+    leads: Iterable[Mapping[str, Any]],
+) -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
+    """`build_view` rows from `GET /leads` entries: each lead as `lead_row` reads a lead
+    document. A lead whose every receipt is `rejected` was rejected at intake (an accepted
+    lead's email is rejected only after its booking ended otherwise)."""
+    rows = []
+    for entry in leads:
+        receipts = dict(entry.get("receipts") or {})
+        rejected = bool(receipts) and all(r.get("status") == "rejected" for r in receipts.values())
+        reasons = sorted({str(r["reason"]) for r in receipts.values() if r.get("reason")})
+        lead = {
+            "lead": {key: entry.get(key) for key in ("email", "name", "company")},
+            "status": "rejected" if rejected else "accepted",
+            "reason": reasons[0] if rejected and reasons else None,
+        }
+        rows.append((str(entry["leadDocId"]), lead, receipts))
+    return rows
 
 
 def build_view(

@@ -27,6 +27,16 @@ from common.models import stamp
 from common.slots import Interval
 
 
+def _get_path(doc: Mapping[str, Any], segments: Sequence[str]) -> Any:
+    """The value at a field path (None where there is none), as a Firestore filter sees it."""
+    value: Any = doc
+    for name in segments:
+        if not isinstance(value, Mapping) or name not in value:
+            return None
+        value = value[name]
+    return value
+
+
 def _set_path(doc: dict[str, Any], dotted: str, value: Any) -> None:
     *parents, last = dotted.split(".")
     for name in parents:
@@ -102,6 +112,22 @@ class MemoryDocuments:
                 for path, doc in sorted(self.docs.items())
                 if path.startswith(collection + "/") and path.count("/") == depth
             ]
+
+    def page(
+        self,
+        collection: str,
+        equal: Mapping[tuple[str, ...], Any],
+        after: str | None,
+        limit: int,
+    ) -> list[tuple[str, Stored]]:
+        """Documents of `collection` in id order after `after` whose fields equal `equal`."""
+        found = [
+            (doc_id, doc)
+            for doc_id, doc in self.children(collection)
+            if (after is None or doc_id > after)
+            and all(_get_path(doc.data, path) == value for path, value in equal.items())
+        ]
+        return found[:limit]
 
     def latest(self, collection: str, field_name: str) -> Any:
         """The greatest text value of the field in the collection."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -17,11 +19,19 @@ from pydantic import (
 
 from common.api_schema import Counts, Funnel
 from common.handlers.intake import HttpResult, error
+from common.lead_pages import LeadFilter, page_token, token_after
 from common.models import Id, field_errors, not_reserved, parse_time, stamp
 from common.pacing import LEAD_SECONDS
+from common.receipts import public_receipt
 from common.store import Store
 
 _RUN_ID: TypeAdapter[str] = TypeAdapter(Id)
+# CONTRACT §4 statuses, v1.2 ones included: a filter on one no receipt has yet is not an error.
+STATUSES = ("pending", "done", "simulated", "rejected", "failed", "cancelled", "reverted")
+PAGE_SIZE_DEFAULT, PAGE_SIZE_MAX = 50, 200
+# A reason no receipt can have (no code looks like it) matches nothing without a query.
+_REASON = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
+_YES = ("1", "true")
 
 
 class ClientStages(BaseModel):
@@ -83,10 +93,9 @@ def funnel(store: Store, run_id: str, run: dict[str, Any]) -> dict[str, Any]:
     return answer.model_dump(mode="json")
 
 
-def handle_diagnostics_get(store: Store, uid: str, args: dict[str, str]) -> HttpResult:
-    """`GET ?runId=R`, owner only."""
+def _run_id(args: dict[str, str]) -> str | HttpResult:
     try:
-        run_id = _RUN_ID.validate_python(args.get("runId", ""))
+        return _RUN_ID.validate_python(args.get("runId", ""))
     except ValidationError as exc:
         return error(
             400,
@@ -94,6 +103,13 @@ def handle_diagnostics_get(store: Store, uid: str, args: dict[str, str]) -> Http
             "runId is required",
             [{"field": "runId", "message": exc.errors(include_url=False)[0]["msg"]}],
         )
+
+
+def handle_diagnostics_get(store: Store, uid: str, args: dict[str, str]) -> HttpResult:
+    """`GET ?runId=R`, owner only."""
+    run_id = _run_id(args)
+    if isinstance(run_id, HttpResult):
+        return run_id
     run = _owned_run(store, run_id, uid)
     if isinstance(run, HttpResult):
         return run
@@ -116,3 +132,93 @@ def handle_diagnostics_post(store: Store, uid: str, body: bytes) -> HttpResult:
         return run
     store.set_client_stages(stages.runId, stages.model_dump(exclude={"runId"}))
     return HttpResult(200, funnel(store, stages.runId, run))
+
+
+@dataclass(frozen=True)
+class LeadsQuery:
+    """A valid `GET /leads` request."""
+
+    run_id: str
+    page_size: int
+    after: str | None
+    filters: LeadFilter
+    matches_nothing: bool = False
+
+
+def _bad(field_name: str, message: str) -> HttpResult:
+    return error(
+        400,
+        "invalid_request",
+        f"{field_name}: {message}",
+        [{"field": field_name, "message": message}],
+    )
+
+
+def _flag(args: dict[str, str], name: str) -> bool | HttpResult:
+    value = args.get(name)
+    if value is None or value == "":
+        return False
+    if value.lower() in _YES:
+        return True
+    return _bad(name, "must be 1 (or left out)")
+
+
+def parse_leads_query(args: dict[str, str]) -> LeadsQuery | HttpResult:
+    """The parameters of `GET /leads` (CONTRACT §6 v1.2), or the 400 that refuses them."""
+    run_id = _run_id(args)
+    if isinstance(run_id, HttpResult):
+        return run_id
+    size_text = args.get("pageSize") or str(PAGE_SIZE_DEFAULT)
+    if not size_text.isascii() or not size_text.isdigit() or len(size_text) > 4:
+        return _bad("pageSize", f"must be a whole number from 1 to {PAGE_SIZE_MAX}")
+    page_size = int(size_text)
+    if not 1 <= page_size <= PAGE_SIZE_MAX:
+        return _bad("pageSize", f"must be a whole number from 1 to {PAGE_SIZE_MAX}")
+    after = None
+    if token := args.get("pageToken"):
+        try:
+            after = token_after(token)
+        except ValueError:
+            return _bad("pageToken", "not a token this endpoint gave")
+    status = args.get("status") or None
+    if status is not None and status not in STATUSES:
+        return _bad("status", f"must be one of {', '.join(STATUSES)}")
+    waiting, paused = _flag(args, "waiting"), _flag(args, "paused")
+    if isinstance(waiting, HttpResult):
+        return waiting
+    if isinstance(paused, HttpResult):
+        return paused
+    reason = args.get("reason") or None
+    filters = LeadFilter(status=status, reason=reason, waiting=waiting, paused=paused)
+    nothing = reason is not None and not _REASON.match(reason)
+    return LeadsQuery(run_id, page_size, after, filters, matches_nothing=nothing)
+
+
+def lead_entry(lead_id: str, lead: dict[str, Any], receipts: dict[str, Any]) -> dict[str, Any]:
+    """One lead of a `/leads` page: who it is and its receipts' public fields."""
+    submitted = lead.get("lead") or {}
+    return {
+        "leadDocId": lead_id,
+        "email": submitted.get("email"),
+        "name": submitted.get("name"),
+        "company": submitted.get("company"),
+        "receipts": {action: public_receipt(r) for action, r in receipts.items()},
+    }
+
+
+def handle_leads_get(store: Store, uid: str, args: dict[str, str]) -> HttpResult:
+    """`GET /leads?runId=R`, owner only: one page of the run's leads in `leadDocId` order."""
+    query = parse_leads_query(args)
+    if isinstance(query, HttpResult):
+        return query
+    run = _owned_run(store, query.run_id, uid)
+    if isinstance(run, HttpResult):
+        return run
+    if query.matches_nothing:
+        return HttpResult(200, {"leads": [], "nextPageToken": None})
+    rows, more = store.lead_page(
+        query.run_id, query.filters.equalities(), query.after, query.page_size
+    )
+    leads = [lead_entry(lead_id, lead, receipts) for lead_id, lead, receipts in rows]
+    token = page_token(rows[-1][0]) if more and rows else None
+    return HttpResult(200, {"leads": leads, "nextPageToken": token})

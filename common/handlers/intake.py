@@ -29,7 +29,7 @@ from common.log import log
 from common.models import Lead, RunSettings, ScheduleRequest, field_errors, stamp, valid_email
 from common.pacing import LEAD_SECONDS, Limits
 from common.ports import Bus
-from common.receipts import Receipt, Status, changes, lead_wait_fields, waits_of
+from common.receipts import Receipt, Status, changes, facets_of, lead_wait_fields, waits_of
 from common.slots import Interval, split_candidates
 from common.store import Store, StoredLead, created, lead_actions, lead_change
 
@@ -143,6 +143,7 @@ def _lead_doc(
         "reason": reason,
         "reasonTally": tally(receipts.values()),
         **lead_wait_fields(waits_of(receipts)),
+        **facets_of(receipts),
     }
 
 

@@ -28,6 +28,7 @@ from common.documents import (
     change,
 )
 from common.holds import Settlement, SlotHold, SlotHolds, hold_paths
+from common.limits import Limit
 from common.receipts import Ending, Receipt, Status
 from common.store import LeaseHeld, ReceiptMissing, Store, created
 from tests.fakes import MemoryDocuments
@@ -478,3 +479,121 @@ def test_due_receipts_come_soonest_first_once_due_and_after_a_stamp(docs: Any) -
         assert [r[1] for r in docs.due_receipts(by, stamps["a"]) if r[0] == run] == ["b"]
     finally:  # the session stack's sweeper must not find them
         docs.commit([Commit([Write(path, None) for path in receipts.values()])])
+
+
+# -- pages of leads (GET /leads) on both --------------------------------------------------------
+def _facet_leads(docs: Any, run: str, facets: dict[str, list[str]]) -> None:
+    writes = [
+        Write(f"{paths.leads(run)}/{lead_id}", {"facets": dict.fromkeys(found, True)}, ABSENT)
+        for lead_id, found in facets.items()
+    ]
+    docs.commit([Commit(writes)])
+
+
+def test_a_page_follows_document_ids_after_a_cursor_up_to_its_limit(docs: Any) -> None:
+    run = unique("page")
+    ids = ["a", "a-b", "a_b", "B", "b", "c0", "c1", "z"]
+    _facet_leads(docs, run, {lead_id: [] for lead_id in ids})
+    collection = paths.leads(run)
+    assert [i for i, _ in docs.page(collection, {}, None, 3)] == ["B", "a", "a-b"]
+    assert [i for i, _ in docs.page(collection, {}, "a-b", 3)] == ["a_b", "b", "c0"]
+    assert [i for i, _ in docs.page(collection, {}, "c0", 3)] == ["c1", "z"]
+    assert docs.page(collection, {}, "z", 3) == []
+    seen, after = [], None
+    while batch := docs.page(collection, {}, after, 2):
+        seen += [i for i, _ in batch]
+        after = batch[-1][0]
+    assert seen == sorted(ids)  # every document once, in order
+
+
+def test_a_page_keeps_documents_whose_map_entries_equal_every_value_given(docs: Any) -> None:
+    run = unique("facet")
+    _facet_leads(
+        docs,
+        run,
+        {
+            "l1": ["status_done"],
+            "l2": ["status_rejected", "reason_no_email"],
+            "l3": ["status_done", "status_rejected", "reason_a.b-c"],
+            "l4": ["status_rejected", "reason_no_email", "waiting"],
+            "l5": [],
+        },
+    )
+    collection = paths.leads(run)
+
+    def ids(*facets: str, after: str | None = None, limit: int = 10) -> list[str]:
+        equal = {("facets", facet): True for facet in facets}
+        return [i for i, _ in docs.page(collection, equal, after, limit)]
+
+    assert ids("status_rejected") == ["l2", "l3", "l4"]
+    assert ids("status_rejected", after="l2", limit=1) == ["l3"]
+    assert ids("status_rejected", "reason_no_email") == ["l2", "l4"]  # filters combine
+    assert ids("status_rejected", "reason_no_email", "waiting") == ["l4"]
+    assert ids("reason_a.b-c") == ["l3"]  # a key with dots and dashes is one key
+    assert ids("reason_unknown") == []
+
+
+def _run_lead(store: Store, run: str, lead_id: str, actions: list[str], reason: str | None) -> None:
+    """A lead as schedule writes it (`_lead_doc`), with its facets."""
+    from common.receipts import facets_of
+
+    status = "rejected" if reason else "pending"
+    receipts = {a: Receipt(a, status=Status(status), reason=reason) for a in actions}
+    lead = {
+        "status": "rejected" if reason else "accepted",
+        "lead": {"email": f"{lead_id}@acme.test", "name": lead_id, "company": "Acme"},
+        "actions": actions,
+        "reasonTally": {reason: len(actions)} if reason else {},
+        **facets_of(receipts),
+    }
+    writes = [created(paths.lead(run, lead_id), lead)]
+    writes += [created(paths.receipt(run, lead_id, a), r.to_doc()) for a, r in receipts.items()]
+    store.write_intake([Commit(writes, run)])
+
+
+def test_a_lead_carries_the_facets_of_its_receipts_as_they_change(docs: Any) -> None:
+    store, run = Store(docs, lease_s=60), unique("facets")
+    actions = ["calendar", "drive"]
+    _run_lead(store, run, "l1", actions, None)
+    _run_lead(store, run, "l2", actions, "no_email")
+    try:
+
+        def ids(**equal: bool) -> list[str]:
+            rows, _ = store.lead_page(run, {("facets", k): v for k, v in equal.items()}, None, 10)
+            return [lead_id for lead_id, _, _ in rows]
+
+        assert ids(status_pending=True) == ["l1"]
+        assert ids(reason_no_email=True, status_rejected=True) == ["l2"]
+        assert store.record(run, "l1", "calendar", lambda r: r.pause())
+        assert ids(paused=True) == ["l1"] and ids(waiting=True) == []
+        limit = Limit("rate_limit", "drive", datetime(2030, 1, 1, tzinfo=UTC))
+        assert store.record(run, "l1", "drive", lambda r: r.wait_for(limit))
+        assert ids(paused=True) == ids(waiting=True) == ["l1"]
+        failed = Ending(Status.FAILED, reason="permanent_error")
+        assert store.finish(run, "l1", "drive", failed)
+        assert ids(waiting=True) == [] and ids(status_failed=True, paused=True) == ["l1"]
+        assert ids(status_pending=True) == ["l1"]  # calendar still is
+        assert store.finish(run, "l1", "calendar", Ending(Status.DONE, "booked"))
+        assert ids(status_pending=True) == ids(paused=True) == []
+        assert ids(status_done=True) == ids(reason_permanent_error=True) == ["l1"]
+        rows, more = store.lead_page(run, {}, None, 1)
+        assert (rows[0][0], sorted(rows[0][2]), more) == ("l1", actions, True)
+        assert rows[0][2]["calendar"]["outcome"] == "booked"
+        rows, more = store.lead_page(run, {}, "l1", 1)
+        assert ([r[0] for r in rows], more) == (["l2"], False)
+    finally:  # the session stack's sweeper must not find them
+        paths_ = [paths.receipt(run, lead, a) for lead in ("l1", "l2") for a in actions]
+        docs.commit([Commit([Write(path, None) for path in paths_])])
+
+
+def test_a_transition_that_moves_no_facet_does_not_write_the_lead(docs: Any) -> None:
+    store, run = Store(docs, lease_s=60), unique("quiet")
+    _run_lead(store, run, "l1", ["drive"], None)
+    try:
+        lead_path = paths.lead(run, "l1")
+        before = docs.read([lead_path])[lead_path]
+        store.claim(run, "l1", "drive", "owner-a", _now())  # a lease and an attempt: same facets
+        store.checkpoint(run, "l1", "drive", {"folderId": "f1"})
+        assert docs.read([lead_path])[lead_path].version == before.version
+    finally:
+        docs.commit([Commit([Write(paths.receipt(run, "l1", "drive"), None)])])
