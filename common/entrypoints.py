@@ -166,7 +166,7 @@ def _diagnostics_post(uid: str, request: flask.Request) -> HttpResult:
     body = _body(request)
     if body is None:
         return _too_large()
-    return handle_diagnostics_post(app().store, uid, body)
+    return handle_diagnostics_post(app().store, uid, body, app().clock.now())
 
 
 def diagnostics_http(request: flask.Request) -> flask.Response:
@@ -178,7 +178,9 @@ def diagnostics_http(request: flask.Request) -> flask.Response:
     return serve_http(
         request,
         {
-            "GET": lambda uid, req: handle_diagnostics_get(app().store, uid, dict(req.args)),
+            "GET": lambda uid, req: handle_diagnostics_get(
+                app().store, uid, dict(req.args), app().clock.now()
+            ),
             "POST": _diagnostics_post,
         },
     )

@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from common.counts import WAITING
 from common.receipts import Receipt, lead_facets, receipt_facets
 
 FACETS = "facets"
@@ -51,7 +52,7 @@ class LeadFilter:
         if self.reason is not None:
             found.append(f"reason_{self.reason}")
         if self.waiting:
-            found.append("waiting")
+            found.append(WAITING)
         if self.paused:
             found.append("paused")
         return found

@@ -22,6 +22,7 @@ from pydantic import ValidationError
 
 from common import flow
 from common.bus import Outgoing
+from common.counts import WAITING
 from common.errors import Failure, Transient, classify
 from common.holds import Settlement
 from common.lanes import Lane, Lanes
@@ -267,11 +268,11 @@ def _told(
             f"{d.action} waiting for Google's {waiting['api']} {waiting['reason']} until "
             f"{waiting['until']}",
             severity="WARNING",
-            outcome="waiting",
+            outcome=WAITING,
             status="pending",
             waiting=waiting,
         )
-        return "waiting"
+        return WAITING
     if not receipt.terminal:
         say(f"{d.action} left pending: {(receipt.error or {}).get('message')}", outcome="later")
         return "later"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any
 
 from pydantic import (
@@ -18,6 +18,7 @@ from pydantic import (
 )
 
 from common.api_schema import Counts, Funnel
+from common.counts import WAITING
 from common.handlers.intake import HttpResult, error
 from common.lead_pages import LeadFilter, page_token, token_after
 from common.models import Id, field_errors, not_reserved, parse_time, stamp
@@ -65,15 +66,14 @@ def _iso(value: Any) -> str | None:
     return value.isoformat() if hasattr(value, "isoformat") else None
 
 
-def funnel(store: Store, run_id: str, run: dict[str, Any]) -> dict[str, Any]:
+def funnel(store: Store, run_id: str, run: dict[str, Any], now: datetime) -> dict[str, Any]:
     """The diagnostics document of a run: counters summed over shards, plus client stages."""
     folded = store.counters(run_id)
     stages = store.client_stages(run_id)
     counts = {"sourced": int(stages.get("sourced", 0)), "filtered": int(stages.get("filtered", 0))}
     counts.update(folded["counts"])
     reasons = dict(folded["reasons"])
-    waiting_until = store.waiting_until(run_id) if counts.get("waiting") else None
-    now = datetime.now(UTC)
+    waiting_until = store.waiting_until(run_id) if counts.get(WAITING) else None
     finish = now
     if counts.get("pending"):
         # Brought up to date: the latest start a waiting lead has, and its own time after it.
@@ -105,7 +105,9 @@ def _run_id(args: dict[str, str]) -> str | HttpResult:
         )
 
 
-def handle_diagnostics_get(store: Store, uid: str, args: dict[str, str]) -> HttpResult:
+def handle_diagnostics_get(
+    store: Store, uid: str, args: dict[str, str], now: datetime
+) -> HttpResult:
     """`GET ?runId=R`, owner only."""
     run_id = _run_id(args)
     if isinstance(run_id, HttpResult):
@@ -113,10 +115,10 @@ def handle_diagnostics_get(store: Store, uid: str, args: dict[str, str]) -> Http
     run = _owned_run(store, run_id, uid)
     if isinstance(run, HttpResult):
         return run
-    return HttpResult(200, funnel(store, run_id, run))
+    return HttpResult(200, funnel(store, run_id, run, now))
 
 
-def handle_diagnostics_post(store: Store, uid: str, body: bytes) -> HttpResult:
+def handle_diagnostics_post(store: Store, uid: str, body: bytes, now: datetime) -> HttpResult:
     """Record the lead engine's sourced/filtered stages (last write wins)."""
     try:
         stages = ClientStages.model_validate_json(body)
@@ -131,7 +133,7 @@ def handle_diagnostics_post(store: Store, uid: str, body: bytes) -> HttpResult:
     if isinstance(run, HttpResult):
         return run
     store.set_client_stages(stages.runId, stages.model_dump(exclude={"runId"}))
-    return HttpResult(200, funnel(store, stages.runId, run))
+    return HttpResult(200, funnel(store, stages.runId, run, now))
 
 
 @dataclass(frozen=True)
@@ -183,7 +185,7 @@ def parse_leads_query(args: dict[str, str]) -> LeadsQuery | HttpResult:
     status = args.get("status") or None
     if status is not None and status not in STATUSES:
         return _bad("status", f"must be one of {', '.join(STATUSES)}")
-    waiting, paused = _flag(args, "waiting"), _flag(args, "paused")
+    waiting, paused = _flag(args, WAITING), _flag(args, "paused")
     if isinstance(waiting, HttpResult):
         return waiting
     if isinstance(paused, HttpResult):

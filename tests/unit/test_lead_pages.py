@@ -211,7 +211,7 @@ def test_a_page_and_a_diagnostics_poll_read_as_much_for_a_large_run_as_a_small_o
         assert _get(store, run, pageSize=7, status="done").status == 200
 
     def poll(store: Store, run: str) -> None:
-        assert handle_diagnostics_get(store, "alice", {"runId": run}).status == 200
+        assert handle_diagnostics_get(store, "alice", {"runId": run}, world.clock()).status == 200
 
     reads = {
         name: Counter(

@@ -40,7 +40,7 @@ def test_a_rate_limit_parks_the_receipt_and_it_resumes_when_due(world: World) ->
     )
     counts = world.store.counters(run)["counts"]
     assert (counts["waiting"], counts["failed"], counts["pending"]) == (1, 0, 1)
-    assert funnel(world.store, run, {})["waitingUntil"] == email["waiting"]["until"]
+    assert funnel(world.store, run, {}, world.clock())["waitingUntil"] == email["waiting"]["until"]
     assert "waiting" in world.outcomes and world.mailer.sent == []
     assert world.tick(10) == 0  # not due yet
     assert world.tick(25) == 1
@@ -48,7 +48,7 @@ def test_a_rate_limit_parks_the_receipt_and_it_resumes_when_due(world: World) ->
     assert (email["status"], email["outcome"], email["waiting"]) == ("done", "sent", None)
     assert len(world.mailer.sent) == 1 and world.calls.counted["drafts.create"] == 1
     assert world.store.counters(run)["counts"]["waiting"] == 0
-    assert funnel(world.store, run, {})["waitingUntil"] is None
+    assert funnel(world.store, run, {}, world.clock())["waitingUntil"] is None
     assert world.counts_match_receipts(run)
 
 

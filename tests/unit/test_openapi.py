@@ -92,12 +92,14 @@ def test_schedule_and_diagnostics_answers_on_the_fakes_match_the_document() -> N
     assert answer.body["rejected"] == [{"leadDocId": "lead-nomail", "reason": "no_email"}]
     check_answer("/schedule", "post", 202, answer.body)
 
-    funnel = handle_diagnostics_get(world.store, "alice", {"runId": run})
+    funnel = handle_diagnostics_get(world.store, "alice", {"runId": run}, world.clock())
     assert funnel.status == 200, funnel.body
     check_answer("/diagnostics", "get", 200, funnel.body)
     stages = {"runId": run, "sourced": 3, "filtered": 1, "filterReasons": {"duplicate": 1}}
     check_request("/diagnostics", "post", stages)
-    posted = handle_diagnostics_post(world.store, "alice", json.dumps(stages).encode())
+    posted = handle_diagnostics_post(
+        world.store, "alice", json.dumps(stages).encode(), world.clock()
+    )
     assert posted.status == 200, posted.body
     assert posted.body["counts"]["sourced"] == 3
     check_answer("/diagnostics", "post", 200, posted.body)
@@ -107,7 +109,9 @@ def test_an_answer_with_a_field_the_models_do_not_name_fails_the_check() -> None
     world = World()
     run = unique("oa")
     assert world.schedule(request(run, free_leads(1))).status == 202
-    funnel: dict[str, Any] = handle_diagnostics_get(world.store, "alice", {"runId": run}).body
+    funnel: dict[str, Any] = handle_diagnostics_get(
+        world.store, "alice", {"runId": run}, world.clock()
+    ).body
     with pytest.raises(AssertionError, match="Additional properties"):
         check_answer("/diagnostics", "get", 200, {**funnel, "surprise": 1})
     without = {k: v for k, v in funnel.items() if k != "waitingUntil"}
