@@ -1,4 +1,10 @@
-"""Calendar v3: ``freebusy.query`` and ``events.insert/get/list/delete``."""
+"""Calendar v3: ``freebusy.query`` and ``events.insert/get/list/delete``.
+
+A user acts on its own calendar only: ``primary`` and its own address name the same calendar, and
+an ``events.*`` call on anyone else's answers 404 ``notFound``, as Google does for a calendar that
+was not shared with the user. ``freebusy.query`` reads any calendar, as Google lets users of a
+domain see each other's free/busy. Calendars are kept under their lower-cased id.
+"""
 
 from __future__ import annotations
 
@@ -21,6 +27,21 @@ MEET_ALPHABET = "abcdefghijklmnopqrstuvwxyz"
 def calendar_exists(calendar_id: str) -> bool:
     """Every calendar exists except those whose domain ends in ``.invalid``."""
     return not calendar_id.lower().rstrip(".").endswith(".invalid")
+
+
+def own_calendar(call: ApiCall) -> str:
+    """The calendar an ``events.*`` call acts on (the acting user's); 404 for anyone else's."""
+    calendar_id = call.params["calendarId"]
+    if not calendar_exists(calendar_id):
+        raise not_found()
+    if calendar_id == "primary" or calendar_id.strip().lower() == call.user:
+        return call.user
+    raise not_found()
+
+
+def calendar_key(calendar_id: str, user: str) -> str:
+    """Where a calendar is kept: ``primary`` is ``user``'s own, ids compare case-insensitively."""
+    return user if calendar_id == "primary" else calendar_id.strip().lower()
 
 
 def _zone(name: str | None) -> ZoneInfo | None:
@@ -170,10 +191,8 @@ def _now() -> str:
 
 def events_insert(state: SandboxState, call: ApiCall) -> dict[str, Any]:
     """``calendar.events.insert``: client ids, 409 ``duplicate``, Meet links."""
-    calendar_id = call.params["calendarId"]
+    calendar_id = own_calendar(call)
     body: dict[str, Any] = dict(call.body or {})
-    if not calendar_exists(calendar_id):
-        raise not_found()
     event_id = body.get("id")
     if event_id is not None and (not isinstance(event_id, str) or not EVENT_ID.match(event_id)):
         raise bad_request("Invalid resource id value.", "invalid")
@@ -241,18 +260,19 @@ def _make_conference(
     _show_conference(event, made)
 
 
+# what state shows of an event beside Google's fields (the delete's sendUpdates among them)
+_BOOKKEEPING = frozenset({"calendarId", "user", "sendUpdates"})
+
+
 def _public(event: dict[str, Any]) -> dict[str, Any]:
     """An event as Google answers it: no sandbox bookkeeping (calendar, user, private keys)."""
-    return {
-        k: v for k, v in event.items() if k not in ("calendarId", "user") and not k.startswith("_")
-    }
+    return {k: v for k, v in event.items() if k not in _BOOKKEEPING and not k.startswith("_")}
 
 
 def events_get(state: SandboxState, call: ApiCall) -> dict[str, Any]:
-    """``calendar.events.get``: 404 ``notFound`` for an unknown calendar or event."""
-    calendar_id, event_id = call.params["calendarId"], call.params["eventId"]
-    if not calendar_exists(calendar_id):
-        raise not_found()
+    """``calendar.events.get``: 404 ``notFound`` for an unknown calendar or event; a deleted
+    event is answered with ``status: "cancelled"``, as Google answers it."""
+    calendar_id, event_id = own_calendar(call), call.params["eventId"]
     with state.lock:
         event = state.events.get(calendar_id, {}).get(event_id)
         if event is None:
@@ -262,10 +282,13 @@ def events_get(state: SandboxState, call: ApiCall) -> dict[str, Any]:
 
 
 def events_delete(state: SandboxState, call: ApiCall) -> dict[str, Any]:
-    """``calendar.events.delete``: marks the event cancelled; its id stays taken."""
-    calendar_id, event_id = call.params["calendarId"], call.params["eventId"]
-    if not calendar_exists(calendar_id):
-        raise not_found()
+    """``calendar.events.delete``: marks the event cancelled, as Google keeps a deleted event
+    (its id stays taken, a second delete answers 410 ``deleted``); state records the
+    ``sendUpdates`` it was deleted with (``none`` when the call named none, Google's default)."""
+    calendar_id, event_id = own_calendar(call), call.params["eventId"]
+    send_updates = call.query.get("sendUpdates")
+    if send_updates is None:  # the deprecated boolean, still honoured by Google
+        send_updates = "all" if call.query.get("sendNotifications") else "none"
     with state.lock:
         event = state.events.get(calendar_id, {}).get(event_id)
         if event is None:
@@ -274,6 +297,9 @@ def events_delete(state: SandboxState, call: ApiCall) -> dict[str, Any]:
             raise ApiError(410, "Resource has been deleted", "deleted")
         event["status"] = "cancelled"
         event["updated"] = _now()
+        event["sequence"] = int(event.get("sequence") or 0) + 1
+        event["etag"] = f'"{3000000000000000 + state.next_sequence()}"'
+        event["sendUpdates"] = send_updates
     return {}
 
 
@@ -286,9 +312,7 @@ def _matches_text(event: dict[str, Any], text: str) -> bool:
 
 def events_list(state: SandboxState, call: ApiCall) -> dict[str, Any]:
     """``calendar.events.list`` with ``timeMin``/``timeMax``/``q``/``iCalUID``/``showDeleted``."""
-    calendar_id = call.params["calendarId"]
-    if not calendar_exists(calendar_id):
-        raise not_found()
+    calendar_id = own_calendar(call)
     q = call.query
     lo = parse_time(q["timeMin"], "timeMin") if "timeMin" in q else None
     hi = parse_time(q["timeMax"], "timeMax") if "timeMax" in q else None
@@ -356,8 +380,9 @@ def freebusy_query(state: SandboxState, call: ApiCall) -> dict[str, Any]:
                     "busy": [],
                 }
                 continue
-            spans = list(state.busy.get(calendar_id, []))
-            for event in state.events.get(calendar_id, {}).values():
+            key = calendar_key(calendar_id, call.user)
+            spans = list(state.busy.get(key, []))
+            for event in state.events.get(key, {}).values():
                 if event.get("status") == "cancelled" or event.get("transparency") == "transparent":
                     continue
                 spans.append(_cached_bounds(state, event))
@@ -377,12 +402,15 @@ def freebusy_query(state: SandboxState, call: ApiCall) -> dict[str, Any]:
 
 
 def add_busy(state: SandboxState, calendar_id: str, start: str, end: str) -> None:
-    """``POST /_sandbox/busy``: add a busy block to a calendar."""
+    """``POST /_sandbox/busy``: add a busy block to a calendar (named by its address: there is
+    no acting user here to say whose ``primary`` is meant)."""
+    if calendar_id == "primary":
+        raise bad_request("busy needs the calendar's address, not primary", "invalid")
     begin, finish = parse_time(start, "start"), parse_time(end, "end")
     if finish <= begin:
         raise bad_request("end must be after start", "timeRangeEmpty")
     with state.lock:
-        state.busy.setdefault(calendar_id, []).append((begin, finish))
+        state.busy.setdefault(calendar_key(calendar_id, ""), []).append((begin, finish))
         state.busy_raw.append({"calendarId": calendar_id, "start": start, "end": end})
 
 

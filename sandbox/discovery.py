@@ -16,6 +16,7 @@ from urllib.parse import unquote
 import googleapiclient
 
 from sandbox.errors import ApiError, bad_request
+from sandbox.fields import FieldTree
 
 DOCUMENTS: dict[str, str] = {"calendar": "calendar.v3", "gmail": "gmail.v1", "drive": "drive.v3"}
 
@@ -28,6 +29,7 @@ PREFIXES: dict[str, tuple[str, ...]] = {
     "drive": ("", "/drive/v3"),
 }
 
+_SCALARS = frozenset({"string", "integer", "number", "boolean"})
 _PARAM = re.compile(r"\{(\+?)([^}]+)\}")
 
 
@@ -43,6 +45,7 @@ class MethodSpec:
     path_params: tuple[str, ...]
     parameters: dict[str, Any]
     request_ref: str | None
+    response_ref: str | None = None
     upload_paths: tuple[str, ...] = field(default_factory=tuple)
 
     @property
@@ -111,6 +114,7 @@ class Discovery:
                         path_params=names,
                         parameters=method.get("parameters", {}),
                         request_ref=(method.get("request") or {}).get("$ref"),
+                        response_ref=(method.get("response") or {}).get("$ref"),
                         upload_paths=tuple(u for u in uploads if not u.startswith("resumable")),
                     )
                 )
@@ -165,6 +169,36 @@ class Discovery:
         schema = self.docs[spec.api]["schemas"][spec.request_ref]
         self._check(spec.api, schema, body, "resource", depth=0)
 
+    def validate_fields(self, spec: MethodSpec, tree: FieldTree | None) -> None:
+        """Reject a ``fields`` mask naming a field the response resource does not have (400
+        ``invalidParameter``, as Google answers); a method without a response body has none."""
+        if tree is None or spec.response_ref is None:
+            return
+        schema = self.docs[spec.api]["schemas"][spec.response_ref]
+        self._check_mask(spec.api, schema, tree, "")
+
+    def _check_mask(self, api: str, schema: dict[str, Any], tree: FieldTree, where: str) -> None:
+        schema = self._resolve(api, schema)
+        props: dict[str, Any] = schema.get("properties", {})
+        extra = schema.get("additionalProperties")
+        for name, sub in tree.items():
+            if name == "*":
+                continue
+            path = f"{where}/{name}" if where else name
+            if name in props:
+                child = props[name]
+            elif isinstance(extra, dict):  # a map: any key names an entry
+                child = extra
+            else:
+                raise invalid_field_selection(path)
+            if sub is not None:
+                inner = self._resolve(api, child)
+                while inner.get("type") == "array":
+                    inner = self._resolve(api, inner.get("items", {}))
+                if inner.get("type") in _SCALARS:
+                    raise invalid_field_selection(path)  # a scalar has no fields to select
+                self._check_mask(api, inner, sub, path)
+
     def _resolve(self, api: str, schema: dict[str, Any]) -> dict[str, Any]:
         while "$ref" in schema:
             schema = self.docs[api]["schemas"][schema["$ref"]]
@@ -198,6 +232,11 @@ class Discovery:
                 self._check(api, schema.get("items", {}), item, f"{where}[{i}]", depth + 1)
         elif _scalar_mismatch(kind, value):
             raise _invalid_value(where, value)
+
+
+def invalid_field_selection(path: str) -> ApiError:
+    """Google's 400 for a ``fields`` mask naming a field the resource does not have."""
+    return bad_request(f"Invalid field selection {path}", "invalidParameter", "fields")
 
 
 def _scalar_mismatch(kind: Any, value: Any) -> bool:

@@ -1,8 +1,11 @@
-"""Drive v3: ``files.create/get/list/generateIds`` with a ``q`` search-query parser.
+"""Drive v3: ``files.create/get/list/update/generateIds`` with a ``q`` search-query parser.
 
 Each acting user (from the request's credentials) has a drive of their own: another user's file
 is not found. ``files.create`` takes a body ``id`` handed out to that user by ``generateIds``
-(409 if a file already has it, 400 ``fileIdNotUsable`` for any other id).
+(409 if a file already has it, 400 ``fileIdNotUsable`` for any other id). ``files.update`` with
+``{"trashed": true}`` moves a file to the trash, as Drive does: it is still found by id, and by
+``files.list`` unless the query says ``trashed = false``; a trashed folder's contents are trashed
+with it (``explicitlyTrashed`` false on them) and come back when it is restored.
 
 ``q`` grammar: ``not``, ``and``, ``or``, parentheses, and the predicates
 ``name = 'x'``, ``name != 'x'``, ``name contains 'x'``, ``mimeType = 'x'`` (``!=``),
@@ -29,6 +32,7 @@ ROOT_ID = "0ASandboxRootFolderUk9PVA"
 DEFAULT_FIELDS: dict[str, str] = {
     "drive.files.create": "kind,id,name,mimeType",
     "drive.files.get": "kind,id,name,mimeType",
+    "drive.files.update": "kind,id,name,mimeType",
     "drive.files.list": "kind,incompleteSearch,nextPageToken,files(kind,id,name,mimeType)",
     "drive.files.generateIds": "kind,space,ids",
 }
@@ -320,6 +324,76 @@ def files_get(state: SandboxState, call: ApiCall) -> dict[str, Any]:
         return dict(resource)
 
 
+# What ``files.update`` may change in a file's metadata; any other field Drive refuses to write.
+_WRITABLE = frozenset(
+    {"name", "description", "mimeType", "starred", "trashed", "appProperties", "properties"}
+)
+
+
+def _stamp() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def _not_writable(name: str) -> ApiError:
+    if name == "parents":
+        message = (
+            "The parents field is not directly writable in update requests. "
+            "Use the addParents and removeParents parameters instead."
+        )
+    else:
+        message = f"The resource body includes fields which are not directly writable. ({name})"
+    return ApiError(403, message, "fieldNotWritable")
+
+
+def _set_trashed(files: dict[str, dict[str, Any]], file_id: str, on: bool, user: str) -> None:
+    """Trash or restore a file and, as Drive does, what lies inside it (called under the lock);
+    an item trashed on its own (``explicitlyTrashed``) keeps its own state."""
+    stamp = _stamp()
+    _trash(files[file_id], on, on, user, stamp)
+    below = [file_id]
+    while below:
+        parent = below.pop()
+        for child_id, child in files.items():
+            if parent in (child.get("parents") or []) and not child.get("explicitlyTrashed"):
+                _trash(child, on, False, user, stamp)
+                below.append(child_id)
+
+
+def _trash(resource: dict[str, Any], on: bool, explicit: bool, user: str, stamp: str) -> None:
+    resource["trashed"] = on
+    resource["explicitlyTrashed"] = explicit
+    if on:
+        resource["trashedTime"] = stamp
+        resource["trashingUser"] = {"kind": "drive#user", "me": True, "emailAddress": user}
+    else:
+        resource.pop("trashedTime", None)
+        resource.pop("trashingUser", None)
+
+
+def files_update(state: SandboxState, call: ApiCall) -> dict[str, Any]:
+    """``drive.files.update`` (metadata): rename, appProperties (``null`` clears a key), trash."""
+    file_id = call.params["fileId"]
+    body: dict[str, Any] = dict(call.body or {})
+    for name in body:
+        if name not in _WRITABLE:
+            raise _not_writable(name)
+    with state.lock:
+        files = state.drive(call.user).files
+        resource = files.get(file_id)
+        if resource is None:
+            raise file_not_found(file_id)
+        for name in ("appProperties", "properties"):
+            if name in body:
+                merged = {**(resource.get(name) or {}), **(body.pop(name) or {})}
+                resource[name] = {k: v for k, v in merged.items() if v is not None}
+        trashed = body.pop("trashed", None)
+        resource.update({k: v for k, v in body.items() if v is not None})
+        if trashed is not None and bool(trashed) != bool(resource.get("trashed")):
+            _set_trashed(files, file_id, bool(trashed), call.user)
+        resource["modifiedTime"] = _stamp()
+        return dict(resource)
+
+
 def files_list(state: SandboxState, call: ApiCall) -> dict[str, Any]:
     """``drive.files.list`` with ``q``, ``orderBy``, ``pageSize``/``pageToken``."""
     predicate = QueryParser(call.query.get("q") or "").parse()
@@ -353,5 +427,6 @@ HANDLERS: dict[str, Handler] = {
     "drive.files.create": files_create,
     "drive.files.get": files_get,
     "drive.files.list": files_list,
+    "drive.files.update": files_update,
     "drive.files.generateIds": files_generate_ids,
 }

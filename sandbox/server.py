@@ -19,6 +19,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from sandbox import calendar_api, drive_api, gmail_api
 from sandbox.discovery import Discovery, Route
+from sandbox.drive_api import DEFAULT_FIELDS
 from sandbox.errors import ApiError, bad_request
 from sandbox.fields import apply_fields, parse_fields
 from sandbox.identity import acting_user
@@ -81,6 +82,9 @@ class Sandbox:
         params = self.discovery.validate_query(route.spec, parse_qs(query, keep_blank_values=True))
         payload = self._body(route, params, headers, body)
         self.discovery.validate_body(route.spec, payload)
+        # a bad mask is refused before the call has any effect, as Google refuses it
+        mask = parse_fields(str(params.get("fields") or DEFAULT_FIELDS.get(method_id, "")))
+        self.discovery.validate_fields(route.spec, mask)
         handler = self.handlers.get(method_id)
         if handler is None:
             raise ApiError(501, f"{method_id} is not implemented by the sandbox", "notImplemented")
@@ -109,8 +113,7 @@ class Sandbox:
             self.state.settle(admission, effect)
         if method_id.endswith(".delete"):
             return 204, None, {}
-        mask = params.get("fields") or drive_api.DEFAULT_FIELDS.get(method_id, "")
-        return 200, apply_fields(result, parse_fields(str(mask))), {}
+        return 200, apply_fields(result, mask), {}
 
     def _body(self, route: Route, params: dict[str, Any], headers: Any, body: bytes) -> Any:
         content_type = str(headers.get("Content-Type") or "")

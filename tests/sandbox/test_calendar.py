@@ -104,7 +104,9 @@ def test_freebusy_end_is_exclusive_and_time_zone_applies(calendar: Any) -> None:
     ]
 
 
-def test_insert_duplicate_get_and_deleted_id_stays_taken(calendar: Any, state: Any) -> None:
+def test_insert_duplicate_get_and_deleted_id_stays_taken(
+    calendar: Any, client: Any, state: Any
+) -> None:
     body = _event(
         "lead0001abc",
         "2026-12-01T15:00:00Z",
@@ -122,8 +124,10 @@ def test_insert_duplicate_get_and_deleted_id_stays_taken(calendar: Any, state: A
         calendar.events().insert(calendarId=HOST, body=body).execute()
     assert err.value.status_code == 409
     assert _reason(err.value) == "duplicate"
-    # the same id on another calendar is fine
-    calendar.events().insert(calendarId="other@example.com", body=body).execute()
+    # the same id on another calendar is fine (its owner inserts it there)
+    client("calendar", user="other@example.com").events().insert(
+        calendarId="other@example.com", body=body
+    ).execute()
     got = calendar.events().get(calendarId=HOST, eventId="lead0001abc").execute()
     assert got["summary"] == "Intro call"
     events = state()["events"]
