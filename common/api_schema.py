@@ -18,6 +18,7 @@ from common.models import ID_PATTERN, FieldError
 Timestamp = Annotated[str, WithJsonSchema({"type": "string", "format": "date-time"})]
 ItemId = Annotated[str, Field(pattern=ID_PATTERN)]  # a runId or a leadDocId
 HostEmail = str  # a host's `senderEmail`
+RunState = Literal["active", "paused", "cancelled"]
 
 ErrorCode = Literal[
     "invalid_request",
@@ -26,6 +27,7 @@ ErrorCode = Literal[
     "not_found",
     "method_not_allowed",
     "run_mode_conflict",
+    "run_cancelled",
     "payload_too_large",
     "internal",
     "unavailable",
@@ -116,7 +118,10 @@ class Counts(BaseModel):
     simulated: int
     pending: int
     waiting: int = Field(description="Pending receipts held back by Google's limits.")
+    paused: int = Field(description="Pending receipts their owner paused.")
     failed: int
+    cancelled: int
+    reverted: int
 
 
 class Funnel(_Answer):
@@ -124,6 +129,7 @@ class Funnel(_Answer):
 
     runId: ItemId
     dryRun: bool
+    state: RunState = Field(description="`active` unless paused or cancelled.")
     counts: Counts
     reasons: dict[str, int] = Field(description="Leads per reason code among their receipts.")
     waitingUntil: Timestamp | None = Field(
@@ -138,3 +144,78 @@ class RunQuery(BaseModel):
     """`?runId=R`."""
 
     runId: ItemId
+
+
+class ActionRef(_Answer):
+    """One action of one lead."""
+
+    leadDocId: ItemId
+    action: Literal["calendar", "email", "drive"]
+
+
+class ControlAnswer(_Answer):
+    """200 of the control function: what the command did."""
+
+    runId: ItemId
+    command: Literal["pause", "resume", "cancel", "replay", "undo"]
+    state: RunState = Field(description="The run's state after the command.")
+    affected: int = Field(
+        description="Receipts whose course the command changed (replay: those published)."
+    )
+    inFlight: list[ActionRef] = Field(
+        description="Affected actions a delivery was working on when the command took hold: "
+        "each finishes that delivery (its Google call may already have been made) and makes "
+        "no call after it."
+    )
+    eta: dict[HostEmail, Timestamp]
+
+
+class PublicReceipt(BaseModel):
+    """A receipt as a user reads it (docs/api.md, "Receipts")."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    action: Literal["calendar", "email", "drive"]
+    status: Literal["pending", "done", "simulated", "rejected", "failed", "cancelled", "reverted"]
+    outcome: str | None
+    reason: str | None
+    dryRun: bool
+    attempts: int
+    external: dict[str, Any] | None
+    error: dict[str, Any] | None
+    waiting: dict[str, Any] | None
+    revert: dict[str, Any] | None
+    createdAt: Timestamp | None = None
+    updatedAt: Timestamp | None = None
+
+
+class LeadEntry(_Answer):
+    """One lead of a `/leads` page with its receipts."""
+
+    leadDocId: ItemId
+    email: str | None
+    name: str | None
+    company: str | None
+    receipts: dict[str, PublicReceipt]
+
+
+class LeadsPage(_Answer):
+    """200 of `GET {DIAGNOSTICS_URL}leads`: one page of a run's leads, in `leadDocId` order."""
+
+    leads: list[LeadEntry]
+    nextPageToken: str | None = Field(description="The next page's token; null on the last.")
+
+
+class LeadsQuery(BaseModel):
+    """`?runId=R&pageSize=&pageToken=&status=&waiting=&paused=&reason=`."""
+
+    runId: ItemId
+    pageSize: int = Field(default=50, ge=1, le=200)
+    pageToken: str | None = None
+    status: (
+        Literal["pending", "done", "simulated", "rejected", "failed", "cancelled", "reverted"]
+        | None
+    ) = None
+    waiting: Literal["1", "true"] | None = None
+    paused: Literal["1", "true"] | None = None
+    reason: str | None = None

@@ -26,8 +26,11 @@ STATUS_COUNTS: dict[str, str] = {
     Status.PENDING: "pending",
     Status.SIMULATED: "simulated",
     Status.FAILED: "failed",
+    Status.CANCELLED: "cancelled",
+    Status.REVERTED: "reverted",
 }
 WAITING = "waiting"  # the count of pending receipts held back by Google's limits
+PAUSED = "paused"  # the count of pending receipts their owner paused
 
 COUNT_NAMES: tuple[str, ...] = (
     "sourced",
@@ -42,7 +45,10 @@ COUNT_NAMES: tuple[str, ...] = (
     "simulated",
     "pending",
     WAITING,
+    PAUSED,
     "failed",
+    "cancelled",
+    "reverted",
 )
 
 
@@ -55,7 +61,9 @@ def counted_keys(receipt: Receipt | None) -> Counter[str]:
         keys[f"counts.{STATUS_COUNTS[receipt.status]}"] += 1
     if receipt.outcome in OUTCOME_COUNTS:
         keys[f"counts.{OUTCOME_COUNTS[receipt.outcome]}"] += 1
-    if receipt.status is Status.PENDING and receipt.waiting is not None:
+    if receipt.status is Status.PENDING and receipt.paused:
+        keys[f"counts.{PAUSED}"] += 1
+    elif receipt.status is Status.PENDING and receipt.waiting is not None:
         keys[f"counts.{WAITING}"] += 1
     return keys
 

@@ -16,6 +16,7 @@ from pydantic import ValidationError
 from common.auth import CertificatesUnavailable, Unauthenticated
 from common.bootstrap import app
 from common.handlers.book import book
+from common.handlers.control import handle_control
 from common.handlers.dead_letter import handle_dead_letter
 from common.handlers.delivery import Delivery, Effect, Retry, handle_delivery
 from common.handlers.diagnostics import (
@@ -160,6 +161,18 @@ def _schedule_post(uid: str, request: flask.Request) -> HttpResult:
 def schedule_http(request: flask.Request) -> flask.Response:
     """HTTP entry of `schedule`."""
     return serve_http(request, {"POST": _schedule_post})
+
+
+def _control_post(uid: str, request: flask.Request) -> HttpResult:
+    body = _body(request)
+    if body is None:
+        return _too_large()
+    return handle_control(app().store, app().bus, app().pace, uid, body, app().clock.now())
+
+
+def control_http(request: flask.Request) -> flask.Response:
+    """HTTP entry of `control`: steer a run (docs/api.md, "Control")."""
+    return serve_http(request, {"POST": _control_post})
 
 
 def _diagnostics_post(uid: str, request: flask.Request) -> HttpResult:

@@ -46,7 +46,8 @@ def publishable(
 ) -> list[str]:
     """The actions of a lead to publish now: pending, not waiting for the calendar, and not
     waiting for their start in the host's lane (the sweeper publishes those when due), unless
-    that start is by `due` (None: any wait holds it back)."""
+    that start is by `due` (None: any wait holds it back). A paused action waits for its
+    resume."""
     wanted = list(actions)
     return [
         action
@@ -64,6 +65,8 @@ def due_by(now: datetime) -> datetime:
 
 
 def _waits(receipt: Receipt | None, due: datetime | None) -> bool:
+    if receipt is not None and receipt.paused:
+        return True  # until resumed
     if receipt is None or receipt.waiting is None:
         return False
     return due is None or receipt.waits_past(due)

@@ -18,14 +18,24 @@ from typing import Any, Literal
 from pydantic import BaseModel
 from pydantic.json_schema import GenerateJsonSchema, JsonSchemaMode, models_json_schema
 
-from common.api_schema import ErrorBody, ErrorCode, Funnel, RunQuery, ScheduleAccepted
+from common.api_schema import (
+    ControlAnswer,
+    ErrorBody,
+    ErrorCode,
+    Funnel,
+    LeadsPage,
+    LeadsQuery,
+    RunQuery,
+    ScheduleAccepted,
+)
+from common.handlers.control import ControlRequest
 from common.handlers.diagnostics import ClientStages
 from common.models import ScheduleRequest
 
 ROOT = Path(__file__).resolve().parent.parent
 SPEC_PATH = ROOT / "docs" / "openapi.json"
 OPENAPI_VERSION = "3.1.0"
-API_VERSION = "1.1"
+API_VERSION = "1.2"
 SCHEMAS = "#/components/schemas/"
 SECURITY = "firebaseIdToken"
 
@@ -69,9 +79,9 @@ ERRORS: dict[int, ErrorAnswer] = {
         headers={"Allow": "The methods this URL answers."},
     ),
     409: ErrorAnswer(
-        "RunModeConflict",
-        ("run_mode_conflict",),
-        "The run exists with the other `dryRun` value.",
+        "Conflict",
+        ("run_mode_conflict", "run_cancelled"),
+        "The run exists with the other `dryRun` value, or was cancelled.",
     ),
     413: ErrorAnswer(
         "PayloadTooLarge",
@@ -140,6 +150,43 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         ),
     ),
     Endpoint(
+        key="/control",
+        url="{CONTROL_URL}",
+        description="Steer a run: pause, resume, cancel or replay it, or some of its leads.",
+        operations=(
+            Operation(
+                method="post",
+                name="control",
+                summary="Pause, resume, cancel or replay a run or listed leads",
+                body=ControlRequest,
+                status=200,
+                answer=ControlAnswer,
+                answer_description="The brake holds once this is answered: no affected action "
+                "makes a Google call except those in `inFlight`. Repeating a command changes "
+                "nothing more.",
+                errors=(400, 403, 404, 409, 413, *_ALWAYS),
+            ),
+        ),
+    ),
+    Endpoint(
+        key="/leads",
+        url="{DIAGNOSTICS_URL}leads",
+        description="A run's leads with their receipts, a page at a time (owner only).",
+        operations=(
+            Operation(
+                method="get",
+                name="getLeads",
+                summary="One page of a run's leads",
+                query=LeadsQuery,
+                status=200,
+                answer=LeadsPage,
+                answer_description="Following `nextPageToken` to null lists every matching lead "
+                "exactly once; a page's cost does not grow with the run.",
+                errors=(400, 403, 404, *_ALWAYS),
+            ),
+        ),
+    ),
+    Endpoint(
         key="/diagnostics",
         url="{DIAGNOSTICS_URL}",
         description="The funnel of a run (owner only), and the lead engine's own stages.",
@@ -169,7 +216,8 @@ ENDPOINTS: tuple[Endpoint, ...] = (
 )
 
 DESCRIPTION = """\
-Each HTTP function is served at the root of its own URL: `SCHEDULE_URL`, `DIAGNOSTICS_URL`
+Each HTTP function is served at the root of its own URL: `SCHEDULE_URL`, `CONTROL_URL`,
+`DIAGNOSTICS_URL`
 (in `.leadrun/stack.env` on the local stack; `terraform output function_urls` once deployed).
 One OpenAPI document has one set of paths, so a path here is keyed by the function's name and
 its `x-url` says where it is served, in terms of those variables: `POST /schedule` is

@@ -33,12 +33,15 @@ class Status(StrEnum):
     SIMULATED = "simulated"
     REJECTED = "rejected"
     FAILED = "failed"
+    CANCELLED = "cancelled"
+    REVERTED = "reverted"
 
 
 TERMINAL: frozenset[str] = frozenset(s.value for s in Status if s is not Status.PENDING)
 
 
 PAUSED = "paused"  # `waiting.reason` of a paused receipt
+CANCELLED = "cancelled"  # the reason of a cancelled receipt
 
 
 class LeaseHeld(Transient):
@@ -93,6 +96,7 @@ class Receipt:
     error: dict[str, Any] | None = None
     waiting: Limit | None = None  # Google's limit, or its start in the lane, holds it back
     paused: bool = False  # its owner paused it (stored as `waiting.reason` "paused")
+    cancelling: bool = False  # cancelled while a delivery works on it: ends cancelled unless done
     host: str | None = None  # the lane (sender) a waiting receipt is paced in
     start_at: datetime | None = None  # its start in the lane, once its wait is over
     spaced: bool = False  # the sweeper gave it a new start: it keeps that one
@@ -122,9 +126,13 @@ class Receipt:
         return attempt > 1 and self.clean_through != attempt - 1
 
     # -- transitions -----------------------------------------------------------------------
+    def leased(self, now: datetime) -> bool:
+        """Whether a delivery works on it at `now` (its lease is live)."""
+        return self.lease is not None and self.lease.expires_at > now
+
     def claim(self, owner: str, now: datetime, lease: timedelta, due_by: datetime) -> Receipt:
         """Take the lease for a delivery (raises `LeaseHeld`); a wait over by `due_by` ends
-        here, its end kept as the start."""
+        here, its end kept as the start. The caller refuses a paused receipt (`paused`)."""
         if self.lease is not None and self.lease.held_against(owner, now):
             raise LeaseHeld(self.action)
         taken = replace(self, attempts=self.attempts + 1, lease=Lease(owner, now + lease))
@@ -143,6 +151,8 @@ class Receipt:
             error=ending.error,
             waiting=None,
             lease=None,
+            paused=False,
+            cancelling=False,
         )
 
     def wait_for(self, wait: Limit, clean_through: int | None = None) -> Receipt:
@@ -178,6 +188,20 @@ class Receipt:
     def pause(self) -> Receipt:
         """Its owner paused it: it waits, whatever it waited for, until resumed."""
         return replace(self, paused=True)
+
+    def cancel(self, now: datetime) -> Receipt:
+        """Its owner cancelled it: it ends `cancelled`, unless a delivery works on it, which
+        finishes first (its effect, if made, is recorded `done`; `settled` decides)."""
+        if self.leased(now):
+            return replace(self, cancelling=True)
+        return self.finish(Ending(Status.CANCELLED, reason=CANCELLED))
+
+    def settled(self) -> Receipt:
+        """What a delivery's result becomes under a brake that took hold meanwhile: an open
+        result of a cancelled action ends it `cancelled` (a paused one stays paused)."""
+        if self.cancelling and not self.terminal:
+            return self.finish(Ending(Status.CANCELLED, reason=CANCELLED))
+        return self
 
     def resume(self) -> Receipt:
         """Its owner lifted the pause: it is planned anew (no start, no wait kept)."""
@@ -233,6 +257,7 @@ class Receipt:
             else {"owner": self.lease.owner, "expiresAt": self.lease.expires_at},
             "checkpoint": dict(self.checkpoint) or None,
             "cleanThrough": self.clean_through,
+            "cancelling": self.cancelling or None,
         }
 
     def _waiting_doc(self) -> dict[str, Any] | None:
@@ -265,6 +290,7 @@ class Receipt:
             else None,
             checkpoint=dict(doc.get("checkpoint") or {}),
             clean_through=doc.get("cleanThrough"),
+            cancelling=bool(doc.get("cancelling")),
             extra={k: v for k, v in doc.items() if k not in _OWN},
         )
 

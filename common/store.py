@@ -55,6 +55,7 @@ class Claim:
     terminal: bool
     receipt: Receipt
     attempt: int = 0
+    braked: bool = False  # paused: nothing to do until resumed
     lead: dict[str, Any] | None = None  # the receipt's lead document, as the claim left it
 
     @property
@@ -137,6 +138,29 @@ class Store:
             return Decision({**doc, "created": True}, Commit([guarded(path, None, doc | stamps)]))
 
         return change(self.docs, [path], decide)
+
+    def set_run_state(self, run_id: str, state: str) -> str:
+        """Set a run's `state` (`active`, `paused`, `cancelled`); a cancelled run stays so.
+        Returns the state it has now."""
+        path = paths.run(run_id)
+
+        def decide(found: dict[str, Stored | None]) -> Decision[str]:
+            run = found[path]
+            if run is None:
+                raise ReceiptMissing(path)
+            current = str(run.data.get("state") or "active")
+            if current == state or current == "cancelled":
+                return Decision(current)
+            fields = {"state": state, "updatedAt": SERVER_TIME}
+            return Decision(state, Commit([guarded(path, run, fields)]))
+
+        return change(self.docs, [path], decide)
+
+    def leads(self, run_id: str, lead_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """The lead documents among `lead_ids` that exist (one round trip)."""
+        wanted = {lead_id: paths.lead(run_id, lead_id) for lead_id in lead_ids}
+        found = self.docs.read(list(wanted.values()))
+        return {i: doc.data for i, path in wanted.items() if (doc := found[path]) is not None}
 
     def touch_run(self, run_id: str) -> None:
         """Move the run's `updatedAt` (it exists: schedule opened it)."""
@@ -285,24 +309,13 @@ class Store:
             if doc is None:
                 raise ReceiptMissing(receipt_path)
             lead = found[lead_path]
-            old = Receipt.from_doc(doc.data)
-            result, new = step(old)
+            result, new = step(Receipt.from_doc(doc.data))
             if new is None:
                 return Decision((result, None if lead is None else lead.data))
-            writes = [
-                guarded(receipt_path, doc, {**changes(doc.data, new), "updatedAt": SERVER_TIME})
-            ]
-            counts = delta(counted_keys(old), counted_keys(new))
-            after = None
-            if lead is not None:
-                lead_fields = _lead_follows(lead.data, action, old, new)
-                after = {**lead.data, **lead_fields}
-                counts.update(delta(lead_keys(lead.data), lead_keys(after)))
-                if lead_fields:
-                    writes.append(guarded(lead_path, lead, lead_fields))
+            commit, after = _moved(run_id, found, lead_path, {action: (receipt_path, new)})
             if also is not None:
-                writes += also.writes(found)
-            return Decision((result, after), Commit(writes, run_id, counts))
+                commit.writes.extend(also.writes(found))
+            return Decision((result, after), commit)
 
         every = [receipt_path, lead_path, *extra]
         return change(self.docs, every, decide, known=self.known, recall=recall)
@@ -314,6 +327,11 @@ class Store:
         def step(receipt: Receipt) -> tuple[Claim, Receipt | None]:
             if receipt.terminal:
                 return Claim(terminal=True, receipt=receipt), None
+            if receipt.paused:  # the brake: no lease, no call (docs/api.md, "Control")
+                return Claim(terminal=False, receipt=receipt, braked=True), None
+            if receipt.cancelling and not receipt.leased(now):  # its delivery died: end it
+                ended = receipt.settled()
+                return Claim(terminal=True, receipt=ended), ended
             taken = receipt.claim(owner, now, self.lease, now + BRIEF)
             return Claim(terminal=False, receipt=taken, attempt=taken.attempts), taken
 
@@ -337,7 +355,8 @@ class Store:
         `move` left it as it was). `also` (a booking's slot holds) is written with it."""
 
         def step(receipt: Receipt) -> tuple[Receipt | None, Receipt | None]:
-            new = None if receipt.terminal else move(receipt)
+            moved = None if receipt.terminal else move(receipt)
+            new = None if moved is None else moved.settled()
             return new, new
 
         moved, _ = self._transition(run_id, lead_doc_id, action, step, also)
@@ -398,12 +417,37 @@ class Store:
         found = []
         for run_id, lead_id, action, doc in self.docs.stale_receipts(older_than, limit):
             receipt = Receipt.from_doc(doc)
-            if receipt.lease is not None and receipt.lease.expires_at > now:
-                continue
-            if receipt.waits_past(now):
+            if receipt.leased(now) or receipt.paused or receipt.waits_past(now):
                 continue
             found.append((run_id, lead_id, action))
         return found
+
+    def steer(
+        self,
+        run_id: str,
+        lead_doc_id: str,
+        actions: Iterable[str],
+        move: Callable[[Receipt], Receipt | None],
+    ) -> tuple[dict[str, Receipt], dict[str, Receipt]]:
+        """Move several receipts of one lead in one guarded commit (a command of its owner):
+        `move` gives each its new value or None. Returns the receipts as they were read and the
+        ones that moved. A delivery that changed one meanwhile makes the change decide again."""
+        lead_path = paths.lead(run_id, lead_doc_id)
+        wanted = {a: paths.receipt(run_id, lead_doc_id, a) for a in actions}
+
+        def decide(
+            found: dict[str, Stored | None],
+        ) -> Decision[tuple[dict[str, Receipt], dict[str, Receipt]]]:
+            before = {a: Receipt.from_doc(doc.data) for a, p in wanted.items() if (doc := found[p])}
+            moved = {a: new for a, r in before.items() if (new := move(r)) is not None}
+            if not moved:
+                return Decision((before, {}))
+            commit, _ = _moved(
+                run_id, found, lead_path, {a: (wanted[a], new) for a, new in moved.items()}
+            )
+            return Decision((before, moved), commit)
+
+        return change(self.docs, [*wanted.values(), lead_path], decide, recall=False)
 
     # -- pages of leads -------------------------------------------------------------------
     def lead_page(
@@ -426,6 +470,36 @@ class Store:
                 mine[lead_id][action] = doc.data
         rows = [(lead_id, lead.data, mine[lead_id]) for lead_id, lead in leads]
         return rows, len(found) > limit
+
+
+def _moved(
+    run_id: str,
+    found: Mapping[str, Stored | None],
+    lead_path: str,
+    moves: Mapping[str, tuple[str, Receipt]],
+) -> tuple[Commit, dict[str, Any] | None]:
+    """The guarded commit that stores receipts of one lead as `moves` (action -> (path, new)),
+    with what their lead keeps of them and the counters they move; and the lead after it."""
+    writes: list[Write] = []
+    counts: Counter[str] = Counter()
+    lead = found[lead_path]
+    after = None if lead is None else dict(lead.data)
+    lead_fields: dict[str, Any] = {}
+    for action, (path, new) in moves.items():
+        doc = found[path]
+        assert doc is not None
+        old = Receipt.from_doc(doc.data)
+        writes.append(guarded(path, doc, {**changes(doc.data, new), "updatedAt": SERVER_TIME}))
+        counts.update(delta(counted_keys(old), counted_keys(new)))
+        if after is not None:
+            follows = _lead_follows(after, action, old, new)
+            lead_fields.update(follows)
+            after.update(follows)
+    if lead is not None and after is not None:
+        counts.update(delta(lead_keys(lead.data), lead_keys(after)))
+        if lead_fields:
+            writes.append(guarded(lead_path, lead, lead_fields))
+    return Commit(writes, run_id, counts), after
 
 
 def _lead_follows(

@@ -55,6 +55,7 @@ class FunctionSpec:
 
 FUNCTIONS: tuple[FunctionSpec, ...] = (
     FunctionSpec("schedule", "schedule", "schedule", "http"),
+    FunctionSpec("control", "schedule", "control", "http"),
     FunctionSpec("book", "schedule", "book", "cloudevent", TOPIC_CALENDAR, "lead-calendar-book"),
     FunctionSpec("notify", "notify", "notify", "cloudevent", TOPIC_NOTIFY, "lead-notify-send"),
     FunctionSpec("drive", "drive", "drive", "cloudevent", TOPIC_DRIVE, "lead-drive-create"),

@@ -176,6 +176,7 @@ def client_env(project: str, port_map: Mapping[str, int]) -> dict[str, str]:
         "WORKSPACE_SANDBOX_URL": sandbox_url,
         "SCHEDULE_URL": f"http://{HOST}:{port_map['schedule']}/",
         "DIAGNOSTICS_URL": f"http://{HOST}:{port_map['diagnostics']}/",
+        "CONTROL_URL": f"http://{HOST}:{port_map['control']}/",
         "LEADRUN_FIREBASE_CERTS_URL": f"{sandbox_url}/_sandbox/certs",
         "LEADRUN_GOOGLE_MODE": "sandbox",
         "LEADRUN_DEAD_LETTER_AUDIT_SUBSCRIPTION": DEAD_LETTER_AUDIT_SUBSCRIPTION,

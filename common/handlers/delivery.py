@@ -198,6 +198,9 @@ def handle_delivery(deps: Deps, delivery: Delivery, effect: Effect) -> str:
     if claim.terminal:
         say("already terminal: nothing to do", outcome="duplicate")
         return "duplicate"
+    if claim.braked:  # acknowledged: a pause must not spend delivery attempts
+        say("paused by its owner: acknowledged, resumes when resumed", outcome="paused")
+        return "paused"
 
     def record(outcome: Outcome) -> Receipt | None:
         return deps.receipts.record(

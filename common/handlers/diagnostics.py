@@ -83,6 +83,7 @@ def funnel(store: Store, run_id: str, run: dict[str, Any], now: datetime) -> dic
     answer = Funnel(
         runId=run_id,
         dryRun=bool(run.get("dryRun")),
+        state=run.get("state") or "active",
         counts=Counts.model_validate(counts),
         reasons=reasons,
         waitingUntil=waiting_until,

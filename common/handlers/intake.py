@@ -89,14 +89,20 @@ class Starts:
         now: datetime | None = None,
         reserved: Mapping[str, list[datetime]] | None = None,
         host: str | None = None,
+        *,
+        paused: bool = False,
     ):
+        self.paused = paused
         self.now = now
         self.reserved = reserved
         self.host = host
         self.wanted: Counter[str] = Counter()
 
     def take(self, receipt: Receipt) -> Receipt:
-        """The next pending receipt of its action, with its start in the host's lane."""
+        """The next pending receipt of its action, with its start in the host's lane (paused,
+        in a paused run)."""
+        if self.paused:
+            return receipt.pause()
         api = ACTION_API[receipt.action]
         index = self.wanted[api]
         self.wanted[api] += 1
@@ -327,18 +333,21 @@ def handle_schedule(
     if bool(run.get("dryRun")) != request.dryRun:
         mode = "a dry run" if run.get("dryRun") else "a live run"
         return error(409, "run_mode_conflict", f"run {request.runId} is {mode}")
+    if run.get("state") == "cancelled":
+        return error(409, "run_cancelled", f"run {request.runId} was cancelled")
+    paused = run.get("state") == "paused"  # its new actions wait for the resume
     clock = pace.clock
     now = clock()
     existing = stored_for(store, request)
     reserved: dict[str, list[datetime]] = {}
     over_daily = 0
-    if not request.dryRun:  # a dry run calls only freeBusy: not paced
+    if not request.dryRun and not paused:  # a dry run calls only freeBusy: not paced
         counting = Starts(now)
         plan_intake(store, request, counting, existing)
         host = request.host.senderEmail
         reserved, over_daily = reserve_starts(pace.lanes, pace.limits, host, counting.wanted, now)
     for attempt in range(INTAKE_ATTEMPTS):
-        starts = Starts(now, reserved, request.host.senderEmail)
+        starts = Starts(now, reserved, request.host.senderEmail, paused=paused)
         plan = plan_intake(store, request, starts, existing)
         try:
             store.write_intake(plan.commits)

@@ -13,7 +13,7 @@ import pytest
 from common.api_schema import ErrorCode
 from common.handlers.diagnostics import handle_diagnostics_get, handle_diagnostics_post
 from common.handlers.intake import error
-from common.openapi import ENDPOINTS, ERRORS, SPEC_PATH, build_spec, main, render
+from common.openapi import API_VERSION, ENDPOINTS, ERRORS, SPEC_PATH, build_spec, main, render
 from tests.openapi_check import check_answer, check_request, spec
 from tests.support import free_leads, lead, request, unique
 from tests.unit.world import World
@@ -32,7 +32,7 @@ def test_the_document_is_deterministic_and_ends_with_a_newline(tmp_path: Path) -
     assert out.read_bytes() == first == render(build_spec()).encode()
     assert first.endswith(b"}\n") and not first.endswith(b"\n\n")
     assert main(["--out", str(out), "--check"]) == 0
-    out.write_text(first.decode().replace('"1.1"', '"0.0"', 1), encoding="utf-8")
+    out.write_text(first.decode().replace(f'"{API_VERSION}"', '"0.0"', 1), encoding="utf-8")
     assert main(["--out", str(out), "--check"]) == 1
 
 

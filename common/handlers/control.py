@@ -1,0 +1,296 @@
+"""`POST {CONTROL_URL}`: its owner steers a run (docs/api.md, "Control").
+
+The brake is the receipt itself. A command moves every affected receipt in a guarded commit per
+lead (`Store.steer`); a delivery takes a receipt with a guarded commit too (`Store.claim`), and
+refuses a paused one. Of two such changes to one receipt, one commits first and the other decides
+again on what it left: so a delivery that claimed before the command is listed in `inFlight` (its
+call may be on its way), and one that claims after it finds the brake. Nothing is read earlier
+and trusted later. A whole-run command also sets the run's `state`, which schedule and
+diagnostics answer with.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from common import flow
+from common.bus import Outgoing
+from common.handlers.diagnostics import funnel
+from common.handlers.intake import HttpResult, Pace, error, eta_of, reserve_starts
+from common.limits import ACTION_API
+from common.log import log
+from common.models import Id, field_errors
+from common.ports import Bus
+from common.receipts import Receipt, Status
+from common.store import Store, lead_actions
+
+Command = Literal["pause", "resume", "cancel", "replay", "undo"]
+RunState = Literal["active", "paused", "cancelled"]
+PAGE = 200  # leads a page of a whole-run command reads at once
+_STEERING = ThreadPoolExecutor(max_workers=8, thread_name_prefix="steer")
+
+
+class ControlRequest(BaseModel):
+    """`POST {CONTROL_URL}`: a command for a whole run, or for some of its leads."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    runId: Id
+    command: Command
+    leadDocIds: list[Id] | None = Field(default=None, min_length=1, max_length=500)
+    preview: bool = False
+
+
+@dataclass
+class Steered:
+    """What a command did, lead by lead."""
+
+    affected: int = 0
+    in_flight: list[dict[str, str]] = field(default_factory=list)
+    publish: list[Outgoing] = field(default_factory=list)
+    # The starts a resume reserved: host -> API -> starts.
+    reserved: dict[str, dict[str, list[datetime]]] = field(default_factory=dict)
+
+
+def handle_control(
+    store: Store, bus: Bus, pace: Pace, uid: str, body: bytes, now: datetime
+) -> HttpResult:
+    """Validate the command, check the run is the caller's, apply it, answer what it did."""
+    try:
+        request = ControlRequest.model_validate_json(body)
+    except ValidationError as exc:
+        details = [d.model_dump() for d in field_errors(exc)]
+        return error(400, "invalid_request", "the request is not valid", details)
+    if request.command == "undo":
+        return error(400, "invalid_request", "undo is not available", [_field("command")])
+    if request.preview:
+        return error(400, "invalid_request", "preview is for undo only", [_field("preview")])
+    run = store.get_run(request.runId)
+    if run is None:
+        return error(404, "not_found", f"no run {request.runId}")
+    if run.get("ownerUid") != uid:
+        return error(403, "forbidden", "this run belongs to another user")
+    state = str(run.get("state") or "active")
+    if state == "cancelled" and request.command != "cancel":
+        return error(409, "run_cancelled", f"run {request.runId} was cancelled")
+    leads = _listed_leads(store, request)
+    if isinstance(leads, HttpResult):
+        return leads
+    whole = request.leadDocIds is None
+    if whole and request.command in ("pause", "cancel", "resume"):
+        # Set first: schedule and new deliveries of leads added meanwhile see it.
+        wanted = {"pause": "paused", "cancel": "cancelled", "resume": "active"}[request.command]
+        state = store.set_run_state(request.runId, wanted)
+    steered = _apply(store, pace, request, leads, now)
+    if steered.publish:
+        bus.publish(steered.publish)
+    log(
+        f"control {request.command}",
+        labels={"runId": request.runId},
+        uid=uid,
+        command=request.command,
+        leads=None if whole else len(request.leadDocIds or []),
+        affected=steered.affected,
+        inFlight=len(steered.in_flight),
+    )
+    return HttpResult(
+        200,
+        {
+            "runId": request.runId,
+            "command": request.command,
+            "state": state,
+            "affected": steered.affected,
+            "inFlight": steered.in_flight,
+            "eta": _eta(store, {**run, "runId": request.runId}, steered, now),
+        },
+    )
+
+
+def _field(name: str) -> dict[str, str]:
+    return {"field": name, "message": f"not allowed here: {name}"}
+
+
+def _listed_leads(
+    store: Store, request: ControlRequest
+) -> Iterable[tuple[str, dict[str, Any]]] | HttpResult:
+    """The leads a command names (each must be a lead of the run), or every lead it may move."""
+    if request.leadDocIds is None:
+        return _run_leads(store, request.runId, request.command)
+    found = store.leads(request.runId, request.leadDocIds)
+    missing = [i for i, lead_id in enumerate(request.leadDocIds) if lead_id not in found]
+    if missing:
+        details = [
+            {"field": f"leadDocIds[{i}]", "message": "not a lead of this run"} for i in missing
+        ]
+        return error(400, "invalid_request", "some leads are not leads of this run", details)
+    return [(lead_id, found[lead_id]) for lead_id in dict.fromkeys(request.leadDocIds)]
+
+
+def _run_leads(store: Store, run_id: str, command: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Every lead of the run with a receipt the command may move, page by page (each read once:
+    the facets the pages filter on are what the receipts were when the page was read)."""
+    facets = {"resume": ["paused"], "replay": ["status_pending", "status_failed"]}.get(
+        command, ["status_pending"]
+    )
+    seen: set[str] = set()
+    for facet in facets:
+        after: str | None = None
+        while True:
+            rows, more = store.lead_page(run_id, {("facets", facet): True}, after, PAGE)
+            for lead_id, lead, _ in rows:
+                if lead_id not in seen:
+                    seen.add(lead_id)
+                    yield lead_id, lead
+            if not more or not rows:
+                break
+            after = rows[-1][0]
+
+
+def _apply(
+    store: Store,
+    pace: Pace,
+    request: ControlRequest,
+    leads: Iterable[tuple[str, dict[str, Any]]],
+    now: datetime,
+) -> Steered:
+    """Move each lead's receipts, leads side by side (each its own guarded commit)."""
+    steered = Steered()
+    batch: list[tuple[str, dict[str, Any]]] = []
+    for lead in leads:
+        batch.append(lead)
+        if len(batch) == PAGE:
+            _apply_batch(store, pace, request, batch, now, steered)
+            batch = []
+    if batch:
+        _apply_batch(store, pace, request, batch, now, steered)
+    return steered
+
+
+def _apply_batch(
+    store: Store,
+    pace: Pace,
+    request: ControlRequest,
+    batch: list[tuple[str, dict[str, Any]]],
+    now: datetime,
+    steered: Steered,
+) -> None:
+    command, run_id = request.command, request.runId
+    if command == "resume":
+        plan = _resume_plan(store, pace, run_id, batch, now, steered)
+        move: Callable[[str, str, Receipt], Receipt | None] = plan
+    else:
+        move = _MOVES[command](now)
+    results = list(
+        _STEERING.map(
+            lambda lead: (lead[0], lead[1], _steer_lead(store, run_id, lead, move)), batch
+        )
+    )
+    for lead_id, lead, (before, moved) in results:
+        actions = lead_actions(lead)
+        after = {**before, **moved}
+        for action in moved:
+            if command in ("pause", "cancel") and before[action].leased(now):
+                steered.in_flight.append({"leadDocId": lead_id, "action": action})
+            if command != "replay":
+                steered.affected += 1
+        if command in ("resume", "replay"):
+            due = flow.due_by(now)
+            going = [Outgoing(run_id, lead_id, a) for a in flow.publishable(actions, after, due)]
+            steered.publish.extend(going)
+            if command == "replay":
+                steered.affected += len(going)
+
+
+def _steer_lead(
+    store: Store,
+    run_id: str,
+    lead: tuple[str, dict[str, Any]],
+    move: Callable[[str, str, Receipt], Receipt | None],
+) -> tuple[dict[str, Receipt], dict[str, Receipt]]:
+    lead_id, doc = lead
+    return store.steer(run_id, lead_id, lead_actions(doc), lambda r: move(lead_id, r.action, r))
+
+
+def _pause(now: datetime) -> Callable[[str, str, Receipt], Receipt | None]:
+    def move(_lead: str, _action: str, r: Receipt) -> Receipt | None:
+        return None if r.terminal or r.paused else r.pause()
+
+    return move
+
+
+def _cancel(now: datetime) -> Callable[[str, str, Receipt], Receipt | None]:
+    def move(_lead: str, _action: str, r: Receipt) -> Receipt | None:
+        return None if r.terminal or r.cancelling else r.cancel(now)
+
+    return move
+
+
+def _replay(now: datetime) -> Callable[[str, str, Receipt], Receipt | None]:
+    def move(_lead: str, _action: str, r: Receipt) -> Receipt | None:
+        return r.reopen() if r.status is Status.FAILED else None
+
+    return move
+
+
+_MOVES: dict[str, Callable[[datetime], Callable[[str, str, Receipt], Receipt | None]]] = {
+    "pause": _pause,
+    "cancel": _cancel,
+    "replay": _replay,
+}
+
+
+def _resume_plan(
+    store: Store,
+    pace: Pace,
+    run_id: str,
+    batch: list[tuple[str, dict[str, Any]]],
+    now: datetime,
+    steered: Steered,
+) -> Callable[[str, str, Receipt], Receipt | None]:
+    """The move of a resume: each paused receipt planned anew in its host's lane from now, in
+    lead order (starts reserved once for the batch, one write a lane)."""
+    paused: list[tuple[str, str, str, str]] = []  # (lead, action, host, api), in lead order
+    for lead_id, lead in batch:
+        host = store.lead_settings(run_id, lead).host.senderEmail
+        for action, facets in sorted((lead.get("receiptFacets") or {}).items()):
+            if "paused" in facets:
+                paused.append((lead_id, action, host, ACTION_API[action]))
+    wanted: dict[str, Counter[str]] = {}
+    for _, _, host, api in paused:
+        wanted.setdefault(host, Counter())[api] += 1
+    reserved = {
+        host: reserve_starts(pace.lanes, pace.limits, host, counts, now)[0]
+        for host, counts in wanted.items()
+    }
+    steered.reserved.update(reserved)
+    taken: Counter[tuple[str, str]] = Counter()
+    planned: dict[tuple[str, str], tuple[str, str, datetime]] = {}
+    for lead_id, action, host, api in paused:
+        starts = reserved[host].get(api) or [now]
+        planned[(lead_id, action)] = (host, api, starts[min(taken[(host, api)], len(starts) - 1)])
+        taken[(host, api)] += 1
+
+    def move(lead_id: str, action: str, r: Receipt) -> Receipt | None:
+        if not r.paused or r.terminal:
+            return None
+        plan = planned.get((lead_id, action))
+        if plan is None:  # paused since the page was read: planned from now
+            return r.resume()
+        host, api, start = plan
+        return r.resume().planned_at(host, api, start, now)
+
+    return move
+
+
+def _eta(store: Store, run: dict[str, Any], steered: Steered, now: datetime) -> dict[str, str]:
+    """When each host's leads of the run are expected to be done: from the starts a resume
+    reserved, else as diagnostics brings it up to date."""
+    found = {host: eta_of(reserved, now) for host, reserved in steered.reserved.items()}
+    return {**funnel(store, run["runId"], run, now)["eta"], **found}
