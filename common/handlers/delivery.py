@@ -49,12 +49,14 @@ class Later(Exception):
     """Nothing can be decided yet (Google's search has not caught up, or the booking an email
     carries has not settled): the receipt stays pending with the lease given back and `code`
     as its error, and the message is acknowledged (a nack would spend a delivery attempt).
-    The sweeper publishes it again once it has been quiet for a while; an email waiting for
-    its booking is published by book, with the booking."""
+    With `until`, the receipt waits for that moment (`waiting`, reason `code`) and the sweeper
+    publishes it then; without, the sweeper publishes it again once it has been quiet for a
+    while, and an email waiting for its booking is published by book, with the booking."""
 
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: str, message: str, until: datetime | None = None) -> None:
         super().__init__(message)
         self.code = code
+        self.until = until
 
 
 @dataclass(frozen=True)
@@ -277,6 +279,16 @@ def waiting_fields(limit: Limit) -> dict[str, Any]:
     return {"status": "pending", "outcome": None, "waiting": limit.waiting(), "spaced": False}
 
 
+def _later_fields(exc: Later, action: str, now: datetime) -> dict[str, Any]:
+    """A receipt left pending by `Later`: parked until its `until`, if it names one (no sooner
+    than `BRIEF`: the sweeper's passes never look back)."""
+    error = {"error": {"code": exc.code, "message": str(exc)}}
+    if exc.until is None:
+        return error
+    until = max(exc.until, now + BRIEF)
+    return waiting_fields(Limit(exc.code, ACTION_API[action], until)) | error
+
+
 @dataclass
 class _Lane:
     """This delivery's view of its host's lane on the API it calls."""
@@ -400,7 +412,7 @@ def _act(effect: Effect, work: Work, lane: _Lane, give_back: _GiveBack) -> Outco
         except PermanentError as exc:
             return Outcome(failed("permanent_error", exc.code, exc.message))
         except Later as exc:
-            return Outcome({"error": {"code": exc.code, "message": str(exc)}})
+            return Outcome(_later_fields(exc, work.delivery.action, lane.clock()))
         except (Retry, LeaseHeld, Contended, HoldsContended) as exc:
             give_back("transient", exc)
             raise Retry(str(exc)) from exc
