@@ -128,6 +128,9 @@ def test_a_lagging_search_run_settles_within_two_minutes_on_the_default_settings
     took = _settle(client, run_id, within_s=120)
     print(f"lagging-search run settled in {took:.1f} s")
     _exactly_one_of_each(client, run_id, body)
+    calls = client.sandbox.state()["calls"]
+    assert calls["gmail.users.drafts.delete"] >= 1  # the stray drafts were made, and removed
+    assert calls.get("drive.files.list", 0) == 0  # a folder is found by its id, never searched
 
 
 def test_the_functions_run_the_production_waits(stack: Any) -> None:
