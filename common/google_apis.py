@@ -274,11 +274,19 @@ class GmailMailer:
         answer = self._services("gmail", sender, "users.messages").call("list", userId="me", q=q)
         return _first(answer.get("messages"))
 
-    def find_draft(self, sender: str, message_id: str) -> dict[str, Any] | None:
-        """A draft whose message has this Message-ID header, or None."""
+    def find_drafts(self, sender: str, message_id: str) -> list[dict[str, Any]]:
+        """The drafts whose message has this Message-ID header (a few at most: one page)."""
         q = f"rfc822msgid:{message_id.strip('<>')}"
         answer = self._drafts(sender).call("list", userId="me", q=q)
-        return _first(answer.get("drafts"))
+        return list(answer.get("drafts") or [])
+
+    def delete_draft(self, sender: str, draft_id: str) -> None:
+        """Delete a draft for good; one already gone is no error."""
+        try:
+            self._drafts(sender).call("delete", userId="me", id=draft_id)
+        except HttpError as error:
+            if _status(error) != 404:
+                raise
 
 
 class DriveFolders:

@@ -174,9 +174,11 @@ class Receipt:
         assert self.waiting is not None
         return replace(self, waiting=replace(self.waiting, until=until), spaced=True)
 
-    def later(self, code: str, message: str) -> Receipt:
-        """Nothing can be decided yet: still pending, lease given back, `code` as its error."""
-        return replace(self, error={"code": code, "message": message}, lease=None)
+    def later(self, code: str, message: str, wait: Limit | None = None) -> Receipt:
+        """Nothing can be decided yet: still pending, lease given back, `code` as its error;
+        with `wait`, it waits for `wait.until` (the sweeper publishes it then)."""
+        left = replace(self, error={"code": code, "message": message}, lease=None)
+        return left if wait is None else left.wait_for(wait)
 
     def release(self, owner: str, code: str, message: str) -> Receipt:
         """A try failed for now: the error recorded, the lease given back if it is `owner`'s."""

@@ -31,9 +31,6 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
             "LEADRUN_ALLOWED_ORIGINS": "https://app.example.com",
             "LEADRUN_LEASE_S": "20",
             "LEADRUN_SWEEP_STALE_S": "15",
-            # Gmail's search lags 10 s in the tests that make it lag: an empty search is believed
-            # 12 s after the first one (whatever was made, was made before it).
-            "LEADRUN_SEARCH_SETTLE_S": "12",
             # The functions pace to Google's published limits with a minute of 15 s; the
             # sandbox enforces none unless a test puts some in force (`/_sandbox/limits`).
             "LEADRUN_GOOGLE_LIMITS": json.dumps(TOLD_LIMITS),

@@ -363,13 +363,20 @@ class FakeMailer:
             None,
         )
 
-    def find_draft(self, sender: str, message_id: str) -> dict[str, Any] | None:
-        """A draft carrying `message_id`."""
+    def find_drafts(self, sender: str, message_id: str) -> list[dict[str, Any]]:
+        """The drafts carrying `message_id`."""
         self._check("drafts.list")
-        for draft_id, (_, raw) in self.drafts.items():
-            if self._indexed(draft_id) and self._has(raw, message_id):
-                return {"id": draft_id}
-        return None
+        return [
+            {"id": draft_id}
+            for draft_id, (_, raw) in self.drafts.items()
+            if self._indexed(draft_id) and self._has(raw, message_id)
+        ]
+
+    def delete_draft(self, sender: str, draft_id: str) -> None:
+        """Remove the draft (one already gone is no error, as the adapter answers)."""
+        self._check("drafts.delete")
+        self.drafts.pop(draft_id, None)
+        self.calls.leave("drafts.delete")
 
 
 class FakeDrive:

@@ -111,6 +111,15 @@ def receipts_by_key(client: Any, run_id: str) -> dict[tuple[str, str], dict[str,
     return {(lead_id, action): r for lead_id, _, rs in rows for action, r in rs.items()}
 
 
+def counts_equal_recount(client: Any, run_id: str) -> dict[str, Any]:
+    """Guarantee 5 on a settled run: diagnostics equal a recount of its receipts (returned)."""
+    funnel: dict[str, Any] = client.diagnostics(run_id).json()
+    recount = client.recount(run_id)
+    assert funnel["counts"] == {**recount["counts"], "sourced": 0, "filtered": 0}
+    assert funnel["reasons"] == recount["reasons"]
+    return funnel
+
+
 def figures(client: Any, run_id: str, waited_s: float) -> None:
     """What the run cost, printed for the record (`pytest -s`): leads, deliveries per lead
     (receipts' attempts), calls Google refused so far in this sandbox."""

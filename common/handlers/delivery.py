@@ -26,7 +26,7 @@ from common.counts import WAITING
 from common.errors import Failure, Transient, classify
 from common.holds import Settlement
 from common.lanes import Lane, Lanes
-from common.limits import ACTION_API
+from common.limits import ACTION_API, Limit
 from common.log import log
 from common.models import Lead, RunSettings
 from common.pacing import BRIEF
@@ -48,12 +48,14 @@ class Later(Exception):
     """Nothing can be decided yet (Google's search has not caught up, or the booking an email
     carries has not settled): the receipt stays pending with the lease given back and `code`
     as its error, and the message is acknowledged (a nack would spend a delivery attempt).
-    The sweeper publishes it again once it has been quiet for a while; an email waiting for
-    its booking is published by book, with the booking."""
+    With `until`, the receipt waits for that moment (`waiting`, reason `code`) and the sweeper
+    publishes it then; without, the sweeper publishes it again once it has been quiet for a
+    while, and an email waiting for its booking is published by book, with the booking."""
 
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: str, message: str, until: datetime | None = None) -> None:
         super().__init__(message)
         self.code = code
+        self.until = until
 
 
 @dataclass(frozen=True)
@@ -409,7 +411,11 @@ def _act(effect: Effect, work: Work, lane: _Lane, give_back: _GiveBack) -> Outco
         try:
             outcome = effect(replace(work, tries=attempt))
         except Later as exc:
-            return Outcome(partial(Receipt.later, code=exc.code, message=str(exc)))
+            held = None
+            if exc.until is not None:  # no sooner than `BRIEF`: the sweeper never looks back
+                until = max(exc.until, lane.clock() + BRIEF)
+                held = Limit(exc.code, ACTION_API[work.delivery.action], until)
+            return Outcome(partial(Receipt.later, code=exc.code, message=str(exc), wait=held))
         except Exception as exc:
             failure = lane.verdict(exc)
             last = attempt == QUICK_TRIES

@@ -2,12 +2,14 @@
 
 Gmail has no idempotency key and a 200 does not prove delivery, so every email goes through a
 draft checkpoint: create the draft, record its id, send the draft, record the message. On a retry
-a sent message is found by its deterministic Message-ID; a draft that is gone was sent.
+a sent message is found by its deterministic Message-ID; a draft that is gone was sent. Only the
+draft the checkpoint names is sent: a draft that a failed create may have made is deleted instead.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -15,10 +17,14 @@ from googleapiclient.errors import HttpError
 
 from common import flow, keys, mime
 from common.handlers.delivery import Later, Outcome, Work
+from common.log import log
 from common.models import parse_time, stamp
 from common.ports import Mailer
 from common.receipts import Ending, Status, rejected
 from common.slots import format_meeting_time
+
+# The first look again after a search that found nothing; the looks after it double apart.
+LOOK_FIRST = timedelta(seconds=5)
 
 
 @dataclass(frozen=True)
@@ -128,51 +134,38 @@ class Sender:
         """Create, checkpoint and send the draft, resuming whatever an earlier attempt did.
 
         A resume trusts the checkpoint and `drafts.get` (by id: consistent), not a search:
-        Gmail's search is an index that can miss what was made a moment ago. A search is made
-        only when a try may have made something no checkpoint names: it marked that it was
-        creating a draft and did not record it, or a recorded draft is gone (sent, or removed
-        by the host). A search that finds nothing is believed only once the index has had
-        time to catch up with it (see `_settled_absent`); until then the delivery waits rather
-        than write again.
+        Gmail's search is an index that can miss what was made a moment ago. Exactly-once is
+        owed to what the lead receives, and only the draft the checkpoint names is ever sent;
+        so a try that marked a create and recorded no draft makes another at once, and a draft
+        the lost create may have made is removed once search can see it (`_clear_strays`). A
+        search must be believed only when a recorded draft is gone (sent, or removed by the
+        host): then the delivery looks again as the index catches up (`_look_again`) rather
+        than write the email again.
         """
         mine = self.mine
+        if mine.get("sent"):
+            return self._sent_and_clear(mine["sent"], caught_up=False)
         draft_id = mine.get("draftId")
-        if draft_id is not None:
-            if not self.gmail.draft_exists(self.sender, draft_id):
-                return self._draft_gone(draft_id)
-        elif mine.get("creating"):
-            found = self.gmail.find_sent(self.sender, self.message_id) if self.letter.send else None
-            if found:
-                return self.sent(found)
-            draft = self.gmail.find_draft(self.sender, self.message_id)
-            if draft:
-                draft_id = str(draft["id"])
-                self._checkpoint({"draftId": draft_id, "at": mine["creating"], "unseenSince": None})
-            elif not self._settled_absent():
-                raise Later("search_lag", "a draft an earlier try made may not be searchable yet")
+        if draft_id is not None and not self.gmail.draft_exists(self.sender, draft_id):
+            return self._draft_gone(draft_id)
+        if draft_id is None and mine.get("creating") and not mine.get("strays"):
+            # The create an earlier try marked may have made a draft that no checkpoint names.
+            self._checkpoint({"strays": True})
+        return self._write(draft_id)
+
+    def _write(self, draft_id: str | None) -> Ending:
+        """Create the draft unless one is named, then send it (or leave it for the host)."""
         if draft_id is None:
             draft_id = self._create_draft()
         if not self.letter.send:
-            return self.drafted(draft_id)
+            return self._drafted_and_clear(draft_id)
         try:
-            return self.sent(self.gmail.send_draft(self.sender, draft_id))
+            message = self.gmail.send_draft(self.sender, draft_id)
         except HttpError as error:
             if int(error.resp.status) == 404:
                 return self._draft_gone(draft_id)
             raise
-
-    def _settled_absent(self) -> bool:
-        """Whether a search that found nothing can be believed.
-
-        Whatever an earlier try made, it made before this search, so the index shows it by the
-        time the first empty search is `search_settle` old. That moment is checkpointed; the
-        time the draft was created is no bound (a draft can be sent long after it was made).
-        """
-        first = self.mine.get("unseenSince")
-        if first is None:
-            self._checkpoint({"unseenSince": stamp(self.work.clock())})
-            return False
-        return self.work.clock() - parse_time(first) >= self.gmail.search_settle
+        return self._sent_and_clear(message, caught_up=False)
 
     def _create_draft(self) -> str:
         """Mark, create, record: a try that finds the mark without a draft id knows a draft may
@@ -183,12 +176,92 @@ class Sender:
             draft_id = str(self.gmail.create_draft(self.sender, self.raw())["id"])
         except HttpError as error:
             if int(error.resp.status) < 500:
-                # Refused (a limit, a bad request): Gmail made nothing. Without the mark, the
-                # resumed try creates at once instead of waiting out the search's lag.
+                # Refused (a limit, a bad request): Gmail made nothing, so no stray to look for.
                 self._checkpoint({"creating": None})
             raise
         self._checkpoint({"draftId": draft_id, "at": now})
         return draft_id
+
+    def _draft_gone(self, draft_id: str) -> Ending:
+        """A recorded draft that is gone was sent (`drafts.send` removes it) or, for a draft
+        left to the host, used or removed by the host. A sent message is looked up by its
+        Message-ID, again as the index catches up; only once an empty search can be believed
+        (`search_settle` after the first) was it removed unsent, and is written again."""
+        if not self.letter.send:
+            return self.drafted(draft_id)
+        found = self.gmail.find_sent(self.sender, self.message_id)
+        if found:
+            return self._sent_and_clear(found, caught_up=True)
+        self._look_again("the sent message is not searchable yet")
+        return self._write(None)
+
+    def _sent_and_clear(self, message: dict[str, Any], caught_up: bool) -> Ending:
+        """The receipt of a sent email, once no stray draft is left (`caught_up`: the search
+        has already seen the sent message)."""
+        done = self.sent(message)
+        if not self.mine.get("strays"):
+            return done
+        if not self.mine.get("sent"):
+            # A resume must neither send again nor search for what this send made.
+            sent = {"id": message.get("id"), "threadId": message.get("threadId")}
+            self._checkpoint({"sent": sent, "unseenSince": None})
+        if not caught_up:
+            caught_up = self.gmail.find_sent(self.sender, self.message_id) is not None
+        found = self.gmail.find_drafts(self.sender, self.message_id)
+        return self._clear_strays(found, None, caught_up, done)
+
+    def _drafted_and_clear(self, draft_id: str) -> Ending:
+        """The receipt of a draft left for the host, once no stray draft is left beside it."""
+        done = self.drafted(draft_id)
+        if not self.mine.get("strays"):
+            return done
+        found = self.gmail.find_drafts(self.sender, self.message_id)
+        caught_up = any(str(draft["id"]) == draft_id for draft in found)
+        return self._clear_strays(found, draft_id, caught_up, done)
+
+    def _clear_strays(
+        self,
+        found: list[dict[str, Any]],
+        keep: str | None,
+        caught_up: bool,
+        done: Ending,
+    ) -> Ending:
+        """Delete the drafts carrying this Message-ID but `keep`, then return `done`; unless
+        the search did not yet show what this letter made last (`caught_up`), which was made
+        after any stray: then look again, as the index catches up."""
+        for draft in found:
+            if str(draft["id"]) != keep:
+                self.gmail.delete_draft(self.sender, str(draft["id"]))
+        if not caught_up and not self._look_again("a stray draft may not be searchable yet"):
+            log(
+                "search did not catch up within the settle time: a stray draft may be left",
+                severity="WARNING",
+                labels=self.work.delivery.labels,
+                messageIdHeader=self.message_id,
+            )
+        return done
+
+    def _look_again(self, why: str) -> bool:
+        """Park the delivery until the next look, while an empty search cannot be believed yet;
+        False once it can (`search_settle` after the first empty search).
+
+        Whatever an earlier try made, it made before the first empty search, so the index
+        shows it by the time that search is `search_settle` old; the looks before that come
+        sooner, doubling apart, so a search that merely lags is seen as soon as it catches up.
+        That moment is checkpointed; the time the draft was created is no bound (a draft can
+        be sent long after it was made).
+        """
+        now = self.work.clock()
+        first = self.mine.get("unseenSince")
+        if first is None:
+            self._checkpoint({"unseenSince": stamp(now)})
+            since = now
+        else:
+            since = parse_time(first)
+        settle = self.gmail.search_settle
+        if now - since >= settle:
+            return False
+        raise Later("search_lag", why, until=since + min(next_look(now - since), settle))
 
     def _checkpoint(self, values: dict[str, Any]) -> None:
         """Record progress (merged into the receipt's checkpoint, and into `mine`)."""
@@ -198,19 +271,15 @@ class Sender:
             d.run_id, d.lead_doc_id, "email", {"kind": self.letter.kind, **values}
         )
 
-    def _draft_gone(self, draft_id: str) -> Ending:
-        """A recorded draft that is gone was sent (`drafts.send` removes it) or, for a draft
-        left to the host, used or removed by the host. A sent message is looked up by its
-        Message-ID; until an empty search can be believed, wait rather than write the email
-        again; past that, it was removed unsent, and is written again."""
-        if not self.letter.send:
-            return self.drafted(draft_id)
-        found = self.gmail.find_sent(self.sender, self.message_id)
-        if found:
-            return self.sent(found)
-        if not self._settled_absent():
-            raise Later("search_lag", "the sent message is not searchable yet")
-        return self.sent(self.gmail.send_draft(self.sender, self._create_draft()))
+
+def next_look(elapsed: timedelta) -> timedelta:
+    """When, after the first empty search, to search again once `elapsed` has passed: looks
+    `LOOK_FIRST` apart at first, doubling (5, 15, 35, 75 s, ...)."""
+    step = at = LOOK_FIRST
+    while at <= elapsed:
+        step *= 2
+        at += step
+    return at
 
 
 def simulated(letter: Letter) -> Ending:

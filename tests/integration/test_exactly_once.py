@@ -25,6 +25,7 @@ from common.lanes import Lanes
 from common.models import ScheduleRequest
 from leadrun.client import LeadRunClient
 from tests.support import (
+    counts_equal_recount,
     decode_raw,
     figures,
     free_leads,
@@ -57,14 +58,6 @@ def lagging_google(client: LeadRunClient) -> Iterator[None]:
 def _folders(state: dict[str, Any], run_id: str, lead_id: str) -> list[dict[str, Any]]:
     tag = keys.folder_tag(run_id, lead_id)
     return [f for f in state["folders"] if (f.get("appProperties") or {}).get("leadrunKey") == tag]
-
-
-def _assert_counts_equalreceipts_by_key(client: LeadRunClient, run_id: str) -> dict[str, Any]:
-    funnel = client.diagnostics(run_id).json()
-    recount = client.recount(run_id)
-    assert funnel["counts"] == {**recount["counts"], "sourced": 0, "filtered": 0}
-    assert funnel["reasons"] == recount["reasons"]
-    return funnel
 
 
 @pytest.mark.parametrize(
@@ -100,7 +93,7 @@ def test_effect_applied_then_response_failed_is_recorded_once(
         ]
         assert len(sent) == 1
         assert receipts[(lead_id, "email")]["external"]["messageId"] == sent[0]["id"]
-    _assert_counts_equalreceipts_by_key(client, run_id)
+    counts_equal_recount(client, run_id)
 
 
 def test_permanent_error_ends_failed_with_reason(client: LeadRunClient) -> None:
@@ -113,7 +106,7 @@ def test_permanent_error_ends_failed_with_reason(client: LeadRunClient) -> None:
     assert (drive["status"], drive["reason"]) == ("failed", "permanent_error")
     assert drive["error"]["code"].startswith("http_400")
     assert funnel["counts"]["failed"] == 1 and funnel["reasons"]["permanent_error"] == 1
-    _assert_counts_equalreceipts_by_key(client, run_id)
+    counts_equal_recount(client, run_id)
 
 
 def test_unknown_calendar_fails_and_the_email_is_not_left_pending(client: LeadRunClient) -> None:
@@ -139,7 +132,7 @@ def test_transient_failures_forever_are_dead_lettered_and_marked(client: LeadRun
     assert (drive["status"], drive["reason"]) == ("failed", "dead_lettered")
     assert drive["attempts"] >= 5
     assert funnel["counts"]["failed"] == 1 and funnel["reasons"]["dead_lettered"] == 1
-    _assert_counts_equalreceipts_by_key(client, run_id)
+    counts_equal_recount(client, run_id)
 
 
 def _record_without_publishing(client: LeadRunClient, lead_id: str) -> str:
@@ -189,7 +182,7 @@ def test_message_older_than_max_age_is_recorded_and_dropped(
     assert outcome == "expired"
     drive = receipts_by_key(client, run_id)[("old", "drive")]
     assert (drive["status"], drive["reason"]) == ("failed", "expired")
-    _assert_counts_equalreceipts_by_key(client, run_id)
+    counts_equal_recount(client, run_id)
 
 
 def test_a_receipt_whose_lead_is_gone_is_recorded_as_failed_not_left_pending(
@@ -232,7 +225,7 @@ def test_sweeper_publishes_an_action_whose_message_was_lost(client: LeadRunClien
     drive = receipts_by_key(client, run_id)[("lost", "drive")]
     assert drive["status"] == "done" and drive["outcome"] == "created"
     assert len(_folders(client.sandbox.state(), run_id, "lost")) == 1
-    _assert_counts_equalreceipts_by_key(client, run_id)
+    counts_equal_recount(client, run_id)
 
 
 @pytest.mark.slow
@@ -302,6 +295,6 @@ def test_fault_run_duplicates_and_a_crash_still_give_exactly_one_of_each(
             assert len(_folders(state, run_id, lead_id)) == 1
     assert mine["drafts"] == []
     assert len(failed) <= 2, f"too many dead letters for this fault rate: {sorted(failed)}"
-    funnel = _assert_counts_equalreceipts_by_key(client, run_id)
+    funnel = counts_equal_recount(client, run_id)
     assert _worker_pid(stack, "notify") not in (None, crashed), "notify was not restarted"
     print(f"\nfault run: calls={state['calls']} failed={len(failed)} counts={funnel['counts']}")

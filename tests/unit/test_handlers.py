@@ -300,11 +300,12 @@ def _fully_busy(world: World, run: str, expand_days: int) -> dict[str, Any]:
     return body
 
 
-def test_a_draft_found_by_search_is_recorded_so_a_later_retry_never_sends_twice(
+def test_a_draft_no_checkpoint_names_is_never_sent_and_a_send_that_acted_is_not_repeated(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """drafts.create and then drafts.send both fail after acting: the second try finds the
-    unrecorded draft by search and sends it; the third must find that send, not write again."""
+    """drafts.create and then drafts.send both fail after acting: the second try makes and sends
+    a draft of its own (the first one is deleted, never sent); the third must find that send,
+    not write again."""
     monkeypatch.setattr("common.handlers.delivery.QUICK_BACKOFF_S", 0.0)
     run = unique("twice")
     world.calls.fail("drafts.create", http_error(503, "backendError"), after_effect=True)
@@ -312,5 +313,6 @@ def test_a_draft_found_by_search_is_recorded_so_a_later_retry_never_sends_twice(
     _ok(world, request(run, free_leads(1), actions=["email"]))
     world.pump()
     assert len(world.mailer.sent) == 1 and world.mailer.drafts == {}
+    assert world.calls.counted["drafts.create"] == 2 and world.calls.counted["drafts.delete"] == 1
     email = world.receipts(run)[("lead-000", "email")]
     assert (email["outcome"], email["attempts"]) == ("sent", 1)

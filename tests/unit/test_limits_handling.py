@@ -9,12 +9,14 @@ from typing import Any
 import pytest
 
 from common import errors, limits
-from common.handlers import book, sweep
+from common.handlers import book, notify, sweep
 from common.handlers.delivery import Retry
 from common.handlers.diagnostics import funnel
+from common.models import parse_time, stamp
 from common.pacing import parse_limits
+from common.slots import Interval
 from tests.fakes import http_error, rate_limited
-from tests.support import decode_raw, free_leads, request, unique
+from tests.support import decode_raw, free_leads, lead, next_weekday, request, slot, unique
 from tests.unit.world import World
 
 LAG = timedelta(seconds=10)  # how far Gmail's index lags behind (the mailer's settle is 20 s)
@@ -344,23 +346,174 @@ def test_a_failed_meet_books_the_event_and_leaves_the_confirmation_as_a_draft(wo
     assert world.store.counters(run)["reasons"] == {"meet_failed": 1}
 
 
-def test_a_resumed_email_does_not_send_twice_while_search_lags(
+def _email(world: World, run: str) -> dict[str, Any]:
+    return world.receipts(run)[("lead-000", "email")]
+
+
+def _parked(world: World, run: str, after: float) -> dict[str, Any]:
+    """The email receipt, waiting for Gmail's search `after` seconds past its first empty one."""
+    email = _email(world, run)
+    since = parse_time(email["checkpoint"]["unseenSince"])
+    assert email["status"] == "pending" and email["outcome"] is None and email["lease"] is None
+    assert email["error"]["code"] == "search_lag"
+    assert email["waiting"] == {
+        "reason": "search_lag",
+        "api": "gmail",
+        "until": stamp(since + timedelta(seconds=after)),
+    }
+    return email
+
+
+def _sent(world: World, run: str) -> dict[str, Any]:
+    """The email receipt, sent once: exactly what a sent confirmation records."""
+    email = _email(world, run)
+    (message,) = world.mailer.sent
+    assert {k: email[k] for k in ("status", "outcome", "reason", "error", "waiting")} == {
+        "status": "done",
+        "outcome": "sent",
+        "reason": None,
+        "error": None,
+        "waiting": None,
+    }
+    assert email["external"] == {"messageId": message["id"], "threadId": message["threadId"]}
+    assert world.counts_match_receipts(run)
+    return email
+
+
+def test_a_sent_message_search_cannot_see_yet_is_looked_for_again_as_the_index_catches_up(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """drafts.send acts, then fails: the draft is gone and the message not searchable for 10 s.
+    The receipt waits for the sweeper, 5 s and then 15 s after the first empty search, not for
+    the settle time, and the second look finds the message: no second send."""
     run = unique("lag")
     world.calls.fail("drafts.send", http_error(503, "backendError"), after_effect=True)
     world.mailer.search_lag = LAG
     monkeypatch.setattr("common.handlers.delivery.QUICK_BACKOFF_S", 0.0)
     world.schedule(request(run, free_leads(1)))
     world.pump()
-    # The sent message cannot be found yet: the delivery leaves the receipt pending for the
-    # sweeper instead of writing the email again.
-    assert len(world.mailer.sent) == 1
-    world.later += LAG  # the index has caught up
-    world.bus.publish([_message(run, "email")])  # as the sweeper does for a quiet receipt
+    assert len(world.mailer.sent) == 1 and world.outcomes[-1] == "waiting"
+    _parked(world, run, after=5)
+    assert world.store.counters(run)["counts"]["waiting"] == 1 and world.counts_match_receipts(run)
+    assert world.tick(4) == 0  # not due yet
+    assert world.tick(1.2) == 1  # looked again: the index is still behind
+    _parked(world, run, after=15)
+    assert world.tick(10) == 1
+    email = _sent(world, run)
+    assert world.calls.counted["drafts.send"] == 1 and world.calls.counted["drafts.create"] == 1
+    assert world.calls.counted["messages.list"] == 3
+    assert email["checkpoint"]["draftId"] == "d1" and "strays" not in email["checkpoint"]
+
+
+def test_a_create_that_failed_after_acting_makes_another_draft_at_once_and_deletes_the_first(
+    world: World,
+) -> None:
+    """drafts.create acts, then fails. The next try does not wait for the search: it makes a
+    draft of its own and sends that one, then deletes the first draft once search shows it (the
+    search shows it once it shows the sent message, made after it)."""
+    run = unique("stray")
+    world.calls.fail("drafts.create", http_error(500, "backendError"), after_effect=True)
+    world.mailer.search_lag = LAG
+    world.schedule(request(run, free_leads(1), actions=["email"]))
+    world.pump()
+    assert len(world.mailer.sent) == 1 and list(world.mailer.drafts) == ["d1"]
+    email = _parked(world, run, after=5)
+    assert email["checkpoint"]["strays"] is True and email["checkpoint"]["draftId"] == "d2"
+    assert email["checkpoint"]["sent"] == {"id": "m3", "threadId": "t1"}
+    assert world.tick(5.2) == 1
+    _parked(world, run, after=15)
+    assert list(world.mailer.drafts) == ["d1"]  # not searchable yet: still there
+    assert world.tick(10) == 1
+    _sent(world, run)
+    assert world.mailer.drafts == {}
+    assert world.calls.counted["drafts.create"] == 2 and world.calls.counted["drafts.send"] == 1
+    assert world.calls.counted["drafts.delete"] == 1
+
+
+def test_a_create_that_made_nothing_is_made_again_at_once_and_settles_in_the_same_delivery(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A 500 before acting looks like one after: the next try makes the draft at once; the
+    search (not lagging) shows the sent message, so no stray is there to wait for."""
+    run = unique("none")
+    world.calls.fail("drafts.create", http_error(500, "backendError"))  # failed before acting
+    monkeypatch.setattr("common.handlers.delivery.QUICK_BACKOFF_S", 0.0)
+    world.schedule(request(run, free_leads(1), actions=["email"]))
+    world.pump()
+    assert world.outcomes == ["sent"]
+    email = _sent(world, run)
+    assert email["attempts"] == 1 and world.mailer.drafts == {}
+    assert world.calls.counted["drafts.create"] == 2 and world.calls.counted["drafts.delete"] == 0
+    assert (world.calls.counted["messages.list"], world.calls.counted["drafts.list"]) == (1, 1)
+
+
+def test_a_refused_create_leaves_no_stray_to_look_for(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A 4xx means Gmail made nothing: the resumed try neither searches nor deletes."""
+    run = unique("bad")
+    world.calls.fail("drafts.create", http_error(400, "failedPrecondition"), after_effect=False)
+    world.calls.fail("drafts.create", http_error(503, "backendError"))
+    monkeypatch.setattr("common.handlers.delivery.QUICK_BACKOFF_S", 0.0)
+    world.schedule(request(run, free_leads(1), actions=["email"]))
     world.pump()
     email = world.receipts(run)[("lead-000", "email")]
-    assert (email["status"], email["outcome"]) == ("done", "sent") and len(world.mailer.sent) == 1
+    assert (email["status"], email["reason"]) == ("failed", "permanent_error")
+    assert world.calls.counted["messages.list"] == world.calls.counted["drafts.list"] == 0
+
+
+def test_a_draft_removed_unsent_is_written_again_only_once_search_has_settled(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The named draft is gone and no sent message ever shows up (the host removed it): the
+    looks come 5, 15 s after the first empty search and at the settle time (20 s here), when
+    the empty search is believed and the email written again, once."""
+    monkeypatch.setattr("common.handlers.delivery.QUICK_BACKOFF_S", 0.0)
+    run = unique("gone")
+    world.calls.fail("drafts.send", http_error(404, "notFound", "Requested entity was not found."))
+    world.schedule(request(run, free_leads(1), actions=["email"]))
+    world.pump()
+    world.mailer.drafts.clear()  # the host deleted it
+    _parked(world, run, after=5)
+    assert world.tick(5.2) == 1
+    _parked(world, run, after=15)
+    assert world.tick(10) == 1
+    _parked(world, run, after=20)  # the settle time, not the next doubling
+    assert world.mailer.sent == []
+    assert world.tick(5) == 1
+    email = _sent(world, run)
+    assert world.calls.counted["drafts.create"] == 2 and email["checkpoint"]["draftId"] == "d2"
+
+
+def test_a_stray_beside_a_draft_left_for_the_host_is_deleted_and_the_named_one_kept(
+    world: World,
+) -> None:
+    """An availability request (no slot) is a draft the host sends: after a create that acted
+    and failed, the stray is deleted as soon as search shows the draft the checkpoint names."""
+    run, host, when = unique("avail"), f"{unique('h')}@example.com", next_weekday(3)
+    body = request(run, [lead("lead-000", [slot(when)])], host=host)
+    body["fallback"] = {"expandDays": 0}
+    world.calendar.busy_blocks[host] = [
+        Interval(when - timedelta(days=30), when + timedelta(days=30))
+    ]
+    world.calls.fail("drafts.create", http_error(500, "backendError"), after_effect=True)
+    world.schedule(body)
+    world.pump()
+    email = world.receipts(run)[("lead-000", "email")]
+    assert {k: email[k] for k in ("status", "outcome", "error", "waiting", "external")} == {
+        "status": "done",
+        "outcome": "drafted",
+        "error": None,
+        "waiting": None,
+        "external": {"draftId": "d2"},
+    }
+    assert list(world.mailer.drafts) == ["d2"] and world.mailer.sent == []
+    assert world.counts_match_receipts(run)
+
+
+def test_the_looks_again_double_apart() -> None:
+    looks = [notify.next_look(timedelta(seconds=s)).total_seconds() for s in (0, 4.9, 5, 15, 40)]
+    assert looks == [5, 5, 15, 35, 75]
 
 
 def test_a_resumed_folder_is_found_by_its_reserved_id_not_by_search(world: World) -> None:
@@ -383,45 +536,12 @@ def _message(run: str, action: str) -> object:
     return Outgoing(run, "lead-000", action)
 
 
-def test_a_draft_made_by_a_failed_create_is_waited_for_not_made_twice_while_search_lags(
-    world: World,
-) -> None:
-    run = unique("stray")
-    world.calls.fail("drafts.create", http_error(500, "backendError"), after_effect=True)
-    world.mailer.search_lag = LAG
-    world.schedule(request(run, free_leads(1), actions=["email"]))
-    world.pump()
-    email = world.receipts(run)[("lead-000", "email")]
-    assert email["status"] == "pending" and email["error"]["code"] == "search_lag"
-    assert world.outcomes[-1] == "later" and len(world.mailer.drafts) == 1
-    world.later += LAG  # the index has caught up
-    world.bus.publish([_message(run, "email")])  # as the sweeper does for a quiet receipt
-    world.pump()
-    assert len(world.mailer.sent) == 1 and world.mailer.drafts == {}
-    assert world.calls.counted["drafts.create"] == 1
-
-
-def test_a_create_that_made_nothing_is_made_again_once_search_has_settled(
-    world: World, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    run = unique("none")
-    world.calls.fail("drafts.create", http_error(500, "backendError"))  # failed before acting
-    monkeypatch.setattr("common.handlers.delivery.QUICK_BACKOFF_S", 0.0)
-    world.schedule(request(run, free_leads(1), actions=["email"]))
-    world.pump()
-    assert world.outcomes[-1] == "later" and world.mailer.drafts == {}
-    world.later += world.mailer.search_settle
-    world.bus.publish([_message(run, "email")])
-    world.pump()
-    assert len(world.mailer.sent) == 1 and world.calls.counted["drafts.create"] == 2
-
-
 def test_a_draft_sent_long_after_it_was_made_is_not_sent_again_while_search_lags(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The draft is made at once; its send meets a rate limit and goes 35 s later, and fails
     after Gmail sent it. The search that follows cannot see the message yet: the time the draft
-    was made is no bound for the index, so the delivery waits instead of sending again."""
+    was made is no bound for the index, so the delivery looks again instead of sending again."""
     monkeypatch.setattr("common.handlers.delivery.QUICK_BACKOFF_S", 0.0)
     run = unique("late")
     world.mailer.search_lag = LAG
@@ -431,16 +551,13 @@ def test_a_draft_sent_long_after_it_was_made_is_not_sent_again_while_search_lags
     world.pump()
     assert world.receipts(run)[("lead-000", "email")]["waiting"]["reason"] == "rate_limit"
     assert world.tick(35) == 1
-    email = world.receipts(run)[("lead-000", "email")]
-    assert (email["status"], email["error"]["code"]) == ("pending", "search_lag")
+    _parked(world, run, after=5)
     assert len(world.mailer.sent) == 1
-    world.later += LAG  # the index has caught up
-    world.bus.publish([_message(run, "email")])  # as the sweeper does for a quiet receipt
-    world.pump()
-    email = world.receipts(run)[("lead-000", "email")]
-    assert (email["status"], email["outcome"]) == ("done", "sent")
-    assert len(world.mailer.sent) == 1 and world.calls.counted["drafts.create"] == 1
-    assert world.counts_match_receipts(run)
+    assert world.tick(5.2) == 1
+    _parked(world, run, after=15)
+    assert world.tick(10) == 1
+    _sent(world, run)
+    assert world.calls.counted["drafts.create"] == 1
 
 
 def test_a_refusal_without_retry_after_waits_first_the_apis_window_then_doubles() -> None:
