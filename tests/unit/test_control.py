@@ -1,0 +1,241 @@
+"""Steering a run on the fakes and a clock that stands still (docs/api.md, "Control"): the brake
+is part of the guarded change that claims a receipt, a resumed lead is planned from now, a
+cancel ends what is open, and counts equal receipts throughout."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from typing import Any
+
+from common.handlers.control import handle_control
+from common.handlers.intake import HttpResult
+from common.models import parse_time, stamp
+from common.pacing import LEAD_SECONDS, parse_limits
+from common.store import Store
+from tests.fakes import MemoryDocuments
+from tests.support import free_leads, request, unique
+from tests.unit.world import World
+
+# 1,100 Gmail units a 2 s window: a confirmation every 110 * 2 / (1100 * 0.95) s in the lane.
+GMAIL = {"gmail": {"units": 1100, "perSeconds": 2}}
+
+
+def control(
+    world: World, run_id: str, command: str, uid: str = "alice", **fields: Any
+) -> HttpResult:
+    body = json.dumps({"runId": run_id, "command": command, **fields}).encode()
+    return handle_control(world.store, world.bus, world.pace, uid, body, world.clock())
+
+
+def statuses(world: World, run_id: str) -> dict[tuple[str, str], tuple[str, Any]]:
+    return {
+        key: (r["status"], (r["waiting"] or {}).get("reason"))
+        for key, r in world.receipts(run_id).items()
+    }
+
+
+def made(world: World) -> int:
+    """Everything the fakes hold that a run made."""
+    return len(world.calendar.events) + len(world.mailer.sent) + len(world.drive.folders)
+
+
+def test_a_paused_run_makes_nothing_and_its_receipts_say_paused() -> None:
+    world = World()
+    run = unique("pause")
+    assert world.schedule(request(run, free_leads(3))).status == 202
+    answer = control(world, run, "pause")
+    assert answer.status == 200
+    assert (answer.body["state"], answer.body["affected"], answer.body["inFlight"]) == (
+        "paused",
+        9,
+        [],
+    )
+    world.pump()  # the messages schedule published are delivered: each is acknowledged
+    assert made(world) == 0 and world.outcomes == ["paused"] * 6  # calendar and drive, 3 each
+    assert set(statuses(world, run).values()) == {("pending", "paused")}
+    counts = world.store.counters(run)["counts"]
+    assert (counts["paused"], counts["pending"], counts["waiting"]) == (9, 9, 0)
+    assert world.counts_match_receipts(run)
+    assert control(world, run, "pause").body["affected"] == 0  # repeating changes nothing
+
+
+def test_pause_then_resume_ends_every_action_as_if_never_paused() -> None:
+    world = World()
+    run = unique("resume")
+    world.schedule(request(run, free_leads(3)))
+    control(world, run, "pause")
+    world.pump()
+    answer = control(world, run, "resume")
+    assert (answer.body["state"], answer.body["affected"]) == ("active", 9)
+    world.pump()
+    assert {s for s, _ in statuses(world, run).values()} == {"done"}
+    assert (len(world.calendar.events), len(world.mailer.sent), len(world.drive.folders)) == (
+        3,
+        3,
+        3,
+    )
+    assert world.counts_match_receipts(run)
+
+
+def test_a_claim_refuses_a_paused_receipt_even_when_the_delivery_read_it_active() -> None:
+    """The pause commits between the claim's read and its commit: the claim's guarded commit
+    fails, it decides again on what the pause left, and takes no lease."""
+    world = World()
+    run = unique("race")
+    world.schedule(request(run, free_leads(1), actions=["drive"]))
+    message = world.bus.published.pop(0)
+    racing = _Interleaved(world.docs, lambda: control(world, run, "pause"))
+    world.deps = world.deps.__class__(
+        **{**world.deps.__dict__, "receipts": Store(racing, lease_s=60)}  # type: ignore[arg-type]
+    )
+    assert world.deliver(message) == "paused"
+    assert racing.between is None  # the pause did get in between
+    assert made(world) == 0
+    assert statuses(world, run) == {("lead-000", "drive"): ("pending", "paused")}
+
+
+def test_an_action_a_delivery_holds_is_in_flight_and_finishes_its_delivery() -> None:
+    world = World()
+    run = unique("flight")
+    world.schedule(request(run, free_leads(2), actions=["drive"]))
+    first = world.bus.published[0]
+    claimed = world.store.claim(run, first.lead_doc_id, "drive", "someone", world.clock())
+    answer = control(world, run, "pause")
+    assert answer.body["inFlight"] == [{"leadDocId": first.lead_doc_id, "action": "drive"}]
+    assert answer.body["affected"] == 2
+    # That delivery finishes: its effect is recorded; the other lead stays paused.
+    world.store.finish(run, first.lead_doc_id, "drive", _done(claimed.receipt.action))
+    world.pump()
+    assert statuses(world, run) == {
+        ("lead-000", "drive"): ("done", None),
+        ("lead-001", "drive"): ("pending", "paused"),
+    }
+    assert world.counts_match_receipts(run)
+
+
+def test_a_cancelled_run_ends_what_is_open_and_refuses_more() -> None:
+    world = World()
+    run = unique("cancel")
+    body = request(run, free_leads(3))
+    world.schedule(body)
+    world.pump()  # everything done
+    world.schedule({**body, "leads": free_leads(2, prefix="late")})
+    answer = control(world, run, "cancel")
+    assert (answer.body["state"], answer.body["affected"]) == ("cancelled", 6)
+    world.pump()
+    assert made(world) == 9  # the three first leads' events, emails and folders; nothing more
+    late = {k: v for k, v in statuses(world, run).items() if k[0].startswith("late")}
+    assert set(late.values()) == {("cancelled", None)}
+    assert world.store.counters(run)["counts"]["cancelled"] == 6
+    assert world.counts_match_receipts(run)
+    again = world.schedule(body)
+    assert (again.status, again.body["error"]["code"]) == (409, "run_cancelled")
+    for command in ("pause", "resume", "replay"):
+        assert control(world, run, command).status == 409
+    assert control(world, run, "cancel").body["affected"] == 0
+
+
+def test_cancelling_some_leads_leaves_the_rest_of_the_run_going() -> None:
+    world = World()
+    run = unique("some")
+    world.schedule(request(run, free_leads(4)))
+    answer = control(world, run, "cancel", leadDocIds=["lead-002", "lead-003"])
+    assert (answer.body["state"], answer.body["affected"]) == ("active", 6)
+    world.pump()
+    found = statuses(world, run)
+    assert {found[(f"lead-00{i}", a)][0] for i in (0, 1) for a in ("calendar", "drive")} == {"done"}
+    assert {found[(f"lead-00{i}", a)][0] for i in (2, 3) for a in ("calendar", "drive")} == {
+        "cancelled"
+    }
+    assert len(world.calendar.events) == 2 and len(world.drive.folders) == 2
+    assert world.counts_match_receipts(run)
+
+
+def test_a_resumed_lead_is_planned_in_its_hosts_lane_from_now() -> None:
+    world = World(limits=parse_limits(json.dumps(GMAIL)))
+    run = unique("planned")
+    world.schedule(request(run, free_leads(4), actions=["email"]))
+    control(world, run, "pause")
+    world.bus.published.clear()
+    world.later += timedelta(hours=1)
+    now = world.clock()
+    answer = control(world, run, "resume")
+    interval = world.limits.interval("gmail")
+    assert interval is not None
+    starts = sorted(
+        r.planned or now
+        for lead in ("lead-000", "lead-001", "lead-002", "lead-003")
+        if (r := world.store.get_receipt(run, lead, "email")) is not None
+    )
+    # As stored: RFC 3339 with milliseconds.
+    assert starts == [parse_time(stamp(now + interval * i)) for i in range(4)]
+    assert list(answer.body["eta"].values()) == [stamp(now + interval * 3 + LEAD_SECONDS)]
+
+
+def test_replay_reopens_failed_receipts_and_publishes_what_is_open_but_not_paused() -> None:
+    world = World()
+    run = unique("replay")
+    world.calls.fail("files.create", *[_refused()] * 2)  # each lead's first create
+    world.schedule(request(run, free_leads(2), actions=["drive"]))
+    world.pump()
+    assert {s for s, _ in statuses(world, run).values()} == {"failed"}
+    answer = control(world, run, "replay", leadDocIds=["lead-000"])
+    assert answer.body["affected"] == 1
+    world.pump()
+    assert statuses(world, run) == {
+        ("lead-000", "drive"): ("done", None),
+        ("lead-001", "drive"): ("failed", None),
+    }
+    assert world.counts_match_receipts(run)
+
+
+def test_bad_and_foreign_commands_change_nothing() -> None:
+    world = World()
+    run = unique("hostile")
+    world.schedule(request(run, free_leads(1)))
+    before = world.receipts(run)
+    cases = [
+        ({"command": "explode"}, 400),
+        ({"command": "pause", "leadDocIds": ["not a lead id!"]}, 400),
+        ({"command": "pause", "leadDocIds": ["lead-999"]}, 400),
+        ({"command": "pause", "leadDocIds": []}, 400),
+        ({"command": "undo"}, 400),
+        ({"command": "pause", "preview": True}, 400),
+        ({"command": "pause", "extra": 1}, 400),
+    ]
+    for fields, status in cases:
+        assert control(world, run, **fields).status == status, fields
+    assert control(world, run, "pause", uid="mallory").status == 403
+    assert control(world, unique("nothing"), "pause").status == 404
+    assert world.receipts(run) == before
+    assert world.store.get_run(run).get("state") is None  # type: ignore[union-attr]
+
+
+class _Interleaved:
+    """`docs`, with `between` run once right before the first commit: a command that commits
+    between a claim's read and its commit."""
+
+    def __init__(self, docs: MemoryDocuments, between: Any) -> None:
+        self._docs, self.between = docs, between
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._docs, name)
+
+    def commit(self, commits: Any) -> Any:
+        between, self.between = self.between, None
+        if between is not None:
+            between()
+        return self._docs.commit(commits)
+
+
+def _done(action: str) -> Any:
+    from common.receipts import Ending, Status
+
+    return Ending(Status.DONE, "created", external={"folderId": "f-made-before-the-pause"})
+
+
+def _refused() -> Any:
+    from tests.fakes import http_error
+
+    return http_error(400, "badRequest", "Invalid parent")
