@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bench import profiler, quota, quota_report, report, runner, slot_bench
+from bench import profiler, quota, quota_report, report, runner, slot_bench, steer
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -74,6 +74,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-quota", action="store_true", help="skip the quota phase after the other phases"
     )
     parser.add_argument(
+        "--steer",
+        action="store_true",
+        help="only the steering phase: pause, resume and cancel of a 2,000-lead run in flight, "
+        "and the reads of watching a run",
+    )
+    parser.add_argument(
+        "--no-steer", action="store_true", help="skip the steering phase after the other phases"
+    )
+    parser.add_argument(
         "--no-untold",
         action="store_true",
         help="skip the quota phase's second run (sandbox at half of what the pipeline was told)",
@@ -98,6 +107,17 @@ def quota_phase(args: argparse.Namespace, leads: int, say: Any) -> dict[str, Any
     return quota_report.summary(runs)
 
 
+def steer_phase(args: argparse.Namespace, say: Any) -> dict[str, Any]:
+    """The steering phase's figures, on a stack of its own."""
+    root = Path(tempfile.mkdtemp(prefix="leadrun-steer-")) if args.keep is None else args.keep
+    root.mkdir(parents=True, exist_ok=True)
+    leads = 200 if args.quick else steer.STEER_LEADS
+    figures = steer.run(root / "steer", leads, say)
+    if args.keep is None:
+        shutil.rmtree(root, ignore_errors=True)
+    return figures
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run every phase and print the table, then the JSON line."""
     args = build_parser().parse_args(argv)
@@ -117,6 +137,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     def say(message: str) -> None:
         print(message, file=sys.stderr, flush=True)
+
+    if args.steer:
+        try:
+            figures = steer_phase(args, say)
+        except (runner.BenchError, RuntimeError) as exc:
+            print(f"bench: {exc}", file=sys.stderr)
+            return 1
+        print(steer.table(figures))
+        print(report.json_line({"date": report.now(), "machine": report.machine(), **figures}))
+        return 0
 
     if args.quota:
         try:
@@ -155,6 +185,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"  {path.stem}: {found.samples} samples in handlers; {share}")
             for frame, count in found.by_frame.most_common(8):
                 print(f"    {100 * count / found.samples:5.1f}%  {frame}")
+    if not args.no_steer:
+        try:
+            figures = steer_phase(args, say)
+        except (runner.BenchError, RuntimeError) as exc:
+            print(f"bench: {exc}", file=sys.stderr)
+            return 1
+        print(steer.table(figures))
+        result.update(figures)
     if not args.no_quota:
         # After the other phases, whose stacks are stopped by now: nothing else competes.
         try:

@@ -1,0 +1,117 @@
+"""The steering phase (`python -m bench --steer`): how long a pause and a cancel take to answer
+on a large run in flight, and what watching a run reads (docs/benchmarks.md).
+
+A run of 2,000 leads (four hosts of 500) is paced to Google's published limits, so most of it
+waits in its hosts' lanes when the commands come: pause, resume, then cancel, each answered
+through `CONTROL_URL` as a client sees it. Then the Firestore documents the diagnostics function
+reads for one progress poll (`leadrun run`) and for one `/leads` page (`leadrun status` reads
+one per 50 leads), counted inside that function's process, for runs of two sizes.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from bench import measure
+from bench.runner import HOOK_DIR, REPO_ROOT, running_stack
+from bench.workload import run_requests
+from leadrun.client import LeadRunClient
+
+STEER_LEADS = 2000
+POLLS = 5
+
+
+def _command(client: LeadRunClient, run_id: str, name: str) -> tuple[float, dict[str, Any]]:
+    """A command's answer time (ms) and body."""
+    started = time.perf_counter()
+    answer = client.session.post(
+        client.env["CONTROL_URL"],
+        json={"runId": run_id, "command": name},
+        headers=client.auth(),
+        timeout=300,
+    )
+    elapsed = (time.perf_counter() - started) * 1000
+    answer.raise_for_status()
+    return round(elapsed, 1), dict(answer.json())
+
+
+def _reads(count_dir: Path) -> int:
+    found: dict[str, int] = dict(measure.firestore_counts(count_dir).get("diagnostics", {}))
+    return int(found.get("reads", 0) + found.get("query_reads", 0))
+
+
+def _reads_of(count_dir: Path, call: Any, times: int) -> float:
+    """Documents the diagnostics function read per call of `call`."""
+    time.sleep(0.5)  # the hook writes its totals every 0.2 s
+    before = _reads(count_dir)
+    for _ in range(times):
+        call().raise_for_status()
+    time.sleep(0.5)
+    return (_reads(count_dir) - before) / times
+
+
+def run(root: Path, leads: int = STEER_LEADS, say: Any = print) -> dict[str, Any]:
+    """Figures of the steering phase, on a stack of its own."""
+    count_dir = root / "firestore-counts"
+    count_dir.mkdir(parents=True, exist_ok=True)
+    env = {
+        "PYTHONPATH": f"{HOOK_DIR}:{REPO_ROOT}",
+        "BENCH_FIRESTORE_COUNT_DIR": str(count_dir),
+    }  # paced to Google's published limits: the default
+    with running_stack(root / "stack", "bench-steer", extra_env=env) as stack:
+        client = LeadRunClient(stack.env, uid="bench")
+        client.auth()
+        run_id = "bench-steer"
+        say(f"steering: {leads} leads in flight, paced to Google's published limits")
+        for body in run_requests(run_id, leads, host_prefix="steer"):
+            client.schedule(body).raise_for_status()
+        time.sleep(2)
+        pause_ms, paused = _command(client, run_id, "pause")
+        resume_ms, resumed = _command(client, run_id, "resume")
+        time.sleep(2)
+        cancel_ms, cancelled = _command(client, run_id, "cancel")
+        figures: dict[str, Any] = {
+            "steer_leads": leads,
+            "pause_ms": pause_ms,
+            "pause_affected": paused["affected"],
+            "pause_in_flight": len(paused["inFlight"]),
+            "resume_ms": resume_ms,
+            "resume_affected": resumed["affected"],
+            "cancel_ms": cancel_ms,
+            "cancel_affected": cancelled["affected"],
+            "cancel_in_flight": len(cancelled["inFlight"]),
+        }
+        for size in (100, 1000):
+            watched = f"bench-watch-{size}"
+            say(f"watching: reads per poll of a {size}-lead dry run")
+            for body in run_requests(watched, size, host_prefix=f"watch-{size}"):
+                client.schedule({**body, "dryRun": True}).raise_for_status()
+            client.wait_settled(watched, timeout_s=600)
+            figures[f"poll_reads_{size}"] = _reads_of(
+                count_dir, lambda w=watched: client.diagnostics(w), POLLS
+            )
+            figures[f"page_reads_{size}"] = _reads_of(
+                count_dir, lambda w=watched: client.leads(w, page_size=50), POLLS
+            )
+    return figures
+
+
+def table(figures: dict[str, Any]) -> str:
+    """The phase's figures as text."""
+    return "\n".join(
+        [
+            f"steering a {figures['steer_leads']}-lead run in flight (Google's published limits)",
+            f"  pause   {figures['pause_ms']:>8.1f} ms  affected {figures['pause_affected']}, "
+            f"inFlight {figures['pause_in_flight']}",
+            f"  resume  {figures['resume_ms']:>8.1f} ms  affected {figures['resume_affected']}",
+            f"  cancel  {figures['cancel_ms']:>8.1f} ms  affected {figures['cancel_affected']}, "
+            f"inFlight {figures['cancel_in_flight']}",
+            "watching a run: Firestore documents read by diagnostics",
+            f"  progress poll (leadrun run)   100 leads {figures['poll_reads_100']:.1f}, "
+            f"1000 leads {figures['poll_reads_1000']:.1f}",
+            f"  one /leads page of 50 (status) 100 leads {figures['page_reads_100']:.1f}, "
+            f"1000 leads {figures['page_reads_1000']:.1f}",
+        ]
+    )
