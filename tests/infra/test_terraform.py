@@ -38,7 +38,7 @@ FUNCTION_ENV = {
     "sweep": {
         "LEADRUN_SWEEP_STALE_S": str(topology.SWEEP_STALE_S),
         "LEADRUN_SWEEP_LOOP_S": str(topology.SWEEP_LOOP_S),
-    }
+    },
 }
 COMMON_ENV = {
     "GOOGLE_CLOUD_PROJECT",
