@@ -83,6 +83,9 @@ class Settings:
     google_limits: Limits = field(default_factory=lambda: parse_limits(None))
     sweep_loop_s: float = topology.SWEEP_LOOP_S  # how long a sweeper tick resumes what falls due
     search_settle_s: float = 600.0  # how long Gmail's search may lag behind what was made
+    # Firebase uids that may steer and read any run, not only their own (`LEADRUN_OPERATOR_UIDS`,
+    # docs/decisions/0014). Empty unless configured: then nobody can act on another's run.
+    operator_uids: frozenset[str] = field(default_factory=frozenset)
 
 
 def _split(value: str) -> frozenset[str]:
@@ -138,6 +141,7 @@ def settings_from(env: dict[str, str] | os._Environ[str]) -> Settings:
         hosts=HostAllowlist.parse(
             env.get("LEADRUN_WORKSPACE_SUBJECTS"), open_when_unset=mode == GOOGLE_MODE_SANDBOX
         ),
+        operator_uids=_split(env.get("LEADRUN_OPERATOR_UIDS", "")),
     )
 
 

@@ -186,13 +186,18 @@ def diagnostics_http(request: flask.Request) -> flask.Response:
     """HTTP entry of `diagnostics`: `/leads` pages a run's leads, any other path its funnel."""
     if request.path.rstrip("/").endswith("/leads"):
         return serve_http(
-            request, {"GET": lambda uid, req: handle_leads_get(app().store, uid, dict(req.args))}
+            request,
+            {
+                "GET": lambda uid, req: handle_leads_get(
+                    app().store, uid, dict(req.args), app().settings.operator_uids
+                )
+            },
         )
     return serve_http(
         request,
         {
             "GET": lambda uid, req: handle_diagnostics_get(
-                app().store, uid, dict(req.args), app().clock.now()
+                app().store, uid, dict(req.args), app().clock.now(), app().settings.operator_uids
             ),
             "POST": _diagnostics_post,
         },

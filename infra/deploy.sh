@@ -7,8 +7,9 @@
 #   infra/deploy.sh apply            terraform init + apply infra/environments/$ENV with that release
 #
 # Environment: PROJECT_ID, REGION, ENV (staging|prod), ALLOWED_ORIGINS and WORKSPACE_SUBJECTS
-# (comma-separated); optional DEPLOY_BUCKET (default $PROJECT_ID-leadrun-deploy, also holds the
-# Terraform state under tfstate/$ENV), RELEASE (default $BUILD_ID, else a UTC timestamp).
+# (comma-separated); optional OPERATOR_UIDS (comma-separated Firebase uids that may steer any run;
+# empty: none), DEPLOY_BUCKET (default $PROJECT_ID-leadrun-deploy, also holds the Terraform state
+# under tfstate/$ENV), RELEASE (default $BUILD_ID, else a UTC timestamp).
 # POSIX sh on purpose: `upload`/`fetch` run in the Cloud SDK image, `apply` in hashicorp/terraform.
 set -eu
 
@@ -67,7 +68,8 @@ apply() {
     -var="project_id=$PROJECT_ID" \
     -var="region=$REGION" \
     -var="allowed_origins=$(hcl_list "${ALLOWED_ORIGINS:-}")" \
-    -var="workspace_subjects=$(hcl_list "${WORKSPACE_SUBJECTS:-}")"
+    -var="workspace_subjects=$(hcl_list "${WORKSPACE_SUBJECTS:-}")" \
+    -var="operator_uids=$(hcl_list "${OPERATOR_UIDS:-}")"
 }
 
 command="${1:-}"

@@ -3,17 +3,20 @@
     leadrun run FILE [--dry-run] [--run-id ID] [--config FILE] [host/meeting/fallback flags]
     leadrun status RUN_ID [--json]
     leadrun report RUN_ID --out FILE.html
-    leadrun replay RUN_ID
+    leadrun pause|resume|cancel|replay RUN_ID [--lead ID]... [--yes] (replay: [--no-wait])
     leadrun seek SUBSCRIPTION --to TIME|SNAPSHOT
     leadrun redrive [--run-id ID]
 
 Where the stack is: `--env FILE`; else the environment (`SCHEDULE_URL`, `DIAGNOSTICS_URL`,
-`GOOGLE_CLOUD_PROJECT`, and `LEADRUN_ID_TOKEN` for a Firebase ID token) when `SCHEDULE_URL` is
-set; else `.leadrun/stack.env` (what `make up` writes). On the local stack the operator's token
-is minted by the sandbox for `--uid` (default `operator`). See docs/operations.md.
+`CONTROL_URL`, `GOOGLE_CLOUD_PROJECT`, and `LEADRUN_ID_TOKEN` for a Firebase ID token) when
+`SCHEDULE_URL` is set; else `.leadrun/stack.env` (what `make up` writes). On the local stack the
+operator's token is minted by the sandbox for `--uid` (default `$LEADRUN_UID`, else `operator`).
+Steering goes through `CONTROL_URL` with that token, like any client: the function decides who
+may steer which run (its owner; an operator listed in `LEADRUN_OPERATOR_UIDS`). See
+docs/operations.md.
 
-Exit codes: 0 ok; 1 some action failed (or the run did not settle in time); 2 bad input, nothing
-sent; 3 the stack refused or could not be reached.
+Exit codes: 0 ok; 1 some action failed (or the run did not settle in time, or a cancel was not
+confirmed); 2 bad input, nothing sent; 3 the stack refused or could not be reached.
 """
 
 from __future__ import annotations
@@ -77,6 +80,7 @@ def resolve_env(env_file: str | None) -> tuple[dict[str, str], str | None]:
         keys = (
             "SCHEDULE_URL",
             "DIAGNOSTICS_URL",
+            "CONTROL_URL",
             "GOOGLE_CLOUD_PROJECT",
             "PUBSUB_EMULATOR_HOST",
             "FIRESTORE_EMULATOR_HOST",
@@ -275,35 +279,70 @@ def cmd_report(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_replay(args: argparse.Namespace) -> int:
-    """Reopen failed receipts and re-publish every action that is not terminal."""
-    from leadrun.operations import replay_run
-    from leadrun.pubsub import pubsub_clients
+STEER_COMMANDS = ("pause", "resume", "cancel", "replay")
+YES = ("y", "yes")
 
-    client = _client(args)
-    if client.store.get_run(args.run_id) is None:
-        raise CliError(f"no run {args.run_id}", EXIT_INPUT)
-    console = terminal.console()
-    with pubsub_clients(client.env) as (bus, _subscriber):
-        result = replay_run(client.store, bus, args.run_id)
-    console.print(
-        f"replay {args.run_id}: reopened {len(result.reopened)} failed receipt(s), "
-        f"re-published {len(result.published)} action(s)"
+
+def confirmed(args: argparse.Namespace) -> bool:
+    """Whether a cancel may go: `--yes`, or a line of stdin that says y or yes."""
+    if args.yes or args.command != "cancel":
+        return True
+    what = f"{len(args.lead)} lead(s) of run" if args.lead else "the whole run"
+    print(
+        f"cancel {what} {args.run_id}? Every action not done yet ends cancelled; a meeting "
+        "already booked stays booked. [y/N] ",
+        end="",
+        file=sys.stderr,
+        flush=True,
     )
-    for lead_id, action in result.published:
-        console.print(f"  → {lead_id} {action}")
-    if args.no_wait or not result.published:
+    return sys.stdin.readline().strip().lower() in YES
+
+
+def _control_exit(status: int) -> int:
+    """A refusal of the request itself (400, 404, 409, 413) is the operator's to fix; a refused
+    token or a failing service is the stack's."""
+    return EXIT_STACK if status >= 500 or status in (401, 403) else EXIT_INPUT
+
+
+def cmd_control(args: argparse.Namespace) -> int:
+    """Pause, resume, cancel or replay a run (or `--lead` leads) through `CONTROL_URL`, the way
+    the web client does: the function checks the token and the owner, nothing is done around it."""
+    client = _client(args)
+    if not client.env.get("CONTROL_URL"):
+        raise CliError("no CONTROL_URL: set it (production) or run `make up` again (local)")
+    if not confirmed(args):
+        print("not cancelled: nothing was sent", file=sys.stderr)
+        return EXIT_FAILED
+    try:
+        answer = client.control(args.run_id, args.command, args.lead or None)
+    except requests.RequestException as exc:
+        raise CliError(f"control unreachable: {exc}") from exc
+    if answer.status_code != 200:
+        print(terminal.error_text(answer), file=sys.stderr)
+        return _control_exit(answer.status_code)
+    result = answer.json()
+    console = terminal.console()
+    for line in terminal.control_lines(result):
+        console.print(escape(line))
+    if args.command != "replay" or args.no_wait or not result.get("affected"):
         return EXIT_OK
-    # The bar follows what the replay set going: the receipts pending now.
-    pending = int(_funnel(client, args.run_id)["counts"].get("pending", 0))
+    # The bar follows what the replay set going: the receipts pending now, paused ones aside
+    # (a replay leaves them paused; they wait for a resume, not for time).
+    counts = _funnel(client, args.run_id)["counts"]
+    pending = int(counts.get("pending", 0)) - int(counts.get("paused", 0))
     settled = terminal.wait_with_progress(
-        console, client, args.run_id, expected=pending, timeout_s=args.timeout
+        console,
+        client,
+        args.run_id,
+        expected=pending,
+        timeout_s=args.timeout,
+        paused_settle=True,
     )
     failed = int(_funnel(client, args.run_id)["counts"].get("failed", 0))
     if not settled or failed:
         console.print(f"[red]{failed} failed, settled: {settled}[/]")
         return EXIT_FAILED
-    console.print("settled: every receipt is terminal and none failed")
+    console.print("settled: every receipt is terminal (or paused) and none failed")
     return EXIT_OK
 
 
@@ -367,7 +406,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser = argparse.ArgumentParser(
         prog="leadrun",
-        description="Operate lead runs: submit, follow, inspect, report, replay.",
+        description="Operate lead runs: submit, follow, inspect, report, steer.",
         epilog="docs/operations.md has the file formats, the slot syntax and production use.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -411,15 +450,31 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--out", required=True, metavar="FILE.html")
     report.set_defaults(handler=cmd_report)
 
-    replay = sub.add_parser(
-        "replay",
-        parents=[common],
-        help="re-publish every action without a terminal receipt, or failed",
-    )
-    replay.add_argument("run_id", metavar="RUN_ID")
-    replay.add_argument("--no-wait", action="store_true", help="do not wait for the run to settle")
-    replay.add_argument("--timeout", type=float, default=600.0)
-    replay.set_defaults(handler=cmd_replay)
+    helps = {
+        "pause": "hold every action not done yet (the brake)",
+        "resume": "let paused actions go on",
+        "cancel": "end every action not done yet (asks first)",
+        "replay": "publish again every action without a terminal receipt, and retry failed ones",
+    }
+    for name in STEER_COMMANDS:
+        steer = sub.add_parser(name, parents=[common], help=f"{helps[name]}, via CONTROL_URL")
+        steer.add_argument("run_id", metavar="RUN_ID")
+        steer.add_argument(
+            "--lead",
+            action="append",
+            default=[],
+            metavar="ID",
+            help="only this lead (repeat for more; default: the whole run)",
+        )
+        steer.add_argument(
+            "--yes", action="store_true", help="do not ask for confirmation (cancel asks)"
+        )
+        if name == "replay":
+            steer.add_argument(
+                "--no-wait", action="store_true", help="do not wait for the run to settle"
+            )
+            steer.add_argument("--timeout", type=float, default=600.0)
+        steer.set_defaults(handler=cmd_control)
 
     seek = sub.add_parser("seek", parents=[common], help="seek a subscription to a time/snapshot")
     seek.add_argument("subscription", metavar="SUBSCRIPTION", help="e.g. lead-notify-send")

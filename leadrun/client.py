@@ -80,7 +80,7 @@ class Sandbox:
 
 
 class LeadRunClient:
-    """The schedule and diagnostics endpoints, plus direct reads of a run's receipts."""
+    """The schedule, control and diagnostics endpoints, plus direct reads of a run's receipts."""
 
     def __init__(
         self, env: Mapping[str, str], uid: str = "operator", *, id_token: str | None = None
@@ -106,6 +106,22 @@ class LeadRunClient:
         """POST a lead run."""
         return self.session.post(
             self.env["SCHEDULE_URL"], json=body, headers=self.auth(uid), timeout=120
+        )
+
+    def control(
+        self,
+        run_id: str,
+        command: str,
+        lead_ids: list[str] | None = None,
+        uid: str | None = None,
+    ) -> requests.Response:
+        """POST a command that steers a run: pause, resume, cancel or replay, of the whole run
+        or only of `lead_ids` (docs/api.md, "Control")."""
+        body: dict[str, Any] = {"runId": run_id, "command": command}
+        if lead_ids is not None:
+            body["leadDocIds"] = list(lead_ids)
+        return self.session.post(
+            self.env["CONTROL_URL"], json=body, headers=self.auth(uid), timeout=120
         )
 
     def diagnostics(self, run_id: str, uid: str | None = None) -> requests.Response:

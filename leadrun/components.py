@@ -19,6 +19,7 @@ from leadrun.stack_config import (
     FIRESTORE,
     GOOGLE_LIMITS_ENV,
     HOST,
+    OPERATOR_UIDS_ENV,
     PUBSUB,
     PUSHER,
     REPO_ROOT,
@@ -168,6 +169,6 @@ class Commands:
             "LEADRUN_ALLOWED_ORIGINS": self.allowed_origins,
             # One sweeper tick keeps publishing what falls due until the next one comes.
             "LEADRUN_SWEEP_LOOP_S": f"{sweep_every_s():g}",
-            **{k: v for k, v in os.environ.items() if k == GOOGLE_LIMITS_ENV},
+            **{k: v for k, v in os.environ.items() if k in (GOOGLE_LIMITS_ENV, OPERATOR_UIDS_ENV)},
             **self.extra_env,
         }

@@ -1,6 +1,9 @@
-"""Operator actions on a live system: replay a run, seek a subscription, redrive dead letters.
+"""Operator tools on Pub/Sub: seek a subscription, redrive dead letters.
 
-All three lean on the pipeline's guarantees rather than adding their own: every effect is
+Steering a run (pause, resume, cancel, replay) is not here: it goes through `CONTROL_URL` like
+any client (leadrun.cli), so the function's owner check and its brake apply to operators too.
+
+Both tools lean on the pipeline's guarantees rather than adding their own: every effect is
 idempotent (deterministic event ids, Message-IDs, folder tags) and a subscriber that finds a
 terminal receipt does nothing, so re-publishing is always safe. What an operator action must
 get right is the receipts: a `failed` receipt is reopened to `pending` through
@@ -59,32 +62,6 @@ def messages_for(
         for action in flow.publishable(actions, receipts)
         if action in ACTION_TOPICS
     ]
-
-
-@dataclass
-class ReplayResult:
-    """What a replay did."""
-
-    reopened: list[tuple[str, str]] = field(default_factory=list)  # (leadDocId, action)
-    published: list[tuple[str, str]] = field(default_factory=list)
-
-
-def replay_run(store: Store, bus: PubSubBus, run_id: str) -> ReplayResult:
-    """Reopen every failed receipt of a run and re-publish every action that is not terminal."""
-    result = ReplayResult()
-    messages: list[Outgoing] = []
-    for lead_id, lead, receipts in store.run_receipts(run_id):
-        if lead.get("status") != "accepted":
-            continue  # a rejected lead has nothing to do; resubmit it with a fix instead
-        actions = lead_actions(lead) or list(receipts)
-        typed = {a: Receipt.from_doc(doc) for a, doc in receipts.items()}
-        current, reopened = _reopen_all(store, run_id, lead_id, actions, typed)
-        result.reopened.extend((lead_id, action) for action in reopened)
-        messages.extend(messages_for(run_id, lead_id, actions, current))
-    if messages:
-        bus.publish(messages)
-    result.published = [(m.lead_doc_id, m.action) for m in messages]
-    return result
 
 
 # -- dead letters -----------------------------------------------------------------------------

@@ -13,6 +13,7 @@ Environment (CLI defaults; the Python API takes them as arguments):
 | `LEADRUN_STARTUP_TIMEOUT_S` | `90` | readiness deadline |
 | `LEADRUN_ALLOWED_ORIGINS` | `http://localhost:5173` | passed to the functions |
 | `LEADRUN_GOOGLE_LIMITS` | unset | per-user limits (JSON, §7): to the functions and the sandbox |
+| `LEADRUN_OPERATOR_UIDS` | unset | uids that may steer and read any run: to the functions |
 """
 
 from __future__ import annotations
@@ -187,3 +188,4 @@ def client_env(project: str, port_map: Mapping[str, int]) -> dict[str, str]:
 
 
 GOOGLE_LIMITS_ENV = "LEADRUN_GOOGLE_LIMITS"
+OPERATOR_UIDS_ENV = "LEADRUN_OPERATOR_UIDS"

@@ -96,11 +96,16 @@ PROGRESS_COUNTS: dict[str, str] = {
 }
 
 
-def progress_of(funnel: dict[str, Any], expected: int) -> tuple[int, int, Counter[str], str]:
+def progress_of(
+    funnel: dict[str, Any], expected: int, *, paused_settle: bool = False
+) -> tuple[int, int, Counter[str], str]:
     """(receipts, terminal receipts, buckets, waiting text) of one diagnostics answer: every
-    receipt not pending is terminal, so the counters alone tell the progress."""
+    receipt not pending is terminal, so the counters alone tell the progress. With
+    `paused_settle`, a paused receipt counts as settled: it waits for a resume, not for time."""
     counts = funnel.get("counts") or {}
     pending = int(counts.get("pending", 0))
+    if paused_settle:
+        pending -= int(counts.get("paused", 0))
     total = max(expected, pending)
     buckets = Counter(
         {PROGRESS_COUNTS[k]: int(v) for k, v in counts.items() if k in PROGRESS_COUNTS}
@@ -119,6 +124,7 @@ def wait_with_progress(
     expected: int,
     timeout_s: float,
     poll_s: float = 0.4,
+    paused_settle: bool = False,
 ) -> bool:
     """Show terminal receipts by outcome until none is pending; False on timeout.
 
@@ -138,7 +144,9 @@ def wait_with_progress(
         while True:
             answer = client.diagnostics(run_id)
             if answer.status_code == 200:
-                total, done, buckets, waiting = progress_of(answer.json(), expected)
+                total, done, buckets, waiting = progress_of(
+                    answer.json(), expected, paused_settle=paused_settle
+                )
                 outcomes = _outcomes_text(buckets)
                 if waiting:
                     outcomes += f"  [magenta]{escape(waiting)}[/]"
@@ -150,6 +158,24 @@ def wait_with_progress(
             if time.monotonic() > deadline:
                 return False
             time.sleep(poll_s)
+
+
+def control_lines(answer: dict[str, Any]) -> list[str]:
+    """What a command to `CONTROL_URL` did (docs/api.md, "Control"), a few plain lines."""
+    lines = [
+        f"{answer.get('command')} {answer.get('runId')}: state {answer.get('state')}"
+        f" · affected {answer.get('affected', 0)}"
+    ]
+    in_flight = answer.get("inFlight") or []
+    if in_flight:
+        # Their delivery had begun its Google calls: it ends, then they make no other call.
+        lines.append(f"in flight {len(in_flight)} (each finishes the delivery it is in):")
+        lines += [f"  {item.get('leadDocId')} {item.get('action')}" for item in in_flight]
+    else:
+        lines.append("in flight 0")
+    for host, when in sorted((answer.get("eta") or {}).items()):
+        lines.append(f"eta {host} {when}")
+    return lines
 
 
 def summary_table(view: RunView) -> Table:

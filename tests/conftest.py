@@ -34,6 +34,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
             # The functions pace to Google's published limits with a minute of 15 s; the
             # sandbox enforces none unless a test puts some in force (`/_sandbox/limits`).
             "LEADRUN_GOOGLE_LIMITS": json.dumps(TOLD_LIMITS),
+            # One operator (docs/decisions/0014): tests/integration/test_control_http.py.
+            "LEADRUN_OPERATOR_UIDS": "ops-steer",
         },
         retry_min_s=float(os.environ.get("LEADRUN_TEST_RETRY_MIN_S", "1")),
         retry_max_s=float(os.environ.get("LEADRUN_TEST_RETRY_MAX_S", "3")),

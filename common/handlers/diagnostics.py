@@ -53,11 +53,14 @@ class ClientStages(BaseModel):
     ] = Field(default_factory=dict, max_length=50)
 
 
-def _owned_run(store: Store, run_id: str, uid: str) -> dict[str, Any] | HttpResult:
+def _owned_run(
+    store: Store, run_id: str, uid: str, operators: frozenset[str] = frozenset()
+) -> dict[str, Any] | HttpResult:
+    """The run if `uid` may read it: its owner, or one of `operators` (LEADRUN_OPERATOR_UIDS)."""
     run = store.get_run(run_id)
     if run is None:
         return error(404, "not_found", f"no run {run_id}")
-    if run.get("ownerUid") != uid:
+    if run.get("ownerUid") != uid and uid not in operators:
         return error(403, "forbidden", "this run belongs to another user")
     return run
 
@@ -107,13 +110,17 @@ def _run_id(args: dict[str, str]) -> str | HttpResult:
 
 
 def handle_diagnostics_get(
-    store: Store, uid: str, args: dict[str, str], now: datetime
+    store: Store,
+    uid: str,
+    args: dict[str, str],
+    now: datetime,
+    operators: frozenset[str] = frozenset(),
 ) -> HttpResult:
-    """`GET ?runId=R`, owner only."""
+    """`GET ?runId=R`, its owner or an operator."""
     run_id = _run_id(args)
     if isinstance(run_id, HttpResult):
         return run_id
-    run = _owned_run(store, run_id, uid)
+    run = _owned_run(store, run_id, uid, operators)
     if isinstance(run, HttpResult):
         return run
     return HttpResult(200, funnel(store, run_id, run, now))
@@ -209,12 +216,15 @@ def lead_entry(lead_id: str, lead: dict[str, Any], receipts: dict[str, Any]) -> 
     }
 
 
-def handle_leads_get(store: Store, uid: str, args: dict[str, str]) -> HttpResult:
-    """`GET /leads?runId=R`, owner only: one page of the run's leads in `leadDocId` order."""
+def handle_leads_get(
+    store: Store, uid: str, args: dict[str, str], operators: frozenset[str] = frozenset()
+) -> HttpResult:
+    """`GET /leads?runId=R`, its owner or an operator: one page of the run's leads in
+    `leadDocId` order."""
     query = parse_leads_query(args)
     if isinstance(query, HttpResult):
         return query
-    run = _owned_run(store, query.run_id, uid)
+    run = _owned_run(store, query.run_id, uid, operators)
     if isinstance(run, HttpResult):
         return run
     if query.matches_nothing:

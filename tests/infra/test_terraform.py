@@ -23,16 +23,22 @@ PUSH_SPECS = [spec for spec in topology.FUNCTIONS if spec.subscription is not No
 # and whether it signs its own domain-wide-delegation tokens.
 PUBLISHES_TO = {
     "schedule": {topology.TOPIC_CALENDAR, topology.TOPIC_DRIVE, topology.TOPIC_NOTIFY},
+    # Resume and replay publish the actions they set going again, as schedule does.
+    "control": set(topology.ACTION_TOPICS.values()),
     "book": {topology.TOPIC_NOTIFY},
     # The sweeper re-publishes stale actions to their topics; it never calls Workspace.
     "sweep": set(topology.ACTION_TOPICS.values()),
 }
 # Settings that only some functions get, beyond the ones every function gets.
+# The operators (docs/decisions/0014) reach only the functions that check who owns a run.
+OPERATOR_ENV = {"LEADRUN_OPERATOR_UIDS": '${join(",", var.operator_uids)}'}
 FUNCTION_ENV = {
+    "control": OPERATOR_ENV,
+    "diagnostics": OPERATOR_ENV,
     "sweep": {
         "LEADRUN_SWEEP_STALE_S": str(topology.SWEEP_STALE_S),
         "LEADRUN_SWEEP_LOOP_S": str(topology.SWEEP_LOOP_S),
-    }
+    },
 }
 COMMON_ENV = {
     "GOOGLE_CLOUD_PROJECT",
@@ -60,6 +66,7 @@ DEPLOY_VARIABLES = {
     "source_objects",
     "allowed_origins",
     "workspace_subjects",
+    "operator_uids",
 }
 
 

@@ -79,3 +79,10 @@ def test_cors_origins_are_normalised() -> None:
         {**LOCAL, "LEADRUN_ALLOWED_ORIGINS": "https://App.Example.com, http://localhost:5173"}
     )
     assert settings.allowed_origins == {"https://app.example.com", "http://localhost:5173"}
+
+
+def test_operators_are_none_unless_listed() -> None:
+    assert settings_from(PRODUCTION).operator_uids == frozenset()
+    assert settings_from({**PRODUCTION, "LEADRUN_OPERATOR_UIDS": " , "}).operator_uids == set()
+    listed = settings_from({**PRODUCTION, "LEADRUN_OPERATOR_UIDS": "ops-1, ops-2 ,"})
+    assert listed.operator_uids == {"ops-1", "ops-2"}

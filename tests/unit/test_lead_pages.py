@@ -227,3 +227,18 @@ def test_a_page_and_a_diagnostics_poll_read_as_much_for_a_large_run_as_a_small_o
     # The run document, eight leads (seven and the one that says more follow), 21 receipts.
     assert reads["page"][sizes[0]] == 1 + 8 + 21
     assert reads["poll"][sizes[0]] <= 8
+
+
+def test_only_the_owner_or_a_listed_operator_reads_a_run() -> None:
+    world = World()
+    run = _run(world, 2)
+    ops = frozenset({"ops-1"})
+    now = world.clock()
+    assert _get(world.store, run, uid="mallory").status == 403
+    assert handle_diagnostics_get(world.store, "mallory", {"runId": run}, now).status == 403
+    # Listing someone else does not let mallory in; an empty list lets nobody in.
+    assert handle_leads_get(world.store, "mallory", {"runId": run}, ops).status == 403
+    assert handle_leads_get(world.store, "ops-1", {"runId": run}, frozenset()).status == 403
+    assert handle_leads_get(world.store, "ops-1", {"runId": run}, ops).status == 200
+    assert handle_diagnostics_get(world.store, "ops-1", {"runId": run}, now, ops).status == 200
+    assert handle_diagnostics_get(world.store, "ops-1", {"runId": "nope"}, now, ops).status == 404

@@ -28,6 +28,7 @@ module "leadrun" {
   source_objects     = var.source_objects
   allowed_origins    = var.allowed_origins
   workspace_subjects = var.workspace_subjects
+  operator_uids      = var.operator_uids
   function_secrets   = var.function_secrets
 
   default_max_instances       = 20

@@ -34,6 +34,12 @@ variable "workspace_subjects" {
   type        = list(string)
 }
 
+variable "operator_uids" {
+  description = "Firebase uids that may steer and read any run; empty: no operator (fail closed)."
+  type        = list(string)
+  default     = []
+}
+
 variable "function_secrets" {
   description = "Function name => { ENV_VAR = secret id }."
   type        = map(map(string))

@@ -1,10 +1,16 @@
-# Seven Cloud Functions (2nd gen) built from four deploy units. HTTP functions are public at the
+# Eight Cloud Functions (2nd gen) built from four deploy units. HTTP functions are public at the
 # IAM layer because they verify Firebase ID tokens themselves (docs/api.md, "Auth"); Pub/Sub functions
 # accept only internal traffic, invoked by the push subscriptions' OIDC identity.
 
 # Settings only some functions read, by function name.
 locals {
+  # Operators may steer and read any run (docs/decisions/0014); everyone else only their own.
+  # Empty means no operator: the check fails closed.
+  operator_env = { LEADRUN_OPERATOR_UIDS = join(",", var.operator_uids) }
+
   function_env = {
+    control     = local.operator_env
+    diagnostics = local.operator_env
     sweep = {
       LEADRUN_SWEEP_STALE_S = tostring(local.sweep_stale_s)
       LEADRUN_SWEEP_LOOP_S  = tostring(local.sweep_loop_s)

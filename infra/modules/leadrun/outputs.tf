@@ -1,5 +1,5 @@
 output "function_urls" {
-  description = "Function name => URL (SCHEDULE_URL and DIAGNOSTICS_URL for the web client)."
+  description = "Function name => URL (SCHEDULE_URL, CONTROL_URL and DIAGNOSTICS_URL for the web client)."
   value       = { for name, fn in google_cloudfunctions2_function.function : name => fn.service_config[0].uri }
 }
 

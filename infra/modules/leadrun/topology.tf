@@ -32,6 +32,15 @@ locals {
       dead_letter  = false
       ack_deadline = local.ack_deadline_s
     }
+    control = {
+      source_dir   = "schedule"
+      target       = "control"
+      signature    = "http"
+      topic        = null
+      subscription = null
+      dead_letter  = false
+      ack_deadline = local.ack_deadline_s
+    }
     book = {
       source_dir   = "schedule"
       target       = "book"

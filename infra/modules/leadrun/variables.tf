@@ -42,6 +42,21 @@ variable "workspace_subjects" {
   }
 }
 
+variable "operator_uids" {
+  description = <<-EOT
+    Firebase uids of the operators, passed as LEADRUN_OPERATOR_UIDS to control and diagnostics:
+    a token of one of them may steer and read any run, not only its own. Empty by default: no
+    operator, every caller steers and reads only the runs it started (docs/decisions/0014).
+  EOT
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for uid in var.operator_uids : can(regex("^[^,\\s]{1,128}$", uid))])
+    error_message = "operator_uids must be Firebase uids (1 to 128 characters, no comma or space)."
+  }
+}
+
 variable "default_max_instances" {
   description = "Maximum instances of each function, unless max_instances names it."
   type        = number
