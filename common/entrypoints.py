@@ -167,7 +167,15 @@ def _control_post(uid: str, request: flask.Request) -> HttpResult:
     body = _body(request)
     if body is None:
         return _too_large()
-    return handle_control(app().store, app().bus, app().pace, uid, body, app().clock.now())
+    return handle_control(
+        app().store,
+        app().bus,
+        app().pace,
+        uid,
+        body,
+        app().clock.now(),
+        app().settings.operator_uids,
+    )
 
 
 def control_http(request: flask.Request) -> flask.Response:

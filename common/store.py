@@ -427,11 +427,12 @@ class Store:
         run_id: str,
         lead_doc_id: str,
         actions: Iterable[str],
-        move: Callable[[Receipt], Receipt | None],
+        move: Callable[[Receipt, Mapping[str, Receipt]], Receipt | None],
     ) -> tuple[dict[str, Receipt], dict[str, Receipt]]:
         """Move several receipts of one lead in one guarded commit (a command of its owner):
-        `move` gives each its new value or None. Returns the receipts as they were read and the
-        ones that moved. A delivery that changed one meanwhile makes the change decide again."""
+        `move` gives each its new value or None, seeing all of them. Returns the receipts as
+        they were read and the ones that moved. A delivery that changed one meanwhile makes the
+        change decide again."""
         lead_path = paths.lead(run_id, lead_doc_id)
         wanted = {a: paths.receipt(run_id, lead_doc_id, a) for a in actions}
 
@@ -439,7 +440,7 @@ class Store:
             found: dict[str, Stored | None],
         ) -> Decision[tuple[dict[str, Receipt], dict[str, Receipt]]]:
             before = {a: Receipt.from_doc(doc.data) for a, p in wanted.items() if (doc := found[p])}
-            moved = {a: new for a, r in before.items() if (new := move(r)) is not None}
+            moved = {a: new for a, r in before.items() if (new := move(r, before)) is not None}
             if not moved:
                 return Decision((before, {}))
             commit, _ = _moved(

@@ -12,7 +12,7 @@ diagnostics answer with.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -28,10 +28,12 @@ from common.limits import ACTION_API
 from common.log import log
 from common.models import Id, field_errors
 from common.ports import Bus
-from common.receipts import Receipt, Status
+from common.receipts import Receipt
 from common.store import Store, lead_actions
 
 Command = Literal["pause", "resume", "cancel", "replay", "undo"]
+# How a command moves one receipt of a lead (None: not at all), given the lead's receipts.
+Move = Callable[[str, Receipt, Mapping[str, Receipt]], Receipt | None]
 RunState = Literal["active", "paused", "cancelled"]
 PAGE = 200  # leads a page of a whole-run command reads at once
 _STEERING = ThreadPoolExecutor(max_workers=8, thread_name_prefix="steer")
@@ -60,9 +62,16 @@ class Steered:
 
 
 def handle_control(
-    store: Store, bus: Bus, pace: Pace, uid: str, body: bytes, now: datetime
+    store: Store,
+    bus: Bus,
+    pace: Pace,
+    uid: str,
+    body: bytes,
+    now: datetime,
+    operators: frozenset[str] = frozenset(),
 ) -> HttpResult:
-    """Validate the command, check the run is the caller's, apply it, answer what it did."""
+    """Validate the command, check the run is the caller's (or the caller one of the
+    deployment's `operators`, decision 0014), apply it, answer what it did."""
     try:
         request = ControlRequest.model_validate_json(body)
     except ValidationError as exc:
@@ -75,7 +84,7 @@ def handle_control(
     run = store.get_run(request.runId)
     if run is None:
         return error(404, "not_found", f"no run {request.runId}")
-    if run.get("ownerUid") != uid:
+    if run.get("ownerUid") != uid and uid not in operators:
         return error(403, "forbidden", "this run belongs to another user")
     state = str(run.get("state") or "active")
     if state == "cancelled" and request.command != "cancel":
@@ -184,7 +193,7 @@ def _apply_batch(
     command, run_id = request.command, request.runId
     if command == "resume":
         plan = _resume_plan(store, pace, run_id, batch, now, steered)
-        move: Callable[[str, str, Receipt], Receipt | None] = plan
+        move: Move = plan
     else:
         move = _MOVES[command](now)
     results = list(
@@ -212,34 +221,36 @@ def _steer_lead(
     store: Store,
     run_id: str,
     lead: tuple[str, dict[str, Any]],
-    move: Callable[[str, str, Receipt], Receipt | None],
+    move: Move,
 ) -> tuple[dict[str, Receipt], dict[str, Receipt]]:
     lead_id, doc = lead
-    return store.steer(run_id, lead_id, lead_actions(doc), lambda r: move(lead_id, r.action, r))
+    return store.steer(run_id, lead_id, lead_actions(doc), lambda r, rs: move(lead_id, r, rs))
 
 
-def _pause(now: datetime) -> Callable[[str, str, Receipt], Receipt | None]:
-    def move(_lead: str, _action: str, r: Receipt) -> Receipt | None:
+def _pause(now: datetime) -> Move:
+    def move(_lead: str, r: Receipt, _receipts: Mapping[str, Receipt]) -> Receipt | None:
         return None if r.terminal or r.paused else r.pause()
 
     return move
 
 
-def _cancel(now: datetime) -> Callable[[str, str, Receipt], Receipt | None]:
-    def move(_lead: str, _action: str, r: Receipt) -> Receipt | None:
+def _cancel(now: datetime) -> Move:
+    def move(_lead: str, r: Receipt, _receipts: Mapping[str, Receipt]) -> Receipt | None:
         return None if r.terminal or r.cancelling else r.cancel(now)
 
     return move
 
 
-def _replay(now: datetime) -> Callable[[str, str, Receipt], Receipt | None]:
-    def move(_lead: str, _action: str, r: Receipt) -> Receipt | None:
-        return r.reopen() if r.status is Status.FAILED else None
+def _replay(now: datetime) -> Move:
+    def move(_lead: str, r: Receipt, lead: Mapping[str, Receipt]) -> Receipt | None:
+        # What an operator may try again: a failed action, and the email a failed booking
+        # closed when that booking is tried again (`flow.reopenable`).
+        return r.reopen() if flow.reopenable(r.action, lead, resubmitted=False) else None
 
     return move
 
 
-_MOVES: dict[str, Callable[[datetime], Callable[[str, str, Receipt], Receipt | None]]] = {
+_MOVES: dict[str, Callable[[datetime], Move]] = {
     "pause": _pause,
     "cancel": _cancel,
     "replay": _replay,
@@ -253,7 +264,7 @@ def _resume_plan(
     batch: list[tuple[str, dict[str, Any]]],
     now: datetime,
     steered: Steered,
-) -> Callable[[str, str, Receipt], Receipt | None]:
+) -> Move:
     """The move of a resume: each paused receipt planned anew in its host's lane from now, in
     lead order (starts reserved once for the batch, one write a lane)."""
     paused: list[tuple[str, str, str, str]] = []  # (lead, action, host, api), in lead order
@@ -277,10 +288,10 @@ def _resume_plan(
         planned[(lead_id, action)] = (host, api, starts[min(taken[(host, api)], len(starts) - 1)])
         taken[(host, api)] += 1
 
-    def move(lead_id: str, action: str, r: Receipt) -> Receipt | None:
+    def move(lead_id: str, r: Receipt, _receipts: Mapping[str, Receipt]) -> Receipt | None:
         if not r.paused or r.terminal:
             return None
-        plan = planned.get((lead_id, action))
+        plan = planned.get((lead_id, r.action))
         if plan is None:  # paused since the page was read: planned from now
             return r.resume()
         host, api, start = plan

@@ -212,9 +212,6 @@ def test_replay_finishes_a_failed_receipt(
     assert funnel["reasons"] == operator.recount(run_id)["reasons"]
 
 
-@pytest.mark.xfail(
-    strict=True, reason="control's replay does not yet reopen an email rejected as calendar_failed"
-)
 def test_replay_of_a_failed_booking_sends_the_email_too(
     tmp_path: Path, env_file: Path, operator: LeadRunClient, capsys: pytest.CaptureFixture[str]
 ) -> None:

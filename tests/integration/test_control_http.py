@@ -138,7 +138,6 @@ def test_a_listed_operator_reads_any_run_and_nobody_else_does(
     assert client.leads(settled_run, uid="mallory").status_code == 403
 
 
-@pytest.mark.xfail(strict=True, reason="control does not let operators steer another's run yet")
 def test_a_listed_operator_steers_any_run(client: LeadRunClient, settled_run: str) -> None:
     answer = client.control(settled_run, "pause", uid=OPERATOR_UID)
     assert answer.status_code == 200, answer.text
