@@ -20,6 +20,7 @@ from common import paths
 from common.counts import counted_keys, delta, fold, lead_keys, retally
 from common.documents import (
     ABSENT,
+    ROUNDS,
     SERVER_TIME,
     Commit,
     Contended,
@@ -425,30 +426,46 @@ class Store:
     def steer(
         self,
         run_id: str,
-        lead_doc_id: str,
-        actions: Iterable[str],
-        move: Callable[[Receipt, Mapping[str, Receipt]], Receipt | None],
-    ) -> tuple[dict[str, Receipt], dict[str, Receipt]]:
-        """Move several receipts of one lead in one guarded commit (a command of its owner):
-        `move` gives each its new value or None, seeing all of them. Returns the receipts as
-        they were read and the ones that moved. A delivery that changed one meanwhile makes the
-        change decide again."""
-        lead_path = paths.lead(run_id, lead_doc_id)
-        wanted = {a: paths.receipt(run_id, lead_doc_id, a) for a in actions}
+        leads: Mapping[str, Iterable[str]],
+        move: Callable[[str, Receipt, Mapping[str, Receipt]], Receipt | None],
+        rounds: int = ROUNDS,
+    ) -> dict[str, tuple[dict[str, Receipt], dict[str, Receipt]]]:
+        """Move receipts of several leads (lead -> its actions) in one guarded commit (a
+        command of their owner): `move(lead, receipt, the lead's receipts)` gives each its new
+        value or None. Returns, per lead, its receipts as read and those that moved. A delivery
+        that changed one meanwhile makes the change decide again (at most `rounds` times, then
+        `Contended`)."""
+        wanted = {
+            lead_id: {a: paths.receipt(run_id, lead_id, a) for a in actions}
+            for lead_id, actions in leads.items()
+        }
+        every = [p for mine in wanted.values() for p in mine.values()]
+        every += [paths.lead(run_id, lead_id) for lead_id in wanted]
+        Steered = dict[str, tuple[dict[str, Receipt], dict[str, Receipt]]]
 
-        def decide(
-            found: dict[str, Stored | None],
-        ) -> Decision[tuple[dict[str, Receipt], dict[str, Receipt]]]:
-            before = {a: Receipt.from_doc(doc.data) for a, p in wanted.items() if (doc := found[p])}
-            moved = {a: new for a, r in before.items() if (new := move(r, before)) is not None}
-            if not moved:
-                return Decision((before, {}))
-            commit, _ = _moved(
-                run_id, found, lead_path, {a: (wanted[a], new) for a, new in moved.items()}
-            )
-            return Decision((before, moved), commit)
+        def decide(found: dict[str, Stored | None]) -> Decision[Steered]:
+            result: Steered = {}
+            commit = Commit([], run_id)
+            for lead_id, mine in wanted.items():
+                before = {
+                    a: Receipt.from_doc(doc.data) for a, p in mine.items() if (doc := found[p])
+                }
+                moved = {
+                    a: new
+                    for a, r in before.items()
+                    if (new := move(lead_id, r, before)) is not None
+                }
+                result[lead_id] = (before, moved)
+                if moved:
+                    lead_path = paths.lead(run_id, lead_id)
+                    part, _ = _moved(
+                        run_id, found, lead_path, {a: (mine[a], new) for a, new in moved.items()}
+                    )
+                    commit.writes.extend(part.writes)
+                    commit.counts.update(part.counts)
+            return Decision(result, commit if commit.writes else None)
 
-        return change(self.docs, [*wanted.values(), lead_path], decide, recall=False)
+        return change(self.docs, every, decide, rounds=rounds, recall=False)
 
     # -- pages of leads -------------------------------------------------------------------
     def lead_page(

@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from common import flow
 from common.bus import Outgoing
+from common.documents import Contended
 from common.handlers.diagnostics import funnel
 from common.handlers.intake import HttpResult, Pace, error, eta_of, reserve_starts
 from common.limits import ACTION_API
@@ -36,7 +37,8 @@ Command = Literal["pause", "resume", "cancel", "replay", "undo"]
 Move = Callable[[str, Receipt, Mapping[str, Receipt]], Receipt | None]
 RunState = Literal["active", "paused", "cancelled"]
 PAGE = 200  # leads a page of a whole-run command reads at once
-_STEERING = ThreadPoolExecutor(max_workers=8, thread_name_prefix="steer")
+CHUNK = 50  # leads moved in one commit (at most 4 writes a lead and their stamps: under 500)
+_STEERING = ThreadPoolExecutor(max_workers=4, thread_name_prefix="steer")
 
 
 class ControlRequest(BaseModel):
@@ -196,13 +198,13 @@ def _apply_batch(
         move: Move = plan
     else:
         move = _MOVES[command](now)
-    results = list(
-        _STEERING.map(
-            lambda lead: (lead[0], lead[1], _steer_lead(store, run_id, lead, move)), batch
-        )
-    )
-    for lead_id, lead, (before, moved) in results:
-        actions = lead_actions(lead)
+    docs = dict(batch)
+    chunks = [batch[k : k + CHUNK] for k in range(0, len(batch), CHUNK)]
+    results: dict[str, tuple[dict[str, Receipt], dict[str, Receipt]]] = {}
+    for found in _STEERING.map(lambda chunk: _steer_chunk(store, run_id, chunk, move), chunks):
+        results.update(found)
+    for lead_id, (before, moved) in results.items():
+        actions = lead_actions(docs[lead_id])
         after = {**before, **moved}
         for action in moved:
             if command in ("pause", "cancel") and before[action].leased(now):
@@ -217,14 +219,19 @@ def _apply_batch(
                 steered.affected += len(going)
 
 
-def _steer_lead(
-    store: Store,
-    run_id: str,
-    lead: tuple[str, dict[str, Any]],
-    move: Move,
-) -> tuple[dict[str, Receipt], dict[str, Receipt]]:
-    lead_id, doc = lead
-    return store.steer(run_id, lead_id, lead_actions(doc), lambda r, rs: move(lead_id, r, rs))
+def _steer_chunk(
+    store: Store, run_id: str, chunk: list[tuple[str, dict[str, Any]]], move: Move
+) -> dict[str, tuple[dict[str, Receipt], dict[str, Receipt]]]:
+    """Move a chunk of leads in one guarded commit; where deliveries keep changing some of them,
+    lead by lead instead (each its own guarded commit)."""
+    leads = {lead_id: lead_actions(doc) for lead_id, doc in chunk}
+    try:
+        return store.steer(run_id, leads, move, rounds=2)
+    except Contended:
+        found: dict[str, tuple[dict[str, Receipt], dict[str, Receipt]]] = {}
+        for lead_id, actions in leads.items():
+            found.update(store.steer(run_id, {lead_id: actions}, move))
+        return found
 
 
 def _pause(now: datetime) -> Move:
