@@ -22,7 +22,8 @@ from typing import Any
 from common import flow
 from common.bus import Outgoing, PubSubBus
 from common.receipts import Receipt, Status
-from common.store import ReceiptMissing, Store, lead_actions
+from common.runs import ReceiptMissing, lead_actions
+from common.store import Store
 from common.topology import ACTION_TOPICS
 
 

@@ -30,7 +30,8 @@ from common.log import log
 from common.models import Id, field_errors
 from common.ports import Bus
 from common.receipts import Receipt
-from common.store import Store, lead_actions
+from common.runs import lead_actions
+from common.store import Store
 
 Command = Literal["pause", "resume", "cancel", "replay", "undo"]
 # How a command moves one receipt of a lead (None: not at all), given the lead's receipts.

@@ -6,7 +6,7 @@ from common.handlers.delivery import Delivery, close_email_after_failed_booking
 from common.log import log
 from common.ports import Receipts
 from common.receipts import failed
-from common.store import ReceiptMissing
+from common.runs import ReceiptMissing
 
 
 def handle_dead_letter(receipts: Receipts, delivery: Delivery, attempts: str | None) -> str:

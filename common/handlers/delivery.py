@@ -32,7 +32,8 @@ from common.models import Lead, RunSettings
 from common.pacing import BRIEF
 from common.ports import Bus, Holds, Receipts, Tools
 from common.receipts import Ending, Receipt, Status, failed
-from common.store import Claim, ReceiptMissing
+from common.runs import ReceiptMissing
+from common.store import Claim
 
 QUICK_TRIES = 3
 QUICK_BACKOFF_S = 0.2
@@ -330,6 +331,11 @@ class _Lane:
         self.paced = at > max(start, now)
         self.sleep(max((at - self.clock()).total_seconds(), 0.0))
 
+    def parked(self, wait: Limit) -> Limit:
+        """`wait` as a receipt parks for it: no sooner than `BRIEF` from now (the sweeper's
+        passes look `LOOKAHEAD` ahead and never back: a nearer start may be behind them)."""
+        return replace(wait, until=max(wait.until, self.clock() + BRIEF))
+
     def again_at(self, until: datetime) -> None:
         """The next try's turn is when a brief refusal ends, in the lane as read anew then."""
         self.start, self.seen = until, None
@@ -411,10 +417,8 @@ def _act(effect: Effect, work: Work, lane: _Lane, give_back: _GiveBack) -> Outco
         try:
             outcome = effect(replace(work, tries=attempt))
         except Later as exc:
-            held = None
-            if exc.until is not None:  # no sooner than `BRIEF`: the sweeper never looks back
-                until = max(exc.until, lane.clock() + BRIEF)
-                held = Limit(exc.code, ACTION_API[work.delivery.action], until)
+            api = ACTION_API[work.delivery.action]
+            held = None if exc.until is None else lane.parked(Limit(exc.code, api, exc.until))
             return Outcome(partial(Receipt.later, code=exc.code, message=str(exc), wait=held))
         except Exception as exc:
             failure = lane.verdict(exc)
@@ -424,12 +428,7 @@ def _act(effect: Effect, work: Work, lane: _Lane, give_back: _GiveBack) -> Outco
                 if wait <= BRIEF_WAIT_S and not last:
                     lane.again_at(failure.limit.until)  # a brief wait costs less than a round trip
                     continue
-                # The sweeper's passes look `LOOKAHEAD` ahead and never back: a start nearer
-                # than `BRIEF` may be behind them already, and wait for a tick.
-                parked = replace(
-                    failure.limit, until=max(failure.limit.until, lane.clock() + BRIEF)
-                )
-                return Outcome(partial(Receipt.wait_for, wait=parked))
+                return Outcome(partial(Receipt.wait_for, wait=lane.parked(failure.limit)))
             if failure.kind == "permanent":
                 return Outcome(failed("permanent_error", failure.code, failure.message))
             if failure.kind == "transient" and failure.retry_here and not last:

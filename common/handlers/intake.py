@@ -30,8 +30,9 @@ from common.models import Lead, RunSettings, ScheduleRequest, field_errors, stam
 from common.pacing import LEAD_SECONDS, Limits
 from common.ports import Bus
 from common.receipts import Receipt, Status, changes, facets_of, lead_wait_fields, waits_of
+from common.runs import StoredLead, lead_actions
 from common.slots import Interval, split_candidates
-from common.store import Store, StoredLead, created, lead_actions, lead_change
+from common.store import Store, created, lead_change
 
 INTAKE_ATTEMPTS = 4
 

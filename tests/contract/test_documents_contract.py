@@ -29,8 +29,9 @@ from common.documents import (
 )
 from common.holds import Settlement, SlotHold, SlotHolds, hold_paths
 from common.limits import Limit
-from common.receipts import Ending, Receipt, Status
-from common.store import LeaseHeld, ReceiptMissing, Store, created
+from common.receipts import Ending, LeaseHeld, Receipt, Status
+from common.runs import ReceiptMissing
+from common.store import Store, created
 from tests.fakes import MemoryDocuments
 from tests.support import ON_SESSION_STACK
 
