@@ -112,7 +112,8 @@ def steer_phase(args: argparse.Namespace, say: Any) -> dict[str, Any]:
     root = Path(tempfile.mkdtemp(prefix="leadrun-steer-")) if args.keep is None else args.keep
     root.mkdir(parents=True, exist_ok=True)
     leads = 200 if args.quick else steer.STEER_LEADS
-    figures = steer.run(root / "steer", leads, say)
+    watched = (20, 100) if args.quick else (100, 1000)
+    figures = steer.run(root / "steer", leads, say, watched)
     if args.keep is None:
         shutil.rmtree(root, ignore_errors=True)
     return figures

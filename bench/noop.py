@@ -117,5 +117,10 @@ def diagnostics(request: flask.Request) -> flask.Response:
     return flask.Response("{}", status=200, mimetype="application/json")
 
 
+def control(request: flask.Request) -> flask.Response:
+    """Answer (nothing steers the ceiling run)."""
+    return flask.Response("{}", status=200, mimetype="application/json")
+
+
 def sweep(event: CloudEvent) -> None:
     """Acknowledge the scheduler's tick; not a lead delivery, so not counted."""

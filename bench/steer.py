@@ -52,7 +52,9 @@ def _reads_of(count_dir: Path, call: Any, times: int) -> float:
     return (_reads(count_dir) - before) / times
 
 
-def run(root: Path, leads: int = STEER_LEADS, say: Any = print) -> dict[str, Any]:
+def run(
+    root: Path, leads: int = STEER_LEADS, say: Any = print, watched: tuple[int, int] = (100, 1000)
+) -> dict[str, Any]:
     """Figures of the steering phase, on a stack of its own."""
     count_dir = root / "firestore-counts"
     count_dir.mkdir(parents=True, exist_ok=True)
@@ -83,17 +85,19 @@ def run(root: Path, leads: int = STEER_LEADS, say: Any = print) -> dict[str, Any
             "cancel_affected": cancelled["affected"],
             "cancel_in_flight": len(cancelled["inFlight"]),
         }
-        for size in (100, 1000):
-            watched = f"bench-watch-{size}"
+        small, large = watched
+        for size, name in ((small, "small"), (large, "large")):
+            run_watched = f"bench-watch-{size}"
             say(f"watching: reads per poll of a {size}-lead dry run")
-            for body in run_requests(watched, size, host_prefix=f"watch-{size}"):
+            for body in run_requests(run_watched, size, host_prefix=f"watch-{size}"):
                 client.schedule({**body, "dryRun": True}).raise_for_status()
-            client.wait_settled(watched, timeout_s=600)
-            figures[f"poll_reads_{size}"] = _reads_of(
-                count_dir, lambda w=watched: client.diagnostics(w), POLLS
+            client.wait_settled(run_watched, timeout_s=600)
+            figures[f"watch_{name}_leads"] = size
+            figures[f"poll_reads_{name}"] = _reads_of(
+                count_dir, lambda w=run_watched: client.diagnostics(w), POLLS
             )
-            figures[f"page_reads_{size}"] = _reads_of(
-                count_dir, lambda w=watched: client.leads(w, page_size=50), POLLS
+            figures[f"page_reads_{name}"] = _reads_of(
+                count_dir, lambda w=run_watched: client.leads(w, page_size=50), POLLS
             )
     return figures
 
@@ -109,9 +113,11 @@ def table(figures: dict[str, Any]) -> str:
             f"  cancel  {figures['cancel_ms']:>8.1f} ms  affected {figures['cancel_affected']}, "
             f"inFlight {figures['cancel_in_flight']}",
             "watching a run: Firestore documents read by diagnostics",
-            f"  progress poll (leadrun run)   100 leads {figures['poll_reads_100']:.1f}, "
-            f"1000 leads {figures['poll_reads_1000']:.1f}",
-            f"  one /leads page of 50 (status) 100 leads {figures['page_reads_100']:.1f}, "
-            f"1000 leads {figures['page_reads_1000']:.1f}",
+            f"  progress poll (leadrun run)     {figures['watch_small_leads']} leads "
+            f"{figures['poll_reads_small']:.1f}, {figures['watch_large_leads']} leads "
+            f"{figures['poll_reads_large']:.1f}",
+            f"  one /leads page of 50 (status)  {figures['watch_small_leads']} leads "
+            f"{figures['page_reads_small']:.1f}, {figures['watch_large_leads']} leads "
+            f"{figures['page_reads_large']:.1f}",
         ]
     )

@@ -73,14 +73,22 @@ def test_quick_bench_prints_every_figure_and_the_exact_cost_of_a_lead() -> None:
     # in it), book's hold claim, notify's two draft checkpoints (creating, made), drive's
     # reserved folder id, each one read and one commit; plus the host's lane (kept 250 ms in
     # process, under half a read a lead); the run and the settings are read once per process.
-    # Upper bounds: they hold today (3.4, 4.3 and 3.3 reads) and fail on a regression.
+    # A receipt's end also writes its lead (the facets `/leads` filters on), so a lead's
+    # calendar and drive finishing at once may both commit on the lead, and one decides again:
+    # 3.4, 4.3 and 3.0 commits a lead in a 50-lead quick run. Upper bounds: a regression fails.
     by_function = result["firestore_by_function_per_lead"]
-    for name, commits, gets in (("book", 3, 3), ("notify", 4, 4), ("drive", 3, 3)):
+    for name, commits, gets in (("book", 3.6, 3), ("notify", 4.5, 4), ("drive", 3.3, 3)):
         assert by_function[name]["rpc_commit"] <= commits, (name, by_function[name])
         assert by_function[name]["rpc_batch_get"] <= gets + 0.9, (name, by_function[name])
     for key in REQUIRED:
         if key != "calls_per_lead":
             assert isinstance(result[key], int | float) and result[key] > 0, key
+    # The steering phase: every command answered and moved the run's open receipts; a progress
+    # poll reads the same documents whatever the run's size (a counter shard more at most).
+    assert result["steer_leads"] == 200
+    for command in ("pause", "resume", "cancel"):
+        assert result[f"{command}_ms"] > 0 and result[f"{command}_affected"] > 0, command
+    assert result["poll_reads_large"] <= result["poll_reads_small"] + 8
 
 
 QUOTA_KEYS = (

@@ -4,7 +4,7 @@ of the receipts; and the CLI's live progress, which polls diagnostics and nothin
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -139,8 +139,24 @@ def _held_run(client: LeadRunClient, leads: int, sends: int) -> str:
     return run_id
 
 
-def test_waiting_lists_the_leads_a_limit_holds_back(limited: LeadRunClient) -> None:
-    run_id = _held_run(limited, leads=10, sends=4)
+@pytest.fixture
+def held(limited: LeadRunClient) -> Iterator[Callable[[int, int], str]]:
+    """Makes held runs; cancels them afterwards, so none sends once the limits are lifted."""
+    runs: list[str] = []
+
+    def make(leads: int, sends: int) -> str:
+        runs.append(_held_run(limited, leads=leads, sends=sends))
+        return runs[-1]
+
+    yield make
+    for run_id in runs:
+        assert limited.control(run_id, "cancel").status_code == 200
+
+
+def test_waiting_lists_the_leads_a_limit_holds_back(
+    limited: LeadRunClient, held: Callable[[int, int], str]
+) -> None:
+    run_id = held(10, 4)
     waiting = _ids(limited, run_id, page_size=3, waiting="1")
     expected = _recount(
         limited,
@@ -181,12 +197,14 @@ def _requests_per_poll(client: LeadRunClient, run_id: str, expected: int) -> lis
     return seen
 
 
-def test_progress_polls_diagnostics_alone_whatever_the_runs_size(limited: LeadRunClient) -> None:
+def test_progress_polls_diagnostics_alone_whatever_the_runs_size(
+    limited: LeadRunClient, held: Callable[[int, int], str]
+) -> None:
     """Each poll of `leadrun run`'s progress is one diagnostics GET (whose counters cost the same
     for any run: tests/unit/test_lead_pages.py), never a read of receipts, for 5 leads or 40."""
     per_poll = {}
     for leads, sends in ((5, 2), (40, 2)):
-        run_id = _held_run(limited, leads=leads, sends=sends)
+        run_id = held(leads, sends)
         seen = _requests_per_poll(limited, run_id, expected=leads)
         diagnostics = limited.env["DIAGNOSTICS_URL"].rstrip("/")
         assert len(seen) >= 3, seen  # still waiting: it polled until its timeout

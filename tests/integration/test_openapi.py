@@ -78,6 +78,22 @@ def _funnel(run: Run, run_id: str | None, uid: str | None = "alice", **kw: Any) 
     return run.send("GET", "/diagnostics", uid, params={"runId": run_id} if run_id else {}, **kw)
 
 
+def _control(run: Run, body: Any, uid: str | None = "alice") -> requests.Response:
+    return run.send("POST", "/control", uid, json=body)
+
+
+def _cancelled(run: Run) -> requests.Response:
+    """A command for a run cancelled before it: 409."""
+    run_id = unique("oa-cancelled")
+    run.client.schedule(request(run_id, free_leads(1), dryRun=True)).raise_for_status()
+    _control(run, {"runId": run_id, "command": "cancel"}).raise_for_status()
+    return _control(run, {"runId": run_id, "command": "pause"})
+
+
+def _leads(run: Run, params: dict[str, Any], uid: str | None = "alice") -> requests.Response:
+    return run.send("GET", "/leads", uid, params=params)
+
+
 _BIG = b'{"runId": "' + b"x" * (1024 * 1024) + b'"}'
 _JSON = {"Content-Type": "application/json"}
 
@@ -138,6 +154,43 @@ CASES: dict[str, Case] = {
         413,
         lambda r: r.send("POST", "/diagnostics", data=_BIG, headers=_JSON),
     ),
+    "control-200": Case(
+        "/control", "post", 200, lambda r: _control(r, {"runId": r.run_id, "command": "replay"})
+    ),
+    "control-400": Case(
+        "/control", "post", 400, lambda r: _control(r, {"runId": r.run_id, "command": "explode"})
+    ),
+    "control-401": Case(
+        "/control",
+        "post",
+        401,
+        lambda r: _control(r, {"runId": r.run_id, "command": "pause"}, uid=None),
+    ),
+    "control-403": Case(
+        "/control",
+        "post",
+        403,
+        lambda r: _control(r, {"runId": r.run_id, "command": "pause"}, uid="bob"),
+    ),
+    "control-404": Case(
+        "/control",
+        "post",
+        404,
+        lambda r: _control(r, {"runId": unique("nothing"), "command": "pause"}),
+    ),
+    "control-405": Case("/control", "post", 405, lambda r: r.send("GET", "/control")),
+    "control-409": Case("/control", "post", 409, _cancelled),
+    "control-413": Case(
+        "/control", "post", 413, lambda r: r.send("POST", "/control", data=_BIG, headers=_JSON)
+    ),
+    "leads-200": Case("/leads", "get", 200, lambda r: _leads(r, {"runId": r.run_id})),
+    "leads-400": Case(
+        "/leads", "get", 400, lambda r: _leads(r, {"runId": r.run_id, "pageSize": "0"})
+    ),
+    "leads-401": Case("/leads", "get", 401, lambda r: _leads(r, {"runId": r.run_id}, uid=None)),
+    "leads-403": Case("/leads", "get", 403, lambda r: _leads(r, {"runId": r.run_id}, uid="bob")),
+    "leads-404": Case("/leads", "get", 404, lambda r: _leads(r, {"runId": unique("nothing")})),
+    "leads-405": Case("/leads", "get", 405, lambda r: r.send("POST", "/leads", json={})),
 }
 
 
