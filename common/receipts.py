@@ -201,7 +201,8 @@ class Receipt:
     def settled(self) -> Receipt:
         """What a delivery's result becomes under a brake that took hold meanwhile: an open
         result of a cancelled action ends it `cancelled` (a paused one stays paused)."""
-        if self.cancelling and not self.terminal:
+        made = self.status in (Status.DONE, Status.SIMULATED)
+        if self.cancelling and not made and self.status is not Status.CANCELLED:
             return self.finish(Ending(Status.CANCELLED, reason=CANCELLED))
         return self
 
@@ -337,17 +338,23 @@ def lead_wait_fields(waits: Mapping[str, str]) -> dict[str, Any]:
     return {"waiting": dict(waits), "waitingUntil": max(waits.values(), default=None)}
 
 
+def _kept_wait(receipt: Receipt) -> datetime | None:
+    """The start a lead keeps for its receipt: none while paused (it waits for a resume)."""
+    if receipt.waiting is None or receipt.paused or receipt.terminal:
+        return None
+    return receipt.waiting.until
+
+
 def waits_of(receipts: Mapping[str, Receipt]) -> dict[str, str]:
     """`lead_waits` of a lead whose receipts are `receipts`."""
-    return {a: stamp(r.waiting.until) for a, r in receipts.items() if r.waiting is not None}
+    return {a: stamp(until) for a, r in receipts.items() if (until := _kept_wait(r))}
 
 
 def lead_wait_change(
     lead: Mapping[str, Any], action: str, old: Receipt | None, new: Receipt
 ) -> dict[str, Any]:
     """The lead's wait fields after one receipt goes from `old` to `new` ({}: unchanged)."""
-    until = new.waiting.until if new.waiting is not None else None
-    before = old.waiting.until if old is not None and old.waiting is not None else None
+    until, before = _kept_wait(new), None if old is None else _kept_wait(old)
     if until == before:
         return {}
     waits = {k: v for k, v in lead_waits(lead).items() if k != action}

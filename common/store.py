@@ -121,11 +121,11 @@ class Store(Runs):
         def step(receipt: Receipt) -> tuple[Claim, Receipt | None]:
             if receipt.terminal:
                 return Claim(terminal=True, receipt=receipt), None
-            if receipt.paused:  # the brake: no lease, no call (docs/api.md, "Control")
-                return Claim(terminal=False, receipt=receipt, braked=True), None
             if receipt.cancelling and not receipt.leased(now):  # its delivery died: end it
                 ended = receipt.settled()
                 return Claim(terminal=True, receipt=ended), ended
+            if receipt.paused:  # the brake: no lease, no call (docs/api.md, "Control")
+                return Claim(terminal=False, receipt=receipt, braked=True), None
             taken = receipt.claim(owner, now, self.lease, now + BRIEF)
             return Claim(terminal=False, receipt=taken, attempt=taken.attempts), taken
 
@@ -172,14 +172,15 @@ class Store(Runs):
     def release(
         self, run_id: str, lead_doc_id: str, action: str, owner: str, error: dict[str, Any]
     ) -> None:
-        """Give the lease back after a transient failure so the redelivery can go on at once."""
+        """Give the lease back after a transient failure so the redelivery can go on at once.
+        Not through `settled`: the try may have made its effect, and the redelivery finds out."""
+        code, message = str(error["code"]), str(error["message"])
+
+        def step(receipt: Receipt) -> tuple[None, Receipt | None]:
+            return None, None if receipt.terminal else receipt.release(owner, code, message)
+
         try:
-            self.record(
-                run_id,
-                lead_doc_id,
-                action,
-                lambda r: r.release(owner, str(error["code"]), str(error["message"])),
-            )
+            self._transition(run_id, lead_doc_id, action, step)
         except ReceiptMissing:
             return
 
@@ -211,7 +212,8 @@ class Store(Runs):
         found = []
         for run_id, lead_id, action, doc in self.docs.stale_receipts(older_than, limit):
             receipt = Receipt.from_doc(doc)
-            if receipt.leased(now) or receipt.paused or receipt.waits_past(now):
+            held = receipt.paused and not receipt.cancelling  # a cancel ends it when published
+            if receipt.leased(now) or held or receipt.waits_past(now):
                 continue
             found.append((run_id, lead_id, action))
         return found

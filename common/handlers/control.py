@@ -198,7 +198,7 @@ def _apply_batch(
         plan = _resume_plan(store, pace, run_id, batch, now, steered)
         move: Move = plan
     else:
-        move = _MOVES[command](now)
+        move = _MOVES[command](now, run_state(store, run_id))
     docs = dict(batch)
     chunks = [batch[k : k + CHUNK] for k in range(0, len(batch), CHUNK)]
     results: dict[str, tuple[dict[str, Receipt], dict[str, Receipt]]] = {}
@@ -207,11 +207,14 @@ def _apply_batch(
     for lead_id, (before, moved) in results.items():
         actions = lead_actions(docs[lead_id])
         after = {**before, **moved}
-        for action in moved:
-            if command in ("pause", "cancel") and before[action].leased(now):
+        for action, receipt in before.items():
+            # Listed while a delivery holds it, even when an earlier try of this command
+            # already moved it (that answer may have been lost).
+            braked = action in moved or receipt.paused or receipt.cancelling
+            if command in ("pause", "cancel") and braked and receipt.leased(now):
                 steered.in_flight.append({"leadDocId": lead_id, "action": action})
-            if command != "replay":
-                steered.affected += 1
+        if command != "replay":
+            steered.affected += len(moved)
         if command in ("resume", "replay"):
             due = flow.due_by(now)
             going = [Outgoing(run_id, lead_id, a) for a in flow.publishable(actions, after, due)]
@@ -235,30 +238,41 @@ def _steer_chunk(
         return found
 
 
-def _pause(now: datetime) -> Move:
+def run_state(store: Store, run_id: str) -> str:
+    """The run's `state` as stored now."""
+    return str((store.get_run(run_id) or {}).get("state") or "active")
+
+
+def _pause(now: datetime, state: str) -> Move:
     def move(_lead: str, r: Receipt, _receipts: Mapping[str, Receipt]) -> Receipt | None:
         return None if r.terminal or r.paused else r.pause()
 
     return move
 
 
-def _cancel(now: datetime) -> Move:
+def _cancel(now: datetime, state: str) -> Move:
     def move(_lead: str, r: Receipt, _receipts: Mapping[str, Receipt]) -> Receipt | None:
-        return None if r.terminal or r.cancelling else r.cancel(now)
+        if r.terminal or (r.cancelling and r.leased(now)):
+            return None
+        return r.settled() if r.cancelling else r.cancel(now)  # its delivery died: end it
 
     return move
 
 
-def _replay(now: datetime) -> Move:
+def _replay(now: datetime, state: str) -> Move:
     def move(_lead: str, r: Receipt, lead: Mapping[str, Receipt]) -> Receipt | None:
         # What an operator may try again: a failed action, and the email a failed booking
-        # closed when that booking is tried again (`flow.reopenable`).
-        return r.reopen() if flow.reopenable(r.action, lead, resubmitted=False) else None
+        # closed when that booking is tried again (`flow.reopenable`); in a paused run or lead,
+        # it stays paused.
+        if not flow.reopenable(r.action, lead, resubmitted=False):
+            return None
+        paused = state == "paused" or any(other.paused for other in lead.values())
+        return r.reopen().pause() if paused else r.reopen()
 
     return move
 
 
-_MOVES: dict[str, Callable[[datetime], Move]] = {
+_MOVES: dict[str, Callable[[datetime, str], Move]] = {
     "pause": _pause,
     "cancel": _cancel,
     "replay": _replay,

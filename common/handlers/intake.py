@@ -296,6 +296,30 @@ def eta_of(reserved: Mapping[str, list[datetime]], now: datetime) -> str:
     return stamp(max(last, now) + LEAD_SECONDS)
 
 
+def _run_state(store: Store, run_id: str) -> str:
+    return str((store.get_run(run_id) or {}).get("state") or "active")
+
+
+def _follow_command(store: Store, plan: IntakePlan, state: str, now: datetime) -> None:
+    """Move the receipts `plan` wrote as a whole-run command to `state` moves them, and keep
+    what they are now in `plan.written` (what is published)."""
+
+    def move(_lead: str, r: Receipt, _receipts: Mapping[str, Receipt]) -> Receipt | None:
+        if r.terminal:
+            return None
+        if state == "cancelled":
+            return r.cancel(now)
+        if state == "paused":
+            return None if r.paused else r.pause()
+        return r.resume() if r.paused else None
+
+    written: list[tuple[str, list[str], Mapping[str, Receipt]]] = []
+    for lead_id, actions, _ in plan.written:
+        found = store.steer(plan.run_id, {lead_id: actions}, move)[lead_id]
+        written.append((lead_id, actions, {**found[0], **found[1]}))
+    plan.written = written
+
+
 def handle_schedule(
     store: Store,
     bus: Bus,
@@ -358,6 +382,12 @@ def handle_schedule(
             if attempt == INTAKE_ATTEMPTS - 1:
                 return error(503, "unavailable", "the run is being changed concurrently; retry")
             existing = stored_for(store, request)
+    state = str(run.get("state") or "active")
+    if (now_state := _run_state(store, request.runId)) != state:
+        # A command took hold of the whole run while this request was written: it moved the
+        # leads it found, and these follow it here (the write came first, so one of the two
+        # sees the other: decision 0015).
+        _follow_command(store, plan, now_state, now)
     messages = plan.messages(flow.due_by(clock()))
     try:
         published = bus.publish(messages, traceparent=traceparent)

@@ -239,3 +239,71 @@ def _refused() -> Any:
     from tests.fakes import http_error
 
     return http_error(400, "badRequest", "Invalid parent")
+
+
+def test_leads_written_while_a_pause_takes_hold_follow_it() -> None:
+    """Schedule read the run active; the pause committed before schedule wrote its new lead and
+    paged the leads without it: schedule sees the pause after its write and pauses that lead."""
+    world = World()
+    run = unique("race-intake")
+    body = request(run, free_leads(1), actions=["drive"])
+    world.schedule(body)
+    world.pump()
+    racing = _Interleaved(world.docs, lambda: control(world, run, "pause"))
+    world.store = Store(racing, lease_s=60)  # type: ignore[arg-type]
+    world.schedule({**body, "leads": free_leads(1, prefix="late")})
+    assert racing.between is None  # the pause got in between
+    world.pump()
+    assert len(world.drive.folders) == 1  # the first lead's, from before the pause
+    assert statuses(world, run)[("late-000", "drive")] == ("pending", "paused")
+    assert world.counts_match_receipts(run)
+
+
+def test_a_paused_then_cancelled_action_whose_delivery_died_ends_cancelled() -> None:
+    world = World()
+    run = unique("died")
+    world.schedule(request(run, free_leads(1), actions=["drive"]))
+    message = world.bus.published.pop(0)
+    world.store.claim(run, "lead-000", "drive", "dies", world.clock())
+    assert control(world, run, "pause").body["inFlight"] == [
+        {"leadDocId": "lead-000", "action": "drive"}
+    ]
+    assert control(world, run, "cancel").body["inFlight"] == [
+        {"leadDocId": "lead-000", "action": "drive"}
+    ]
+    world.later += timedelta(seconds=61)  # the lease the dead delivery held runs out
+    world.deliver(message)  # a redelivery
+    assert statuses(world, run) == {("lead-000", "drive"): ("cancelled", None)}
+    assert made(world) == 0 and world.counts_match_receipts(run)
+
+
+def test_a_paused_wait_leaves_no_start_on_its_lead() -> None:
+    world = World(limits=parse_limits(json.dumps(GMAIL)))
+    run = unique("lead-waits")
+    world.schedule(request(run, free_leads(12), actions=["email"]))
+    assert world.store.waiting_until(run) is not None  # the later leads wait for their starts
+    control(world, run, "pause")
+    assert world.store.waiting_until(run) is None  # a paused lead waits for its resume only
+    control(world, run, "resume")
+    world.pump()
+    for _ in range(40):
+        world.tick(0.25)
+    assert {s for s, _ in statuses(world, run).values()} == {"done"}
+    assert world.store.waiting_until(run) is None
+
+
+def test_replay_in_a_paused_run_keeps_what_it_reopens_paused() -> None:
+    world = World()
+    run = unique("replay-paused")
+    world.calls.fail("files.create", _refused())
+    world.schedule(request(run, free_leads(1), actions=["drive"]))
+    world.pump()
+    control(world, run, "pause")
+    assert control(world, run, "replay").body["affected"] == 0  # reopened, but not published
+    world.pump()
+    assert made(world) == 0
+    assert statuses(world, run) == {("lead-000", "drive"): ("pending", "paused")}
+    control(world, run, "resume")
+    world.pump()
+    assert statuses(world, run) == {("lead-000", "drive"): ("done", None)}
+    assert world.counts_match_receipts(run)
