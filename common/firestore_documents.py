@@ -154,11 +154,12 @@ class FirestoreDocuments:
     def stale_receipts(
         self, older_than: datetime, limit: int
     ) -> list[tuple[str, str, str, dict[str, Any]]]:
-        """Pending receipts untouched since `older_than` (collection-group index on
-        status + updatedAt, infra/firestore.indexes.json)."""
+        """Pending receipts untouched since `older_than` and not paused (collection-group index
+        on status + sweepable + updatedAt, infra/firestore.indexes.json)."""
         query = (
             self.db.collection_group("receipts")
             .where(filter=FieldFilter("status", "==", "pending"))
+            .where(filter=FieldFilter("sweepable", "==", True))
             .where(filter=FieldFilter("updatedAt", "<", older_than))
             .limit(limit)
         )

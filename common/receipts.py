@@ -261,6 +261,8 @@ class Receipt:
             "checkpoint": dict(self.checkpoint) or None,
             "cleanThrough": self.clean_through,
             "cancelling": self.cancelling or None,
+            # What the stale sweep's query looks for: a paused receipt waits for its owner.
+            "sweepable": self.status is Status.PENDING and (not self.paused or self.cancelling),
         }
 
     def _waiting_doc(self) -> dict[str, Any] | None:

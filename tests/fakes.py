@@ -142,7 +142,7 @@ class MemoryDocuments:
     def stale_receipts(
         self, older_than: datetime, limit: int
     ) -> list[tuple[str, str, str, dict[str, Any]]]:
-        """Pending receipts untouched since `older_than`."""
+        """Pending receipts untouched since `older_than` and not paused."""
         with self._lock:
             found = []
             for path, doc in sorted(self.docs.items()):
@@ -151,6 +151,7 @@ class MemoryDocuments:
                     len(parts) == 6
                     and parts[4] == "receipts"
                     and doc.data.get("status") == "pending"
+                    and doc.data.get("sweepable") is True
                 ) and doc.data.get("updatedAt", older_than) < older_than:
                     found.append((parts[1], parts[3], parts[5], dict(doc.data)))
             return found[:limit]

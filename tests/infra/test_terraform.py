@@ -54,6 +54,7 @@ SWEEP_INDEX = {
     "queryScope": "COLLECTION_GROUP",
     "fields": [
         {"fieldPath": "status", "order": "ASCENDING"},
+        {"fieldPath": "sweepable", "order": "ASCENDING"},
         {"fieldPath": "updatedAt", "order": "ASCENDING"},
     ],
 }

@@ -5,7 +5,7 @@ cancel ends what is open, and counts equal receipts throughout."""
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from common.handlers.control import handle_control
@@ -307,3 +307,17 @@ def test_replay_in_a_paused_run_keeps_what_it_reopens_paused() -> None:
     world.pump()
     assert statuses(world, run) == {("lead-000", "drive"): ("done", None)}
     assert world.counts_match_receipts(run)
+
+
+def test_paused_receipts_do_not_crowd_the_stale_sweep_out() -> None:
+    """The stale sweep takes a few hundred pending receipts a tick, oldest first: a paused run,
+    never touched until resumed, must not fill that window and hide a lost message."""
+    world = World()
+    paused_run, lost_run = f"a-{unique('paused')}", f"b-{unique('lost')}"
+    world.schedule(request(paused_run, free_leads(3), actions=["drive"]))
+    control(world, paused_run, "pause")
+    world.schedule(request(lost_run, free_leads(1), actions=["drive"]))
+    world.bus.published.clear()  # every message lost before Pub/Sub had it
+    later = datetime.now(UTC) + timedelta(days=1)
+    found = world.store.stale_receipts(later, world.clock(), limit=1)
+    assert found == [(lost_run, "lead-000", "drive")]
