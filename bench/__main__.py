@@ -6,7 +6,7 @@ import argparse
 import shutil
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -119,6 +119,19 @@ def steer_phase(args: argparse.Namespace, say: Any) -> dict[str, Any]:
     return figures
 
 
+def _run_phase(
+    run: Callable[[], dict[str, Any]], table: Callable[[dict[str, Any]], str]
+) -> dict[str, Any] | None:
+    """A phase's figures, its table printed; None (said on stderr) if it could not run."""
+    try:
+        figures = run()
+    except (runner.BenchError, RuntimeError) as exc:
+        print(f"bench: {exc}", file=sys.stderr)
+        return None
+    print(table(figures))
+    return figures
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run every phase and print the table, then the JSON line."""
     args = build_parser().parse_args(argv)
@@ -139,24 +152,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     def say(message: str) -> None:
         print(message, file=sys.stderr, flush=True)
 
-    if args.steer:
-        try:
-            figures = steer_phase(args, say)
-        except (runner.BenchError, RuntimeError) as exc:
-            print(f"bench: {exc}", file=sys.stderr)
+    # Each phase on a stack of its own; the steering and quota phases after the others, whose
+    # stacks are stopped by then: nothing else competes.
+    steering = (lambda: steer_phase(args, say), steer.table)
+    quotas = (lambda: quota_phase(args, quota_leads, say), quota_report.table)
+    if args.steer or args.quota:
+        alone = _run_phase(*(steering if args.steer else quotas))
+        if alone is None:
             return 1
-        print(steer.table(figures))
-        print(report.json_line({"date": report.now(), "machine": report.machine(), **figures}))
-        return 0
-
-    if args.quota:
-        try:
-            result = quota_phase(args, quota_leads, say)
-        except (runner.BenchError, RuntimeError) as exc:
-            print(f"bench: {exc}", file=sys.stderr)
-            return 1
-        print(quota_report.table(result))
-        print(report.json_line({"date": report.now(), "machine": report.machine(), **result}))
+        print(report.json_line({"date": report.now(), "machine": report.machine(), **alone}))
         return 0
 
     say("slot selection (in process)")
@@ -186,22 +190,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"  {path.stem}: {found.samples} samples in handlers; {share}")
             for frame, count in found.by_frame.most_common(8):
                 print(f"    {100 * count / found.samples:5.1f}%  {frame}")
-    if not args.no_steer:
-        try:
-            figures = steer_phase(args, say)
-        except (runner.BenchError, RuntimeError) as exc:
-            print(f"bench: {exc}", file=sys.stderr)
+    for skipped, phase in ((args.no_steer, steering), (args.no_quota, quotas)):
+        if skipped:
+            continue
+        figures = _run_phase(*phase)
+        if figures is None:
             return 1
-        print(steer.table(figures))
-        result.update(figures)
-    if not args.no_quota:
-        # After the other phases, whose stacks are stopped by now: nothing else competes.
-        try:
-            figures = quota_phase(args, quota_leads, say)
-        except (runner.BenchError, RuntimeError) as exc:
-            print(f"bench: {exc}", file=sys.stderr)
-            return 1
-        print(quota_report.table(figures))
         result.update(figures)
     print(report.json_line(result), flush=True)
     return 0

@@ -13,12 +13,12 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
 from common.models import ID_PATTERN, FieldError
+from common.runs import RunState
 
 # Stored and answered as text (`stamp`), so that text order is time order: never re-serialized.
 Timestamp = Annotated[str, WithJsonSchema({"type": "string", "format": "date-time"})]
 ItemId = Annotated[str, Field(pattern=ID_PATTERN)]  # a runId or a leadDocId
 HostEmail = str  # a host's `senderEmail`
-RunState = Literal["active", "paused", "cancelled"]
 
 ErrorCode = Literal[
     "invalid_request",

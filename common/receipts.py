@@ -309,18 +309,13 @@ def _wait_of(doc: Mapping[str, Any]) -> Limit | None:
     return Limit(str(doc.get("reason")), str(doc.get("api")), parse_time(str(doc["until"])))
 
 
-def changes(old: Mapping[str, Any] | None, new: Receipt) -> dict[str, Any]:
+def changes(old: Receipt | None, new: Receipt) -> dict[str, Any]:
     """The fields to write to turn the stored `old` into `new` (all of them for a new one)."""
     after = new.to_doc()
     if old is None:
         return after
-    before = Receipt.from_doc(old).to_doc()
+    before = old.to_doc()
     return {k: v for k, v in after.items() if k not in before or before[k] != v}
-
-
-def of(doc: Mapping[str, Any] | None) -> Receipt | None:
-    """The receipt of a stored document, or None."""
-    return None if doc is None else Receipt.from_doc(doc)
 
 
 def is_terminal(receipt: Receipt | None) -> bool:

@@ -8,7 +8,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, Literal
 
 from common import paths
 from common.counts import fold
@@ -45,6 +45,16 @@ class StoredLead:
 def lead_actions(lead: Mapping[str, Any]) -> list[str]:
     """The actions requested for a lead document."""
     return list(lead.get("actions") or (lead.get("settings") or {}).get("actions") or ())
+
+
+RunState = Literal["active", "paused", "cancelled"]
+RUN_STATES: tuple[RunState, ...] = ("active", "paused", "cancelled")
+
+
+def run_state(run: Mapping[str, Any] | None) -> RunState:
+    """A run document's `state`: `active` unless a whole-run command paused or cancelled it."""
+    found = (run or {}).get("state")
+    return next((state for state in RUN_STATES if state == found), "active")
 
 
 class Runs:
@@ -93,22 +103,26 @@ class Runs:
 
         return change(self.docs, [path], decide)
 
-    def set_run_state(self, run_id: str, state: str) -> str:
+    def set_run_state(self, run_id: str, state: RunState) -> RunState:
         """Set a run's `state` (`active`, `paused`, `cancelled`); a cancelled run stays so.
         Returns the state it has now."""
         path = paths.run(run_id)
 
-        def decide(found: dict[str, Stored | None]) -> Decision[str]:
+        def decide(found: dict[str, Stored | None]) -> Decision[RunState]:
             run = found[path]
             if run is None:
                 raise ReceiptMissing(path)
-            current = str(run.data.get("state") or "active")
+            current = run_state(run.data)
             if current == state or current == "cancelled":
                 return Decision(current)
             fields = {"state": state, "updatedAt": SERVER_TIME}
             return Decision(state, Commit([guarded(path, run, fields)]))
 
         return change(self.docs, [path], decide)
+
+    def current_state(self, run_id: str) -> RunState:
+        """The run's `state` as stored now (read, never cached)."""
+        return run_state(self.get_run(run_id))
 
     def leads(self, run_id: str, lead_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
         """The lead documents among `lead_ids` that exist (one round trip)."""

@@ -280,7 +280,7 @@ def _moved(
         doc = found[path]
         assert doc is not None
         old = Receipt.from_doc(doc.data)
-        writes.append(guarded(path, doc, {**changes(doc.data, new), "updatedAt": SERVER_TIME}))
+        writes.append(guarded(path, doc, {**changes(old, new), "updatedAt": SERVER_TIME}))
         counts.update(delta(counted_keys(old), counted_keys(new)))
         if after is not None:
             follows = _lead_follows(after, action, old, new)

@@ -427,3 +427,20 @@ class FakeBus:
         batch = list(messages)
         self.published.extend(batch)
         return len(batch)
+
+
+class Interleaved:
+    """`docs`, with `between` run once right before the first commit: another writer (a
+    delivery, a command) that gets in between a change's read and its commit."""
+
+    def __init__(self, docs: Any, between: Any) -> None:
+        self._docs, self.between = docs, between
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._docs, name)
+
+    def commit(self, commits: Any) -> Any:
+        between, self.between = self.between, None
+        if between is not None:
+            between()
+        return self._docs.commit(commits)

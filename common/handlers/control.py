@@ -30,13 +30,14 @@ from common.log import log
 from common.models import Id, field_errors
 from common.ports import Bus
 from common.receipts import Receipt
-from common.runs import lead_actions
+from common.runs import RunState, lead_actions, run_state
 from common.store import Store
 
 Command = Literal["pause", "resume", "cancel", "replay", "undo"]
 # How a command moves one receipt of a lead (None: not at all), given the lead's receipts.
 Move = Callable[[str, Receipt, Mapping[str, Receipt]], Receipt | None]
-RunState = Literal["active", "paused", "cancelled"]
+# The run's state after a whole-run command that sets one.
+STATE_AFTER: dict[str, RunState] = {"pause": "paused", "cancel": "cancelled", "resume": "active"}
 PAGE = 200  # leads a page of a whole-run command reads at once
 CHUNK = 50  # leads moved in one commit (at most 4 writes a lead and their stamps: under 500)
 _STEERING = ThreadPoolExecutor(max_workers=4, thread_name_prefix="steer")
@@ -89,17 +90,16 @@ def handle_control(
         return error(404, "not_found", f"no run {request.runId}")
     if run.get("ownerUid") != uid and uid not in operators:
         return error(403, "forbidden", "this run belongs to another user")
-    state = str(run.get("state") or "active")
+    state = run_state(run)
     if state == "cancelled" and request.command != "cancel":
         return error(409, "run_cancelled", f"run {request.runId} was cancelled")
     leads = _listed_leads(store, request)
     if isinstance(leads, HttpResult):
         return leads
     whole = request.leadDocIds is None
-    if whole and request.command in ("pause", "cancel", "resume"):
+    if whole and request.command in STATE_AFTER:
         # Set first: schedule and new deliveries of leads added meanwhile see it.
-        wanted = {"pause": "paused", "cancel": "cancelled", "resume": "active"}[request.command]
-        state = store.set_run_state(request.runId, wanted)
+        state = store.set_run_state(request.runId, STATE_AFTER[request.command])
     steered = _apply(store, pace, request, leads, now)
     if steered.publish:
         bus.publish(steered.publish)
@@ -198,7 +198,7 @@ def _apply_batch(
         plan = _resume_plan(store, pace, run_id, batch, now, steered)
         move: Move = plan
     else:
-        move = _MOVES[command](now, run_state(store, run_id))
+        move = _MOVES[command](now, store.current_state(run_id))
     docs = dict(batch)
     chunks = [batch[k : k + CHUNK] for k in range(0, len(batch), CHUNK)]
     results: dict[str, tuple[dict[str, Receipt], dict[str, Receipt]]] = {}
@@ -236,11 +236,6 @@ def _steer_chunk(
         for lead_id, actions in leads.items():
             found.update(store.steer(run_id, {lead_id: actions}, move))
         return found
-
-
-def run_state(store: Store, run_id: str) -> str:
-    """The run's `state` as stored now."""
-    return str((store.get_run(run_id) or {}).get("state") or "active")
 
 
 def _pause(now: datetime, state: str) -> Move:

@@ -24,6 +24,7 @@ from common.lead_pages import LeadFilter, page_token, token_after
 from common.models import Id, field_errors, not_reserved, parse_time, stamp
 from common.pacing import LEAD_SECONDS
 from common.receipts import public_receipt
+from common.runs import run_state
 from common.store import Store
 
 _RUN_ID: TypeAdapter[str] = TypeAdapter(Id)
@@ -86,7 +87,7 @@ def funnel(store: Store, run_id: str, run: dict[str, Any], now: datetime) -> dic
     answer = Funnel(
         runId=run_id,
         dryRun=bool(run.get("dryRun")),
-        state=run.get("state") or "active",
+        state=run_state(run),
         counts=Counts.model_validate(counts),
         reasons=reasons,
         waitingUntil=waiting_until,

@@ -30,7 +30,7 @@ from common.models import Lead, RunSettings, ScheduleRequest, field_errors, stam
 from common.pacing import LEAD_SECONDS, Limits
 from common.ports import Bus
 from common.receipts import Receipt, Status, changes, facets_of, lead_wait_fields, waits_of
-from common.runs import StoredLead, lead_actions
+from common.runs import StoredLead, lead_actions, run_state
 from common.slots import Interval, split_candidates
 from common.store import Store, created, lead_change
 
@@ -206,7 +206,7 @@ def _reopen(
     for action, receipt in reopened.items():
         path = paths.receipt(run_id, lead.leadDocId, action)
         if action in stored.receipts:
-            fields = changes(stored.receipts[action].data, receipt)
+            fields = changes(old[action], receipt)
             writes.append(
                 Write(path, {**fields, "updatedAt": SERVER_TIME}, stored.receipts[action].version)
             )
@@ -296,10 +296,6 @@ def eta_of(reserved: Mapping[str, list[datetime]], now: datetime) -> str:
     return stamp(max(last, now) + LEAD_SECONDS)
 
 
-def _run_state(store: Store, run_id: str) -> str:
-    return str((store.get_run(run_id) or {}).get("state") or "active")
-
-
 def _follow_command(store: Store, plan: IntakePlan, state: str, now: datetime) -> None:
     """Move the receipts `plan` wrote as a whole-run command to `state` moves them, and keep
     what they are now in `plan.written` (what is published)."""
@@ -358,9 +354,10 @@ def handle_schedule(
     if bool(run.get("dryRun")) != request.dryRun:
         mode = "a dry run" if run.get("dryRun") else "a live run"
         return error(409, "run_mode_conflict", f"run {request.runId} is {mode}")
-    if run.get("state") == "cancelled":
+    state = run_state(run)
+    if state == "cancelled":
         return error(409, "run_cancelled", f"run {request.runId} was cancelled")
-    paused = run.get("state") == "paused"  # its new actions wait for the resume
+    paused = state == "paused"  # its new actions wait for the resume
     clock = pace.clock
     now = clock()
     existing = stored_for(store, request)
@@ -382,8 +379,7 @@ def handle_schedule(
             if attempt == INTAKE_ATTEMPTS - 1:
                 return error(503, "unavailable", "the run is being changed concurrently; retry")
             existing = stored_for(store, request)
-    state = str(run.get("state") or "active")
-    if (now_state := _run_state(store, request.runId)) != state:
+    if (now_state := store.current_state(request.runId)) != state:
         # A command took hold of the whole run while this request was written: it moved the
         # leads it found, and these follow it here (the write came first, so one of the two
         # sees the other: decision 0015).

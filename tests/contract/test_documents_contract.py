@@ -32,7 +32,7 @@ from common.limits import Limit
 from common.receipts import Ending, LeaseHeld, Receipt, Status
 from common.runs import ReceiptMissing
 from common.store import Store, created
-from tests.fakes import MemoryDocuments
+from tests.fakes import Interleaved, MemoryDocuments
 from tests.support import ON_SESSION_STACK
 
 
@@ -419,23 +419,6 @@ def test_latest_gives_the_greatest_text_value_and_skips_documents_without_it(doc
     assert docs.latest(collection, "waitingUntil") == "2031-06-01T00:00:00.000Z"
 
 
-class _Interleaved:
-    """`docs`, with `between` run once right before the first commit: another writer that gets
-    in between a change's read and its commit."""
-
-    def __init__(self, docs: Any, between: Any) -> None:
-        self._docs, self._between = docs, between
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._docs, name)
-
-    def commit(self, commits: Any) -> Any:
-        between, self._between = self._between, None
-        if between is not None:
-            between()
-        return self._docs.commit(commits)
-
-
 def test_two_receipts_of_a_lead_failing_at_once_count_their_reason_once(docs: Any) -> None:
     """Counts equal receipts (docs/api.md, "Diagnostics") when sibling receipts change at once: both
     transitions write the lead's tally guarded, so the later one decides again."""
@@ -443,7 +426,7 @@ def test_two_receipts_of_a_lead_failing_at_once_count_their_reason_once(docs: An
     _lead(Store(docs), run, ["calendar", "drive"])
     failed = Ending(Status.FAILED, reason="permanent_error")
     other = Store(docs)
-    racing = Store(_Interleaved(docs, lambda: other.finish(run, "l1", "drive", failed)))
+    racing = Store(Interleaved(docs, lambda: other.finish(run, "l1", "drive", failed)))
     assert racing.finish(run, "l1", "calendar", failed)
     counters = Store(docs).counters(run)
     assert counters["reasons"] == {"permanent_error": 1}

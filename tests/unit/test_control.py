@@ -13,7 +13,7 @@ from common.handlers.intake import HttpResult
 from common.models import parse_time, stamp
 from common.pacing import LEAD_SECONDS, parse_limits
 from common.store import Store
-from tests.fakes import MemoryDocuments
+from tests.fakes import Interleaved
 from tests.support import free_leads, request, unique
 from tests.unit.world import World
 
@@ -85,7 +85,7 @@ def test_a_claim_refuses_a_paused_receipt_even_when_the_delivery_read_it_active(
     run = unique("race")
     world.schedule(request(run, free_leads(1), actions=["drive"]))
     message = world.bus.published.pop(0)
-    racing = _Interleaved(world.docs, lambda: control(world, run, "pause"))
+    racing = Interleaved(world.docs, lambda: control(world, run, "pause"))
     world.deps = world.deps.__class__(
         **{**world.deps.__dict__, "receipts": Store(racing, lease_s=60)}  # type: ignore[arg-type]
     )
@@ -212,23 +212,6 @@ def test_bad_and_foreign_commands_change_nothing() -> None:
     assert world.store.get_run(run).get("state") is None  # type: ignore[union-attr]
 
 
-class _Interleaved:
-    """`docs`, with `between` run once right before the first commit: a command that commits
-    between a claim's read and its commit."""
-
-    def __init__(self, docs: MemoryDocuments, between: Any) -> None:
-        self._docs, self.between = docs, between
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._docs, name)
-
-    def commit(self, commits: Any) -> Any:
-        between, self.between = self.between, None
-        if between is not None:
-            between()
-        return self._docs.commit(commits)
-
-
 def _done(action: str) -> Any:
     from common.receipts import Ending, Status
 
@@ -249,7 +232,7 @@ def test_leads_written_while_a_pause_takes_hold_follow_it() -> None:
     body = request(run, free_leads(1), actions=["drive"])
     world.schedule(body)
     world.pump()
-    racing = _Interleaved(world.docs, lambda: control(world, run, "pause"))
+    racing = Interleaved(world.docs, lambda: control(world, run, "pause"))
     world.store = Store(racing, lease_s=60)  # type: ignore[arg-type]
     world.schedule({**body, "leads": free_leads(1, prefix="late")})
     assert racing.between is None  # the pause got in between
