@@ -15,9 +15,28 @@ from pathlib import Path
 from typing import Any
 
 import requests
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
 
 from common.counts import recount
 from common.receipts import TERMINAL
+
+# A server may close a kept-alive connection while it is idle (functions-framework's gunicorn after
+# 2 s); a request sent on it just then is reset before any answer. Every request of the API may
+# be sent again (docs/api.md: a repeated schedule or command changes nothing more), so a request
+# reset on its connection is sent once more, on a new one; an answer, whatever its status, is kept.
+RESENT = Retry(
+    total=2, connect=2, read=1, status=0, other=0, allowed_methods=None, backoff_factor=0.1
+)
+
+
+def session() -> requests.Session:
+    """A session that sends a request once more when its connection was reset."""
+    found = requests.Session()
+    adapter = HTTPAdapter(max_retries=RESENT)
+    found.mount("http://", adapter)
+    found.mount("https://", adapter)
+    return found
 
 
 class SettleTimeout(TimeoutError):
@@ -88,7 +107,7 @@ class LeadRunClient:
         """`env` as in stack.env; `id_token`: a real Firebase ID token for `uid` (production,
         where there is no sandbox to mint one)."""
         self.env = dict(env)
-        self.session = requests.Session()
+        self.session = session()
         self.sandbox = Sandbox(self.env.get("WORKSPACE_SANDBOX_URL", "").rstrip("/"), self.session)
         self.uid = uid
         self._tokens: dict[str, str] = {uid: id_token} if id_token else {}
