@@ -9,7 +9,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from common.receipts import TERMINAL, public_receipt
+from common.lead_pages import public_receipt
+from common.receipts import TERMINAL
 
 ACTION_ORDER: tuple[str, ...] = ("calendar", "email", "drive")
 # Progress/summary buckets: a terminal receipt's outcome, else its status.

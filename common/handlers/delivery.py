@@ -184,8 +184,11 @@ def _lead_of(lead_doc: dict[str, Any] | None) -> Lead | None:
         return None
 
 
-def handle_delivery(deps: Deps, delivery: Delivery, effect: Effect) -> str:
-    """Run `effect` at most once for this receipt; returns the outcome for the log."""
+def handle_delivery(
+    deps: Deps, delivery: Delivery, effect: Effect, revert: Effect | None = None
+) -> str:
+    """Run `effect` at most once for this receipt (or `revert`, once, when an undo queued
+    one for what it made); returns the outcome for the log."""
     say = _Story(delivery, deps.clock)
     d = delivery
     owner = f"{d.message_id}:{uuid.uuid4().hex[:12]}"
@@ -204,6 +207,10 @@ def handle_delivery(deps: Deps, delivery: Delivery, effect: Effect) -> str:
     if claim.braked:  # acknowledged: a pause must not spend delivery attempts
         say("paused by its owner: acknowledged, resumes when resumed", outcome="paused")
         return "paused"
+    reverting = claim.receipt.reverting and claim.receipt.terminal
+    if reverting:
+        assert revert is not None, f"no revert for {d.action}"
+        effect = revert
 
     def record(outcome: Outcome) -> Receipt | None:
         return deps.receipts.record(
@@ -219,7 +226,7 @@ def handle_delivery(deps: Deps, delivery: Delivery, effect: Effect) -> str:
         say("no readable lead: recorded as failed", severity="ERROR", outcome="permanent_error")
         return "permanent_error"
     settings = deps.receipts.lead_settings(d.run_id, lead_doc)
-    if d.publish_time and now - d.publish_time > deps.max_age:
+    if d.publish_time and now - d.publish_time > deps.max_age and not reverting:
         record(Outcome(failed("expired", "expired", f"older than {deps.max_age}; replay to retry")))
         if d.action == "calendar":
             close_email_after_failed_booking(deps.receipts, d.run_id, d.lead_doc_id, settings)
@@ -259,6 +266,8 @@ def handle_delivery(deps: Deps, delivery: Delivery, effect: Effect) -> str:
     if recorded is None:
         say("finished meanwhile by another delivery", outcome="duplicate")
         return "duplicate"
+    if recorded.reverting and recorded.terminal:  # undone while this delivery made its effect
+        deps.bus.publish([Outgoing(d.run_id, d.lead_doc_id, d.action)], traceparent=d.traceparent)
     return _told(say, d, recorded, deps.receipts, settings)
 
 
