@@ -247,6 +247,12 @@ def funnel_table(view: RunView) -> Table:
         ("pending", c.get("pending", 0), "white"),
         ("waiting", c.get("waiting", 0), "magenta"),
     ]
+    # Control's cancel and undo: shown once they have ended or taken back something.
+    stages += [
+        (name, c[key], "dim")
+        for name, key in (("cancelled", "cancelled"), ("reverted", "reverted"))
+        if c.get(key)
+    ]
     top = max([value for _, value, _ in stages] + [1])
     table = Table(title=f"diagnostics funnel · {view.run_id}", title_justify="left")
     table.add_column("stage")
@@ -284,6 +290,7 @@ def leads_table(view: RunView) -> Table:
         "failed": "bold red",
         "pending": "yellow",
         "waiting": "magenta",
+        "reverted": "dim",
     }
     for row in view.leads:
         links = " ".join(

@@ -8,9 +8,11 @@ from typing import Any
 
 import pytest
 import requests
+from rich.console import Console
 
-from leadrun import cli
+from leadrun import cli, terminal
 from leadrun.client import LeadRunClient
+from leadrun.views import build_view
 from tests.unit.test_cli_steer import response
 
 COUNTS = {"toRevert": {"events": 3, "folders": 2, "drafts": 1}, "unrecallable": {"sent": 4}}
@@ -213,3 +215,36 @@ def test_the_client_asks_for_a_preview_only_when_told(monkeypatch: pytest.Monkey
         {"runId": "run-1", "command": "undo", "leadDocIds": ["lead-7"], "preview": True},
         {"runId": "run-1", "command": "undo"},
     ]
+
+
+def test_status_shows_the_reverts_queued_and_made() -> None:
+    def receipt(action: str, status: str, outcome: str | None, revert: Any) -> dict[str, Any]:
+        return {"action": action, "status": status, "outcome": outcome, "revert": revert}
+
+    made = {"at": "2026-11-26T15:01:00Z", "effect": "event_cancelled"}
+    rows = [
+        (
+            "lead-1",
+            {"status": "accepted", "lead": {"email": "a@acme.test"}},
+            {
+                "calendar": receipt("calendar", "reverted", "booked", made),
+                "email": receipt("email", "done", "sent", None),
+                "drive": receipt("drive", "done", "created", {"at": None, "effect": None}),
+            },
+        ),
+        (
+            "lead-2",
+            {"status": "accepted", "lead": {"email": "b@acme.test"}},
+            {"calendar": receipt("calendar", "cancelled", None, None)},
+        ),
+    ]
+    funnel = {"runId": "run-1", "dryRun": False, "counts": {"reverted": 1, "cancelled": 1}}
+    view = build_view(funnel, rows)
+    first, second = view.leads
+    assert first.status == "reverted"
+    assert first.outcome == "booked (reverted) · sent · created (reverting)"
+    assert second.outcome == "cancelled"
+    console = Console(record=True, width=150)
+    console.print(terminal.funnel_table(view))
+    funnel_text = console.export_text()
+    assert "reverted" in funnel_text and "cancelled" in funnel_text
