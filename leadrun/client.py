@@ -166,7 +166,7 @@ class LeadRunClient:
         **filters: str,
     ) -> requests.Response:
         """GET one page of a run's leads with their receipts (`filters`: `status`, `reason`,
-        `waiting`, `paused`, as CONTRACT §6 v1.2 names them)."""
+        `waiting`, `paused`, as docs/api.md, "Diagnostics", names them)."""
         params: dict[str, Any] = {"runId": run_id, **filters}
         if page_size is not None:
             params["pageSize"] = page_size
