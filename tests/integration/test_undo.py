@@ -14,6 +14,7 @@ import pytest
 import requests
 
 from leadrun.client import LeadRunClient
+from tests.integration.test_steering import gained, made, started
 from tests.support import (
     counts_equal_recount,
     free_leads,
@@ -157,11 +158,12 @@ def test_reverts_meeting_faults_after_their_effect_are_each_made_once(
     client: LeadRunClient,
 ) -> None:
     run_id, host, _ = settled_run(client, free=8, full=0)
-    client.sandbox.fault("calendar.events.delete", 503, 0.5, after_effect=True)
-    client.sandbox.fault("drive.files.update", 503, 0.5, after_effect=True)
+    client.sandbox.fault("calendar.events.delete", 503, 1.0, after_effect=True, count=3)
+    client.sandbox.fault("drive.files.update", 503, 1.0, after_effect=True, count=3)
     answer = undo(client, run_id)
     assert answer.status_code == 200 and answer.json()["affected"] == 16
     receipts = reverted(client, run_id)
+    assert [f["fired"] for f in client.sandbox.state()["faults"]] == [3, 3]
     client.sandbox.clear_faults()
     statuses = Counter((a, r["status"]) for (_, a), r in receipts.items())
     assert statuses == {("calendar", "reverted"): 8, ("drive", "reverted"): 8, ("email", "done"): 8}
@@ -184,3 +186,31 @@ def test_a_dry_runs_undo_reverts_nothing_and_says_so(client: LeadRunClient) -> N
         "active",
     )
     assert receipts_by_key(client, run_id) == before
+
+
+@pytest.mark.slow
+def test_undo_of_a_running_run_brakes_it_and_reverts_what_it_made(client: LeadRunClient) -> None:
+    run_id, host, _ = started(client, leads=60)
+    answer = undo(client, run_id)
+    assert answer.status_code == 200, answer.text
+    found = answer.json()
+    assert found["state"] == "cancelled"
+    before = made(client, run_id, host)
+    time.sleep(5)
+    flying = Counter(entry["action"] for entry in found["inFlight"])
+    for kind, count in gained(before, made(client, run_id, host)).items():
+        assert count <= flying[kind], (kind, count, found["inFlight"])
+    receipts = reverted(client, run_id)
+    now = host_state(client, run_id, host)
+    assert {e["status"] for e in now["events"]} <= {"cancelled"} and now["drafts"] == []
+    assert all(f["trashed"] for f in now["folders"])
+    statuses = Counter((a, r["status"]) for (_, a), r in receipts.items())
+    assert statuses[("calendar", "reverted")] == len(now["events"])
+    assert statuses[("drive", "reverted")] == len(now["folders"])
+    assert statuses[("email", "done")] == len(now["messages"])  # sent before the undo
+    assert sum(statuses.values()) == 180 and not {s for _, s in statuses} - {
+        "reverted",
+        "cancelled",
+        "done",
+    }
+    counts_equal_recount(client, run_id)
