@@ -137,6 +137,11 @@ class Receipt:
         return self.revert is not None and self.revert.at is None
 
     @property
+    def to_revert(self) -> bool:
+        """Whether it ended having made something whose revert an undo queued."""
+        return self.reverting and self.terminal
+
+    @property
     def closed(self) -> bool:
         """Terminal with no revert queued: no delivery has anything to do with it."""
         return self.terminal and not self.reverting
@@ -186,7 +191,7 @@ class Receipt:
         """The action ended: terminal, lease given back. A revert queued while its delivery
         worked stays queued if that delivery made something. A revert that ends here (Google
         refused it for good) leaves the receipt as it was, with the error."""
-        if self.reverting and self.terminal:
+        if self.to_revert:
             return replace(self, error=ending.error, revert=None, waiting=None, lease=None)
         ended = replace(
             self,

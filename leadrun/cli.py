@@ -462,6 +462,18 @@ def cmd_redrive(args: argparse.Namespace) -> int:
 
 
 # -- parser -----------------------------------------------------------------------------------
+def _run_and_leads(parser: argparse.ArgumentParser) -> None:
+    """A steering command's run, and the leads it may be narrowed to."""
+    parser.add_argument("run_id", metavar="RUN_ID")
+    parser.add_argument(
+        "--lead",
+        action="append",
+        default=[],
+        metavar="ID",
+        help="only this lead (repeat for more; default: the whole run)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The `leadrun` argument parser."""
     common = argparse.ArgumentParser(add_help=False)
@@ -529,14 +541,7 @@ def build_parser() -> argparse.ArgumentParser:
     }
     for name in STEER_COMMANDS:
         steer = sub.add_parser(name, parents=[common], help=f"{helps[name]}, via CONTROL_URL")
-        steer.add_argument("run_id", metavar="RUN_ID")
-        steer.add_argument(
-            "--lead",
-            action="append",
-            default=[],
-            metavar="ID",
-            help="only this lead (repeat for more; default: the whole run)",
-        )
+        _run_and_leads(steer)
         steer.add_argument(
             "--yes", action="store_true", help="do not ask for confirmation (cancel asks)"
         )
@@ -553,14 +558,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="cancel what is not done yet and take back what was made (previews, then asks), "
         "via CONTROL_URL",
     )
-    undo.add_argument("run_id", metavar="RUN_ID")
-    undo.add_argument(
-        "--lead",
-        action="append",
-        default=[],
-        metavar="ID",
-        help="only this lead (repeat for more; default: the whole run)",
-    )
+    _run_and_leads(undo)
     undo.add_argument(
         "--preview", action="store_true", help="only say what undo would do; change nothing"
     )

@@ -275,10 +275,10 @@ def _undone(
     for action, receipt in before.items():
         after = moved.get(action, receipt)
         steered.sent += receipt.unrecallable
-        if action in moved and after.reverting and after.terminal:
+        if action in moved and after.to_revert:
             steered.to_revert[str(receipt.made)] += 1
             steered.queued.append((lead_id, action))
-        elif after.reverting and after.terminal and not after.waits_past(flow.due_by(now)):
+        elif after.to_revert and not after.waits_past(flow.due_by(now)):
             steered.publish.append(Outgoing(run_id, lead_id, action))
 
 
@@ -304,7 +304,7 @@ def _plan_reverts(store: Store, pace: Pace, run_id: str, steered: Steered, now: 
 
     def move(lead_id: str, r: Receipt, _receipts: Mapping[str, Receipt]) -> Receipt | None:
         plan = planned.get((lead_id, r.action))
-        if plan is None or not (r.reverting and r.terminal):
+        if plan is None or not r.to_revert:
             return None
         return r.planned_at(*plan, now)
 
