@@ -205,6 +205,10 @@ class Documents(Protocol):
         (run, lead, action, data)."""
         ...
 
+    def next_wait(self, after_stamp: str | None = None) -> str | None:
+        """The soonest `waiting.until` of a receipt with work left (after `after_stamp`)."""
+        ...
+
 
 def guard_of(found: Stored | None) -> Any:
     """The guard of a write to a document read as `found`."""

@@ -185,3 +185,16 @@ class FirestoreDocuments:
         for snap in query.order_by("waiting.until").stream():
             lead_ref = snap.reference.parent.parent
             yield lead_ref.parent.parent.id, lead_ref.id, snap.id, snap.to_dict() or {}
+
+    def next_wait(self, after_stamp: str | None = None) -> str | None:
+        """The soonest wait's end (the due query's index, one document read)."""
+        query = self.db.collection_group("receipts").where(
+            filter=FieldFilter("sweepable", "==", True)
+        )
+        if after_stamp is not None:
+            query = query.where(filter=FieldFilter("waiting.until", ">", after_stamp))
+        else:
+            query = query.where(filter=FieldFilter("waiting.until", ">", ""))
+        for snap in query.order_by("waiting.until").limit(1).stream():
+            return str(((snap.to_dict() or {}).get("waiting") or {}).get("until"))
+        return None

@@ -52,11 +52,12 @@ class Holds(Protocol):
 
 
 class Bus(Protocol):
-    """Publishes lead action messages (`common.bus.PubSubBus`)."""
+    """Publishes lead action messages, and wakes the sweeper (`common.bus.PubSubBus`)."""
 
     def publish(
         self, messages: Iterable[Any], timeout_s: float = 30.0, traceparent: str | None = None
     ) -> int: ...
+    def wake(self, timeout_s: float = 30.0) -> None: ...
 
 
 class FreeBusy(Protocol):

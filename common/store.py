@@ -31,7 +31,7 @@ from common.documents import (
     guarded,
 )
 from common.lead_pages import facets_follow
-from common.models import stamp
+from common.models import parse_time, stamp
 from common.pacing import BRIEF
 from common.receipts import Ending, LeaseHeld, Receipt, changes, lead_wait_change
 from common.runs import ReceiptMissing, Runs
@@ -200,6 +200,11 @@ class Store(Runs):
         first, read as they are iterated: (runId, leadDocId, action, receipt)."""
         rows = self.docs.due_receipts(stamp(by), None if after is None else stamp(after))
         return ((run, lead, action, Receipt.from_doc(doc)) for run, lead, action, doc in rows)
+
+    def next_wait(self, after: datetime | None = None) -> datetime | None:
+        """When the soonest wait (after `after`) ends, or None: one indexed read."""
+        found = self.docs.next_wait(None if after is None else stamp(after))
+        return None if found is None else parse_time(found)
 
     def touch_receipt(self, run_id: str, lead_doc_id: str, action: str) -> None:
         """Move `updatedAt`, so the next sweep waits a full period before publishing again."""

@@ -236,9 +236,12 @@ def wait_ready(stack: Stack, names: Sequence[str], deadline: float) -> None:
                 pending.remove(name)
             elif state in ("down", "foreign"):
                 info = stack.processes[name]
-                why = (
-                    "exited" if state == "down" else f"port {info.port} is held by another process"
+                # One that gave up binding its port (gunicorn tries for a few seconds) exited
+                # for the same reason as one seen beside another process's listener.
+                clash = state == "foreign" or any(
+                    e in log_tail(info.log).lower() for e in _BIND_ERRORS
                 )
+                why = f"port {info.port} is held by another process" if clash else "exited"
                 raise ComponentFailed(name, state, f"{name} {why} during startup", info.log)
         if pending and time.monotonic() >= deadline:
             name = pending[0]

@@ -171,6 +171,23 @@ class MemoryDocuments:
             found.sort(key=lambda row: (row[3]["waiting"]["until"], row[:3]))
             return iter(found)
 
+    def next_wait(self, after_stamp: str | None = None) -> str | None:
+        """The soonest wait's end (after `after_stamp`)."""
+        with self._lock:
+            return _next_wait(self.docs, after_stamp)
+
+
+def _next_wait(docs: Any, after_stamp: str | None) -> str | None:
+    found = [
+        until
+        for path, doc in docs.items()
+        if len(parts := path.split("/")) == 6 and parts[4] == "receipts"
+        if doc.data.get("sweepable") is True
+        and isinstance(until := (doc.data.get("waiting") or {}).get("until"), str)
+        and (after_stamp is None or until > after_stamp)
+    ]
+    return min(found, default=None)
+
 
 def _due(data: dict[str, Any], now_stamp: str) -> bool:
     until = (data.get("waiting") or {}).get("until")
@@ -440,6 +457,11 @@ class FakeBus:
 
     def __init__(self) -> None:
         self.published: list[Any] = []
+        self.wakes = 0
+
+    def wake(self, timeout_s: float = 30.0) -> None:
+        """Count a wake of the sweeper."""
+        self.wakes += 1
 
     def publish(
         self, messages: Iterable[Any], timeout_s: float = 30.0, traceparent: str | None = None

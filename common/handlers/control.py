@@ -24,7 +24,7 @@ from common import flow
 from common.bus import Outgoing
 from common.documents import Contended
 from common.handlers.diagnostics import funnel
-from common.handlers.intake import HttpResult, Pace, error, eta_of, reserve_starts
+from common.handlers.intake import HttpResult, Pace, error, eta_of, reserve_starts, wake
 from common.limits import ACTION_API
 from common.log import log
 from common.models import Id, field_errors
@@ -116,6 +116,8 @@ def handle_control(
         _plan_reverts(store, pace, request.runId, steered, now)
     if steered.publish:
         bus.publish(steered.publish)
+    if steered.reserved:  # starts planned in the lanes: some may wait in the store
+        wake(bus, request.runId)
     log(
         f"control {request.command}",
         labels={"runId": request.runId},

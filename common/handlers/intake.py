@@ -125,6 +125,14 @@ class IntakePlan:
     # Each accepted lead's actions and receipts as they will be stored: what to publish.
     written: list[tuple[str, list[str], Mapping[str, Receipt]]] = field(default_factory=list)
 
+    def waits(self) -> bool:
+        """Whether it leaves a receipt waiting for a start (the sweeper publishes it then)."""
+        return any(
+            r.waiting is not None and not r.paused
+            for _, _, receipts in self.written
+            for r in receipts.values()
+        )
+
     def messages(self, due: datetime) -> list[Outgoing]:
         """What to publish once the request is written (`flow.publishable`), counting a
         receipt that waits for a start by `due`: that start came while the request was being
@@ -134,6 +142,15 @@ class IntakePlan:
             for lead_id, actions, receipts in self.written
             for action in flow.publishable(actions, receipts, due)
         ]
+
+
+def wake(bus: Bus, run_id: str) -> None:
+    """Wake the sweeper for waits just written (a tick may have ended, nothing due then);
+    if that fails, the next scheduled tick publishes them, late by up to its period."""
+    try:
+        bus.wake()
+    except Exception as exc:
+        log(f"sweeper not woken: {exc!r}", severity="WARNING", labels={"runId": run_id})
 
 
 def _lead_doc(
@@ -400,6 +417,8 @@ def handle_schedule(
             "unavailable",
             "leads are recorded but not all were queued; send the same request again",
         )
+    if plan.waits():
+        wake(bus, request.runId)
     store.touch_run(request.runId)
     counts = Counter(m.action for m in messages)
     log(

@@ -3,9 +3,15 @@
 Pacing (docs/api.md, "Receipts": `waiting`): a lead that schedule gave a later start in its host's
 lane, or that Google's limits held back, waits in Firestore, not in Pub/Sub (a nack would spend a
 delivery attempt). For the length of a tick (`loop_s`: Cloud Scheduler ticks once a minute) the
-sweeper publishes, every `RESUME_EVERY`, the waiting receipts whose start falls within the next
-`LOOKAHEAD`; each delivery then waits in process for its exact start. While a lane is held back or
-slowed, the leads that fall due are first spaced anew at the lane's current rate.
+sweeper publishes the waiting receipts whose start falls within the next `LOOKAHEAD`, in passes
+at least `RESUME_EVERY` apart, each when the soonest wait it knows of falls due; each delivery
+then waits in process for its exact start. While a lane is held back or slowed, the leads that
+fall due are first spaced anew at the lane's current rate.
+
+Nothing is spent at rest: a tick reads the soonest wait (one indexed read) and ends as soon as
+nothing falls due before the tick does; a backlog waiting for a window hours away costs nothing
+until it falls due. A writer that leaves a wait starting before the next tick (schedule, a resume,
+an undo) wakes the sweeper (`Bus.wake`), as Cloud Scheduler does.
 
 The safety net under "no lead without a receipt": Pub/Sub redelivers what it was given, but a
 message can still be lost before it gets there (a publish that never happened after a crash, an
@@ -209,21 +215,28 @@ def sweep(
 ) -> int:
     """One tick: republish what was lost, then publish what falls due until `loop_s` seconds
     after the tick began (the scheduler's period: a start between two ticks would wait for the
-    next one's first pass, and the lane it is in would keep that lag)."""
+    next one's first pass, and the lane it is in would keep that lag). Between passes it sleeps
+    until the soonest wait falls due; it ends when none does before the tick ends."""
     ends = clock() + timedelta(seconds=loop_s)
     republished = republish_stale(store, bus, stale_after, clock())
     resumed = 0
     published = published_here(stale_after)
     after: datetime | None = None  # the first pass looks at everything due
+    passed: datetime | None = None  # when the last pass ran
     while True:
+        upcoming = store.next_wait(after)
+        if upcoming is None or upcoming - LOOKAHEAD >= ends:
+            break
         now = clock()
+        wake = max(upcoming - LOOKAHEAD, now if passed is None else passed + RESUME_EVERY)
+        if wake >= ends:
+            break
+        sleep(max((wake - now).total_seconds(), 0.0))
+        passed = now = clock()
         count, complete = _resume_pass(store, bus, now, pace, published, after)
         resumed += count
         if complete:  # else the next pass looks from the same place: the rest is due there
             after = now + LOOKAHEAD
-        if clock() + RESUME_EVERY > ends:
-            break
-        sleep(RESUME_EVERY.total_seconds())
     log(
         "sweep",
         outcome="republished" if republished or resumed else "nothing due",

@@ -22,9 +22,15 @@ PUSH_SPECS = [spec for spec in topology.FUNCTIONS if spec.subscription is not No
 # Least privilege, as agreed for each function (docs/deploy.md): the topics it may publish to,
 # and whether it signs its own domain-wide-delegation tokens.
 PUBLISHES_TO = {
-    "schedule": {topology.TOPIC_CALENDAR, topology.TOPIC_DRIVE, topology.TOPIC_NOTIFY},
-    # Resume and replay publish the actions they set going again, as schedule does.
-    "control": set(topology.ACTION_TOPICS.values()),
+    # Both wake the sweeper for the waits they write (lead-sweep).
+    "schedule": {
+        topology.TOPIC_CALENDAR,
+        topology.TOPIC_DRIVE,
+        topology.TOPIC_NOTIFY,
+        topology.TOPIC_SWEEP,
+    },
+    # Resume, replay and undo publish the actions they set going again, as schedule does.
+    "control": {*topology.ACTION_TOPICS.values(), topology.TOPIC_SWEEP},
     "book": {topology.TOPIC_NOTIFY},
     # The sweeper re-publishes stale actions to their topics; it never calls Workspace.
     "sweep": set(topology.ACTION_TOPICS.values()),

@@ -159,17 +159,13 @@ def test_concurrent_inserts_are_counted_and_unique(sandbox_url: str, state: Any)
         )
         return answer.status_code
 
-    started = time.monotonic()
     with ThreadPoolExecutor(max_workers=32) as pool:
         codes = list(pool.map(insert, range(600)))
-    elapsed = time.monotonic() - started
     assert codes.count(200) == 50
     assert codes.count(409) == 550
     snapshot = state()
     assert len(snapshot["events"]) == 50
     assert snapshot["calls"]["calendar.events.insert"] == 600
-    # ~700/s when idle; the bound leaves room for a busy shared machine
-    assert 600 / elapsed > 150, f"only {600 / elapsed:.0f} requests/s"
 
 
 def test_cli_starts_on_a_free_port_and_answers_health() -> None:

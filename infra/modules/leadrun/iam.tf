@@ -1,8 +1,9 @@
 # Least privilege, one service account per function (functions.tf):
 #   every function       roles/datastore.user (receipts, counters, holds)
-#   schedule             publishes to lead-calendar, lead-drive, lead-notify
-#   control              publishes to lead-calendar, lead-drive, lead-notify (resume and replay
-#                        publish the actions they set going again)
+#   schedule             publishes to lead-calendar, lead-drive, lead-notify, and lead-sweep
+#                        (wakes the sweeper for the waits it writes)
+#   control              publishes to lead-calendar, lead-drive, lead-notify (resume, replay and
+#                        undo publish the actions they set going again), and lead-sweep
 #   book                 publishes to lead-notify
 #   sweep                publishes to lead-calendar, lead-drive, lead-notify (re-publishes stale actions)
 #   book, notify, drive  sign their own domain-wide-delegation JWTs (IAM signJwt, no key file)
@@ -13,9 +14,11 @@ locals {
     "schedule/lead-calendar" = { function = "schedule", topic = "lead-calendar" }
     "schedule/lead-drive"    = { function = "schedule", topic = "lead-drive" }
     "schedule/lead-notify"   = { function = "schedule", topic = "lead-notify" }
+    "schedule/lead-sweep"    = { function = "schedule", topic = "lead-sweep" }
     "control/lead-calendar"  = { function = "control", topic = "lead-calendar" }
     "control/lead-drive"     = { function = "control", topic = "lead-drive" }
     "control/lead-notify"    = { function = "control", topic = "lead-notify" }
+    "control/lead-sweep"     = { function = "control", topic = "lead-sweep" }
     "book/lead-notify"       = { function = "book", topic = "lead-notify" }
     "sweep/lead-calendar"    = { function = "sweep", topic = "lead-calendar" }
     "sweep/lead-drive"       = { function = "sweep", topic = "lead-drive" }

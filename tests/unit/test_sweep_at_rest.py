@@ -1,0 +1,89 @@
+"""The sweeper at rest (a fake clock; the store's queries counted): a tick with nothing due within
+its minute ends after looking once; a backlog waiting hours away costs nothing; what falls due
+within the tick is published at its time; a writer of near waits wakes the sweeper."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from common.handlers import sweep
+from common.models import parse_time
+from common.pacing import parse_limits
+from tests.support import free_leads, request, unique
+from tests.unit.world import World
+
+GMAIL = {"gmail": {"units": 1100, "perSeconds": 2}}  # a confirmation every ~0.21 s in the lane
+SLOW_GMAIL = {"gmail": {"units": 1100, "perSeconds": 7200}}  # ten confirmations in two hours
+QUERIES = ("next_wait", "due_receipts", "stale_receipts")
+
+
+def counted(monkeypatch: pytest.MonkeyPatch, limits: Any = None) -> tuple[World, Counter[str]]:
+    world = World() if limits is None else World(limits=parse_limits(json.dumps(limits)))
+    queries: Counter[str] = Counter()
+    for name in QUERIES:
+        method = getattr(world.docs, name)
+
+        def count(*args: Any, _name: str = name, _method: Any = method) -> Any:
+            queries[_name] += 1
+            return _method(*args)
+
+        monkeypatch.setattr(world.docs, name, count)
+    return world, queries
+
+
+def tick(world: World) -> int:
+    return sweep.sweep(
+        world.store,
+        world.bus,
+        world.pace,
+        stale_after=timedelta(minutes=10),
+        loop_s=60.0,
+        clock=world.clock,
+        sleep=world.wait,
+    )
+
+
+def test_a_tick_with_nothing_waiting_ends_after_one_look(monkeypatch: pytest.MonkeyPatch) -> None:
+    world, queries = counted(monkeypatch)
+    started = world.clock()
+    assert tick(world) == 0
+    assert queries == {"stale_receipts": 1, "next_wait": 1}
+    assert world.clock() == started  # it slept not at all
+
+
+def test_a_backlog_waiting_hours_away_costs_one_look_a_tick(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    world, queries = counted(monkeypatch, SLOW_GMAIL)
+    run = unique("backlog")
+    world.schedule(request(run, free_leads(40), actions=["email"]))
+    world.bus.published.clear()
+    queries.clear()
+    assert tick(world) == 0
+    assert queries == {"stale_receipts": 1, "next_wait": 1}
+
+
+def test_what_falls_due_within_the_tick_is_published_at_its_start(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    world, queries = counted(monkeypatch, GMAIL)
+    run = unique("due")
+    body = request(run, free_leads(20), actions=["email"])
+    world.schedule(body)
+    assert world.bus.wakes == 1  # schedule left waits: it woke the sweeper
+    published_now = len(world.bus.published)
+    starts = sorted(
+        r["waiting"]["until"] for r in world.receipts(run).values() if r["waiting"] is not None
+    )
+    assert published_now + len(starts) == 20 and starts
+    world.bus.published.clear()
+    assert tick(world) == len(starts)
+    last = max(starts)
+    # It ended once the last wait was published: no minute of polling after it.
+    assert world.clock() <= parse_time(last)
+    assert queries["due_receipts"] <= len(starts) + 1
