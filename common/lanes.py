@@ -24,6 +24,8 @@ from common import paths
 from common.clock import SYSTEM, Clock
 from common.documents import SERVER_TIME, Commit, Decision, Documents, Stored, change, guarded
 from common.limits import Limit
+from common.log import log
+from common.models import stamp
 from common.pacing import BRIEF, Limits, Plan, plan_lane, recovered, under_refused
 
 SLOWDOWN = 0.5  # a refused call halves the lane's rate (a prompt refusal: by a tenth)...
@@ -190,9 +192,13 @@ class Lanes:
         `pacing.recovered` brings it back to after any later slowdown. A refusal of the same kind
         while the gate is closed met a call already on its way: the wait in force stands, and
         it is not one more wait in a row (otherwise every call in flight when the gate closed
-        would double the wait once more)."""
+        would double the wait once more). Each refusal writes one log line: whether the lane
+        slowed down (`lane` "slowed") or met a call already on its way ("held")."""
+
+        decided: dict[str, float | None] = {}
 
         def decide(lane: Lane) -> tuple[Limit, dict[str, Any] | None]:
+            decided.clear()
             current = lane.closed(now)
             if current is not None and (
                 current.until >= limit.until or current.reason == limit.reason
@@ -209,9 +215,21 @@ class Lanes:
                 fields["factor"] = max(MIN_FACTOR, slower)
                 fields["changedAt"] = now
                 fields["refusedFactor"] = refused
+            decided.update(factor=fields.get("factor"))
             return limit, fields
 
         result: Limit = self._change(host, limit.api, decide)
+        factor = decided.get("factor")  # the decision committed (the last round's)
+        log(
+            "google refused a call",
+            severity="WARNING",
+            labels={"api": limit.api},
+            host=host,
+            reason=limit.reason,
+            lane="held" if factor is None else "slowed",
+            factor=factor,
+            until=stamp(result.until),
+        )
         return result
 
     def passed(self, host: str, api: str, now: datetime, *, in_use: bool) -> None:

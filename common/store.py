@@ -212,16 +212,16 @@ class Store(Runs):
 
     def stale_receipts(
         self, older_than: datetime, now: datetime, limit: int
-    ) -> list[tuple[str, str, str]]:
-        """(runId, leadDocId, action) of pending receipts untouched since `older_than`, unleased
-        and not waiting for one of Google's limits (those resume when due)."""
+    ) -> list[tuple[str, str, str, Receipt]]:
+        """(runId, leadDocId, action, receipt) of pending receipts untouched since `older_than`,
+        unleased and not waiting for one of Google's limits (those resume when due)."""
         found = []
         for run_id, lead_id, action, doc in self.docs.stale_receipts(older_than, limit):
             receipt = Receipt.from_doc(doc)
             held = receipt.paused and not receipt.cancelling  # a cancel ends it when published
             if receipt.leased(now) or held or receipt.waits_past(now):
                 continue
-            found.append((run_id, lead_id, action))
+            found.append((run_id, lead_id, action, receipt))
         return found
 
     def steer(

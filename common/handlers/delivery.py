@@ -200,14 +200,14 @@ def handle_delivery(
         # Schedule writes a lead with its receipts, so this is damage, not a race: say so in
         # the receipt rather than leave it pending for the sweeper to publish again and again.
         record(Outcome(failed("permanent_error", "lead_missing", "the lead document is missing")))
-        say("no readable lead: recorded as failed", severity="ERROR", outcome="permanent_error")
+        say("no readable lead", severity="ERROR", outcome="permanent_error", status=Status.FAILED)
         return "permanent_error"
     settings = deps.receipts.lead_settings(d.run_id, lead_doc)
     if d.publish_time and now - d.publish_time > deps.max_age and not reverting:
         record(Outcome(failed("expired", "expired", f"older than {deps.max_age}; replay to retry")))
         if d.action == "calendar":
             close_email_after_failed_booking(deps.receipts, d.run_id, d.lead_doc_id, settings)
-        say("message too old: recorded and dropped", severity="WARNING", outcome="expired")
+        say("message too old", severity="WARNING", outcome="expired", status=Status.FAILED)
         return "expired"
 
     dry_run = bool(run.get("dryRun"))

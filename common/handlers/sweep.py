@@ -17,7 +17,9 @@ The safety net under "no lead without a receipt": Pub/Sub redelivers what it was
 message can still be lost before it gets there (a publish that never happened after a crash, an
 emulator that drops a push). Once a tick the sweeper publishes again every receipt still `pending`
 long after its last change, with no live lease and no wait. Publishing again is always safe: a
-terminal receipt acknowledges a duplicate, and every effect is idempotent.
+terminal receipt acknowledges a duplicate, and every effect is idempotent. A run with such a
+receipt more than `OVERDUE` past its planned start (its run's `eta` is its last lead's start) is
+late: the sweeper says so in a log line, which an alert watches (docs/operations.md, "Alerts").
 """
 
 from __future__ import annotations
@@ -33,11 +35,12 @@ from common.handlers.intake import Pace
 from common.log import log
 from common.pacing import LOOKAHEAD
 from common.ports import Bus
-from common.receipts import Receipt
+from common.receipts import Receipt, Status
 from common.store import Store
 
 RESUME_EVERY = timedelta(milliseconds=250)
 RESUME_AT_MOST = 500  # receipts one pass publishes or spaces anew
+OVERDUE = timedelta(minutes=30)  # a pending action this long after its planned start is late
 Row = tuple[str, str, str, Receipt]
 Key = tuple[str, str, str, datetime]  # run, lead, action, the start it was published for
 
@@ -192,14 +195,20 @@ def republish_stale(
     """Publish again every stale pending action (at most `limit`); returns how many."""
     stale = store.stale_receipts(now - stale_after, now, limit)
     messages = []
-    for run_id, lead_doc_id, action in stale:
+    late: dict[str, int] = {}
+    for run_id, lead_doc_id, action, receipt in stale:
         if action == "email" and _waits_for_booking(store, run_id, lead_doc_id):
             continue
         messages.append(Outgoing(run_id, lead_doc_id, action))
+        due = receipt.planned or receipt.extra.get("createdAt")
+        if receipt.status is Status.PENDING and isinstance(due, datetime) and now - due > OVERDUE:
+            late[run_id] = late.get(run_id, 0) + 1
     if messages:
         bus.publish(messages)
         for message in messages:
             store.touch_receipt(message.run_id, message.lead_doc_id, message.action)
+    for run_id, count in late.items():
+        log("run pending past its eta", severity="WARNING", labels={"runId": run_id}, late=count)
     return len(messages)
 
 

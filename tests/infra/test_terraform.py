@@ -73,6 +73,7 @@ DEPLOY_VARIABLES = {
     "allowed_origins",
     "workspace_subjects",
     "operator_uids",
+    "notification_channels",
 }
 
 

@@ -31,6 +31,8 @@ module "leadrun" {
   operator_uids      = var.operator_uids
   function_secrets   = var.function_secrets
 
+  notification_channels = var.notification_channels
+
   default_max_instances       = 20
   max_instances               = var.max_instances
   firestore_delete_protection = true

@@ -40,6 +40,12 @@ variable "operator_uids" {
   default     = []
 }
 
+variable "notification_channels" {
+  description = "Cloud Monitoring notification channel ids the alerts notify; empty: none."
+  type        = list(string)
+  default     = []
+}
+
 variable "function_secrets" {
   description = "Function name => { ENV_VAR = secret id }."
   type        = map(map(string))

@@ -11,6 +11,8 @@ locals {
     "gmail.googleapis.com",
     "iam.googleapis.com",
     "iamcredentials.googleapis.com", # signJwt: keyless domain-wide delegation
+    "logging.googleapis.com",        # log-based metrics (monitoring.tf)
+    "monitoring.googleapis.com",     # alerts and the dashboard (monitoring.tf)
     "pubsub.googleapis.com",
     "run.googleapis.com",
     "secretmanager.googleapis.com",

@@ -57,6 +57,20 @@ variable "operator_uids" {
   }
 }
 
+variable "notification_channels" {
+  description = <<-EOT
+    Cloud Monitoring notification channels (projects/P/notificationChannels/ID) the alerts of
+    monitoring.tf notify. Empty by default: the alerts open incidents in the console only.
+  EOT
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for id in var.notification_channels : can(regex("^projects/[^/]+/notificationChannels/[^/]+$", id))])
+    error_message = "notification_channels must be ids of the form projects/PROJECT/notificationChannels/ID."
+  }
+}
+
 variable "default_max_instances" {
   description = "Maximum instances of each function, unless max_instances names it."
   type        = number
