@@ -153,6 +153,20 @@ class ActionRef(_Answer):
     action: Literal["calendar", "email", "drive"]
 
 
+class RevertCounts(_Answer):
+    """What an `undo` takes back (docs/api.md, "Control")."""
+
+    events: int = Field(description="Booked events deleted; each lead gets Google's cancellation.")
+    folders: int = Field(description="Created folders moved to the trash (recoverable 30 days).")
+    drafts: int = Field(description="Drafts deleted (availability requests, held confirmations).")
+
+
+class Unrecallable(_Answer):
+    """What an `undo` cannot take back."""
+
+    sent: int = Field(description="Sent emails: their receipts stay `done`/`sent`.")
+
+
 class ControlAnswer(_Answer):
     """200 of the control function: what the command did."""
 
@@ -160,7 +174,8 @@ class ControlAnswer(_Answer):
     command: Literal["pause", "resume", "cancel", "replay", "undo"]
     state: RunState = Field(description="The run's state after the command.")
     affected: int = Field(
-        description="Receipts whose course the command changed (replay: those published)."
+        description="Receipts whose course the command changed (replay: those published; "
+        "undo: those cancelled plus those queued for a revert)."
     )
     inFlight: list[ActionRef] = Field(
         description="Affected actions a delivery was working on when the command took hold: "
@@ -168,6 +183,16 @@ class ControlAnswer(_Answer):
         "no call after it."
     )
     eta: dict[HostEmail, Timestamp]
+    # Present on an `undo` answer only (its preview too); left out of every other command's.
+    toRevert: RevertCounts | None = Field(
+        default=None,
+        description="undo only: what it reverts (a preview: what it would revert). "
+        "0 each in a dry run.",
+    )
+    unrecallable: Unrecallable | None = Field(
+        default=None,
+        description="undo only: what it cannot take back. 0 in a dry run.",
+    )
 
 
 class PublicReceipt(BaseModel):

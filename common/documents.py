@@ -193,13 +193,14 @@ class Documents(Protocol):
     def stale_receipts(
         self, older_than: datetime, limit: int
     ) -> list[tuple[str, str, str, dict[str, Any]]]:
-        """Pending receipts of any run untouched since `older_than`: (run, lead, action, data)."""
+        """Receipts of any run with work left (`sweepable`) untouched since `older_than`:
+        (run, lead, action, data)."""
         ...
 
     def due_receipts(
         self, now_stamp: str, after_stamp: str | None = None
     ) -> Iterator[tuple[str, str, str, dict[str, Any]]]:
-        """Pending receipts of any run whose `waiting.until` (RFC 3339, UTC) is at or before
+        """Receipts of any run with work left whose `waiting.until` (RFC 3339, UTC) is at or before
         `now_stamp` (and after `after_stamp`), soonest first, read as they are iterated:
         (run, lead, action, data)."""
         ...

@@ -28,6 +28,7 @@ from common.handlers.diagnostics import (
 from common.handlers.drive import drive
 from common.handlers.intake import HttpResult, error, handle_schedule
 from common.handlers.notify import notify
+from common.handlers.revert import REVERTS
 from common.handlers.sweep import sweep
 from common.log import log, trace_field
 from common.models import LeadMessage, parse_time
@@ -264,7 +265,7 @@ def _deliver(event: CloudEvent, action: str, effect: Effect) -> None:
         )
         return
     try:
-        handle_delivery(app().deps, delivery, effect)
+        handle_delivery(app().deps, delivery, effect, REVERTS[action])
     except Retry as exc:
         # Raising makes functions-framework answer 500, so Pub/Sub redelivers with backoff.
         raise RuntimeError(f"retry: {exc}") from exc

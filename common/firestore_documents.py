@@ -154,11 +154,11 @@ class FirestoreDocuments:
     def stale_receipts(
         self, older_than: datetime, limit: int
     ) -> list[tuple[str, str, str, dict[str, Any]]]:
-        """Pending receipts untouched since `older_than` and not paused (collection-group index
-        on status + sweepable + updatedAt, infra/firestore.indexes.json)."""
+        """Receipts with work left (pending and not paused, or a revert queued) untouched
+        since `older_than` (collection-group index on sweepable + updatedAt,
+        infra/firestore.indexes.json)."""
         query = (
             self.db.collection_group("receipts")
-            .where(filter=FieldFilter("status", "==", "pending"))
             .where(filter=FieldFilter("sweepable", "==", True))
             .where(filter=FieldFilter("updatedAt", "<", older_than))
             .limit(limit)
@@ -172,11 +172,12 @@ class FirestoreDocuments:
     def due_receipts(
         self, now_stamp: str, after_stamp: str | None = None
     ) -> Iterator[tuple[str, str, str, dict[str, Any]]]:
-        """Waiting receipts now due (collection-group index on status + waiting.until,
-        infra/firestore.indexes.json). Stamps are all UTC with a Z, so text order is time order."""
+        """Waiting receipts (an action, or a revert) now due (collection-group index on sweepable
+        + waiting.until, infra/firestore.indexes.json). Stamps are all UTC with a Z, so text order
+        is time order."""
         query = (
             self.db.collection_group("receipts")
-            .where(filter=FieldFilter("status", "==", "pending"))
+            .where(filter=FieldFilter("sweepable", "==", True))
             .where(filter=FieldFilter("waiting.until", "<=", now_stamp))
         )
         if after_stamp is not None:

@@ -231,6 +231,18 @@ class GoogleCalendar(CalendarFreeBusy):
                 return None
             raise
 
+    def cancel_event(self, subject: str, calendar_id: str, event_id: str) -> bool:
+        """Delete the event, Google telling its attendees (`sendUpdates=all`); False when it
+        was gone already (410 once deleted, 404)."""
+        events = self._services("calendar", subject, "events")
+        try:
+            events.call("delete", calendarId=calendar_id, eventId=event_id, sendUpdates="all")
+        except HttpError as error:
+            if _status(error) in (404, 410):
+                return False
+            raise
+        return True
+
 
 def _first(items: list[dict[str, Any]] | None) -> dict[str, Any] | None:
     return items[0] if items else None
@@ -280,13 +292,15 @@ class GmailMailer:
         answer = self._drafts(sender).call("list", userId="me", q=q)
         return list(answer.get("drafts") or [])
 
-    def delete_draft(self, sender: str, draft_id: str) -> None:
-        """Delete a draft for good; one already gone is no error."""
+    def delete_draft(self, sender: str, draft_id: str) -> bool:
+        """Delete a draft for good; False when it was gone already (no error)."""
         try:
             self._drafts(sender).call("delete", userId="me", id=draft_id)
         except HttpError as error:
             if _status(error) != 404:
                 raise
+            return False
+        return True
 
 
 class DriveFolders:
@@ -341,3 +355,14 @@ class DriveFolders:
                 return None
             raise
         return None if found.get("trashed") else found
+
+    def trash_folder(self, owner: str, folder_id: str) -> bool:
+        """Move the folder to the trash (recoverable for 30 days); False when it is gone."""
+        files = self._services("drive", owner, "files")
+        try:
+            files.call("update", fileId=folder_id, body={"trashed": True}, fields="id,trashed")
+        except HttpError as error:
+            if _status(error) == 404:
+                return False
+            raise
+        return True

@@ -13,16 +13,44 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from common.counts import WAITING
-from common.receipts import Receipt, lead_facets, receipt_facets
+from common.receipts import PAUSED, Receipt, Status
 
 FACETS = "facets"
 _CURSOR_MARK = "l1."
 _ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
+
+
+def receipt_facets(receipt: Receipt | None) -> list[str]:
+    """The facets one receipt gives its lead: `status_<status>`, `reason_<reason>`, and
+    `waiting` (held back by a limit) or `paused` while pending."""
+    if receipt is None:
+        return []
+    found = [f"status_{receipt.status.value}"]
+    if receipt.reason:
+        found.append(f"reason_{receipt.reason}")
+    if receipt.status is Status.PENDING and receipt.paused:
+        found.append(PAUSED)
+    elif receipt.status is Status.PENDING and receipt.waiting is not None:
+        found.append("waiting")
+    return sorted(found)
+
+
+def lead_facets(by_action: Mapping[str, Iterable[str]]) -> dict[str, Any]:
+    """A lead's facet fields from each action's facets: `receiptFacets` (per action, so one
+    receipt's change needs no read of its siblings) and `facets` (their union, queried)."""
+    kept = {action: sorted(set(found)) for action, found in sorted(by_action.items())}
+    union = sorted({facet for found in kept.values() for facet in found})
+    return {"receiptFacets": kept, "facets": dict.fromkeys(union, True)}
+
+
+def facets_of(receipts: Mapping[str, Receipt | None]) -> dict[str, Any]:
+    """The facet fields of a lead whose receipts are `receipts` (by action)."""
+    return lead_facets({action: receipt_facets(r) for action, r in receipts.items()})
 
 
 def facets_follow(lead: Mapping[str, Any], action: str, new: Receipt) -> dict[str, Any]:
@@ -80,3 +108,39 @@ def token_after(token: str) -> str:
     if not _ID.match(after) or page_token(after) != token:  # one spelling a token
         raise ValueError("not a page token")
     return after
+
+
+# -- what a user reads of a stored receipt -----------------------------------------------------
+PUBLIC_FIELDS: tuple[str, ...] = (
+    "action",
+    "status",
+    "outcome",
+    "reason",
+    "dryRun",
+    "attempts",
+    "external",
+    "error",
+    "waiting",
+    "revert",
+)
+
+
+def _plain(value: Any) -> Any:
+    """Firestore values as JSON: timestamps become RFC 3339 strings."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    return value
+
+
+def public_receipt(receipt: Mapping[str, Any]) -> dict[str, Any]:
+    """A stored receipt's public fields (docs/api.md, "Receipts"; no lease, checkpoint or
+    pacing bookkeeping), JSON-ready."""
+    out = {key: _plain(receipt.get(key)) for key in PUBLIC_FIELDS}
+    for key in ("createdAt", "updatedAt"):
+        if receipt.get(key) is not None:
+            out[key] = _plain(receipt[key])
+    return out

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import sys
 import threading
+from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 _lock = threading.Lock()
@@ -43,3 +45,29 @@ def log(
     with _lock:
         sys.stdout.write(line + "\n")
         sys.stdout.flush()
+
+
+class Story:
+    """One delivery's log lines, with its labels, trace, context and elapsed time."""
+
+    def __init__(
+        self,
+        clock: Callable[[], datetime],
+        trace: str | None,
+        labels: dict[str, str],
+        context: dict[str, Any],
+    ) -> None:
+        self.clock, self.trace, self.labels, self.context = clock, trace, labels, context
+        self.started = clock()
+
+    def __call__(self, message: str, severity: str = "INFO", **fields: Any) -> None:
+        elapsed = round((self.clock() - self.started).total_seconds() * 1000, 1)
+        log(
+            message,
+            severity=severity,
+            trace=self.trace,
+            labels=self.labels,
+            elapsedMs=elapsed,
+            **self.context,
+            **fields,
+        )

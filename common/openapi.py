@@ -152,12 +152,12 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint(
         key="/control",
         url="{CONTROL_URL}",
-        description="Steer a run: pause, resume, cancel or replay it, or some of its leads.",
+        description="Steer a run: pause, resume, cancel, replay or undo it, or some of its leads.",
         operations=(
             Operation(
                 method="post",
                 name="control",
-                summary="Pause, resume, cancel or replay a run or listed leads",
+                summary="Pause, resume, cancel, replay or undo a run or listed leads",
                 body=ControlRequest,
                 status=200,
                 answer=ControlAnswer,

@@ -5,6 +5,8 @@ docs/api.md, "Receipts", says what a user sees of a receipt. Here is the whole s
     pending ──claim──▶ pending (leased) ──finish──▶ done | simulated | rejected | failed
        ▲   └─wait_for / park (Google's limit, or a start in the host's lane)─▶ pending (waiting)
        └──────────── reopen (replay, redrive, a resubmitted lead) ◀── failed | rejected | …
+    pending ──pause / resume──▶ pending (paused) ; pending ──cancel──▶ cancelled
+    done ──undo──▶ done (revert queued) ──claim, revert──▶ reverted
 
 Every transition is a method that returns the new value; the store persists the difference
 (`changes`) in one guarded commit with the counters it moves. The stored field names appear here
@@ -13,7 +15,7 @@ and in the Firestore adapter's queries only; a new state is a change to this mod
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -61,6 +63,23 @@ class Lease:
 
 
 @dataclass(frozen=True)
+class Revert:
+    """An undo's revert of what a receipt made: queued while `at` is None, then made."""
+
+    at: datetime | None = None
+    effect: str | None = None  # event_cancelled | folder_trashed | draft_deleted | already_gone
+
+
+# What an undo reverts, by action: (the outcome that made it, its id in `external`, the kind
+# counted in the answer's `toRevert`).
+MADE: dict[str, tuple[str, str, str]] = {
+    "calendar": ("booked", "eventId", "events"),
+    "email": ("drafted", "draftId", "drafts"),
+    "drive": ("created", "folderId", "folders"),
+}
+
+
+@dataclass(frozen=True)
 class Ending:
     """How an action ended: a terminal receipt's status, outcome, reason, external, error."""
 
@@ -97,6 +116,7 @@ class Receipt:
     waiting: Limit | None = None  # Google's limit, or its start in the lane, holds it back
     paused: bool = False  # its owner paused it (stored as `waiting.reason` "paused")
     cancelling: bool = False  # cancelled while a delivery works on it: ends cancelled unless done
+    revert: Revert | None = None  # an undo's revert of what it made (docs/api.md, "Control")
     host: str | None = None  # the lane (sender) a waiting receipt is paced in
     start_at: datetime | None = None  # its start in the lane, once its wait is over
     spaced: bool = False  # the sweeper gave it a new start: it keeps that one
@@ -110,6 +130,33 @@ class Receipt:
     def terminal(self) -> bool:
         """Whether it has reached a final status."""
         return self.status in TERMINAL
+
+    @property
+    def reverting(self) -> bool:
+        """Whether an undo queued a revert of what it made (or of what its delivery makes)."""
+        return self.revert is not None and self.revert.at is None
+
+    @property
+    def to_revert(self) -> bool:
+        """Whether it ended having made something whose revert an undo queued."""
+        return self.reverting and self.terminal
+
+    @property
+    def closed(self) -> bool:
+        """Terminal with no revert queued: no delivery has anything to do with it."""
+        return self.terminal and not self.reverting
+
+    @property
+    def made(self) -> str | None:
+        """What it made that an undo can revert ("events", "drafts", "folders"), else None."""
+        outcome, key, kind = MADE.get(self.action, ("", "", ""))
+        done = self.status is Status.DONE and self.outcome == outcome
+        return kind if done and (self.external or {}).get(key) else None
+
+    @property
+    def unrecallable(self) -> bool:
+        """A sent email: no undo can recall it."""
+        return self.status is Status.DONE and self.action == "email" and self.outcome == "sent"
 
     @property
     def planned(self) -> datetime | None:
@@ -141,8 +188,12 @@ class Receipt:
         return taken
 
     def finish(self, ending: Ending) -> Receipt:
-        """The action ended: terminal, lease given back."""
-        return replace(
+        """The action ended: terminal, lease given back. A revert queued while its delivery
+        worked stays queued if that delivery made something. A revert that ends here (Google
+        refused it for good) leaves the receipt as it was, with the error."""
+        if self.to_revert:
+            return replace(self, error=ending.error, revert=None, waiting=None, lease=None)
+        ended = replace(
             self,
             status=ending.status,
             outcome=ending.outcome,
@@ -154,6 +205,7 @@ class Receipt:
             paused=False,
             cancelling=False,
         )
+        return replace(ended, revert=self.revert if ended.made else None)
 
     def wait_for(self, wait: Limit, clean_through: int | None = None) -> Receipt:
         """Google's limit holds it back until `wait.until`; spaced anew in its lane then."""
@@ -167,7 +219,8 @@ class Receipt:
 
     def _parked(self, clean_through: int | None) -> Receipt:
         keep = self.clean_through if clean_through is None else clean_through
-        return replace(self, status=Status.PENDING, clean_through=keep)
+        status = self.status if self.reverting else Status.PENDING  # a revert keeps it done
+        return replace(self, status=status, clean_through=keep)
 
     def respaced(self, until: datetime) -> Receipt:
         """The sweeper gave it a new start in a held-back lane; it keeps that start."""
@@ -197,6 +250,20 @@ class Receipt:
         if self.leased(now):
             return replace(self, cancelling=True)
         return self.finish(Ending(Status.CANCELLED, reason=CANCELLED))
+
+    def undo(self, now: datetime) -> Receipt:
+        """Its owner undid it: an open action is cancelled (`cancel`; one a delivery works on
+        gets a revert queued for what that delivery makes); what it made gets a revert queued."""
+        if self.status is Status.PENDING:
+            cancelled = self.cancel(now)
+            return replace(cancelled, revert=Revert()) if cancelled.cancelling else cancelled
+        return replace(self, revert=Revert(), error=None) if self.made and not self.revert else self
+
+    def reverted(self, at: datetime, effect: str) -> Receipt:
+        """Its revert was made (or found made): `reverted`, keeping its outcome and external."""
+        return replace(
+            self, status=Status.REVERTED, revert=Revert(at, effect), waiting=None, lease=None
+        )
 
     def settled(self) -> Receipt:
         """What a delivery's result becomes under a brake that took hold meanwhile: an open
@@ -261,8 +328,15 @@ class Receipt:
             "checkpoint": dict(self.checkpoint) or None,
             "cleanThrough": self.clean_through,
             "cancelling": self.cancelling or None,
-            # What the stale sweep's query looks for: a paused receipt waits for its owner.
-            "sweepable": self.status is Status.PENDING and (not self.paused or self.cancelling),
+            "revert": None
+            if self.revert is None
+            else {
+                "at": None if self.revert.at is None else stamp(self.revert.at),
+                "effect": self.revert.effect,
+            },
+            # What the sweeper's queries look for: a paused receipt waits for its owner.
+            "sweepable": self.reverting
+            or (self.status is Status.PENDING and (not self.paused or self.cancelling)),
         }
 
     def _waiting_doc(self) -> dict[str, Any] | None:
@@ -296,11 +370,19 @@ class Receipt:
             checkpoint=dict(doc.get("checkpoint") or {}),
             clean_through=doc.get("cleanThrough"),
             cancelling=bool(doc.get("cancelling")),
+            revert=_revert_of(doc.get("revert")),
             extra={k: v for k, v in doc.items() if k not in _OWN},
         )
 
 
 _OWN = frozenset(Receipt("").to_doc())
+
+
+def _revert_of(doc: Mapping[str, Any] | None) -> Revert | None:
+    if not isinstance(doc, Mapping):
+        return None
+    at = doc.get("at")
+    return Revert(parse_time(str(at)) if at else None, doc.get("effect"))
 
 
 def _wait_of(doc: Mapping[str, Any]) -> Limit | None:
@@ -358,72 +440,3 @@ def lead_wait_change(
     if until is not None:
         waits[action] = stamp(until)
     return lead_wait_fields(waits)
-
-
-# -- what a lead keeps of its receipts for `GET /leads` filters (docs/api.md, "Diagnostics") --
-# Kept on the lead as map keys, so a page query filters on them by equality and any number of
-# filters combine in one query.
-
-
-def receipt_facets(receipt: Receipt | None) -> list[str]:
-    """The facets one receipt gives its lead: `status_<status>`, `reason_<reason>`, and
-    `waiting` (held back by a limit) or `paused` while pending."""
-    if receipt is None:
-        return []
-    found = [f"status_{receipt.status.value}"]
-    if receipt.reason:
-        found.append(f"reason_{receipt.reason}")
-    if receipt.status is Status.PENDING and receipt.paused:
-        found.append(PAUSED)
-    elif receipt.status is Status.PENDING and receipt.waiting is not None:
-        found.append("waiting")
-    return sorted(found)
-
-
-def lead_facets(by_action: Mapping[str, Iterable[str]]) -> dict[str, Any]:
-    """A lead's facet fields from each action's facets: `receiptFacets` (per action, so one
-    receipt's change needs no read of its siblings) and `facets` (their union, queried)."""
-    kept = {action: sorted(set(found)) for action, found in sorted(by_action.items())}
-    union = sorted({facet for found in kept.values() for facet in found})
-    return {"receiptFacets": kept, "facets": dict.fromkeys(union, True)}
-
-
-def facets_of(receipts: Mapping[str, Receipt | None]) -> dict[str, Any]:
-    """The facet fields of a lead whose receipts are `receipts` (by action)."""
-    return lead_facets({action: receipt_facets(r) for action, r in receipts.items()})
-
-
-# -- what a user reads of a stored receipt -----------------------------------------------------
-PUBLIC_FIELDS: tuple[str, ...] = (
-    "action",
-    "status",
-    "outcome",
-    "reason",
-    "dryRun",
-    "attempts",
-    "external",
-    "error",
-    "waiting",
-    "revert",
-)
-
-
-def _plain(value: Any) -> Any:
-    """Firestore values as JSON: timestamps become RFC 3339 strings."""
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    if hasattr(value, "isoformat"):
-        return value.isoformat()
-    return value
-
-
-def public_receipt(receipt: Mapping[str, Any]) -> dict[str, Any]:
-    """A stored receipt's public fields (docs/api.md, "Receipts"; no lease, checkpoint or
-    pacing bookkeeping), JSON-ready."""
-    out = {key: _plain(receipt.get(key)) for key in PUBLIC_FIELDS}
-    for key in ("createdAt", "updatedAt"):
-        if receipt.get(key) is not None:
-            out[key] = _plain(receipt[key])
-    return out

@@ -119,7 +119,7 @@ class Store(Runs):
         within `BRIEF` (the sweeper published it) ends here."""
 
         def step(receipt: Receipt) -> tuple[Claim, Receipt | None]:
-            if receipt.terminal:
+            if receipt.closed:  # terminal, no revert queued
                 return Claim(terminal=True, receipt=receipt), None
             if receipt.cancelling and not receipt.leased(now):  # its delivery died: end it
                 ended = receipt.settled()
@@ -145,11 +145,12 @@ class Store(Runs):
     def record(
         self, run_id: str, lead_doc_id: str, action: str, move: Change, *, also: Part | None = None
     ) -> Receipt | None:
-        """Move an open receipt by `move` with its counters (None: it was terminal already, or
-        `move` left it as it was). `also` (a booking's slot holds) is written with it."""
+        """Move an open receipt (or one with a revert queued) by `move` with its counters
+        (None: it was closed already, or `move` left it as it was). `also` (a booking's slot
+        holds) is written with it."""
 
         def step(receipt: Receipt) -> tuple[Receipt | None, Receipt | None]:
-            moved = None if receipt.terminal else move(receipt)
+            moved = None if receipt.closed else move(receipt)
             new = None if moved is None else moved.settled()
             return new, new
 
@@ -177,7 +178,7 @@ class Store(Runs):
         code, message = str(error["code"]), str(error["message"])
 
         def step(receipt: Receipt) -> tuple[None, Receipt | None]:
-            return None, None if receipt.terminal else receipt.release(owner, code, message)
+            return None, None if receipt.closed else receipt.release(owner, code, message)
 
         try:
             self._transition(run_id, lead_doc_id, action, step)
@@ -224,12 +225,13 @@ class Store(Runs):
         leads: Mapping[str, Iterable[str]],
         move: Callable[[str, Receipt, Mapping[str, Receipt]], Receipt | None],
         rounds: int = ROUNDS,
+        preview: bool = False,
     ) -> dict[str, tuple[dict[str, Receipt], dict[str, Receipt]]]:
         """Move receipts of several leads (lead -> its actions) in one guarded commit (a
         command of their owner): `move(lead, receipt, the lead's receipts)` gives each its new
         value or None. Returns, per lead, its receipts as read and those that moved. A delivery
         that changed one meanwhile makes the change decide again (at most `rounds` times, then
-        `Contended`)."""
+        `Contended`). A `preview` decides and writes nothing."""
         wanted = {
             lead_id: {a: paths.receipt(run_id, lead_id, a) for a in actions}
             for lead_id, actions in leads.items()
@@ -258,7 +260,7 @@ class Store(Runs):
                     )
                     commit.writes.extend(part.writes)
                     commit.counts.update(part.counts)
-            return Decision(result, commit if commit.writes else None)
+            return Decision(result, commit if commit.writes and not preview else None)
 
         return change(self.docs, every, decide, rounds=rounds, recall=False)
 

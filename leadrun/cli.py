@@ -5,6 +5,7 @@
     leadrun report RUN_ID --out FILE.html
     leadrun ui [RUN_ID] [--no-open]
     leadrun pause|resume|cancel|replay RUN_ID [--lead ID]... [--yes] (replay: [--no-wait])
+    leadrun undo RUN_ID [--lead ID]... [--preview] [--yes]
     leadrun seek SUBSCRIPTION --to TIME|SNAPSHOT
     leadrun redrive [--run-id ID]
 
@@ -17,7 +18,7 @@ may steer which run (its owner; an operator listed in `LEADRUN_OPERATOR_UIDS`). 
 docs/operations.md.
 
 Exit codes: 0 ok; 1 some action failed (or the run did not settle in time, or a cancel was not
-confirmed); 2 bad input, nothing sent; 3 the stack refused or could not be reached.
+confirmed, or an undo); 2 bad input, nothing sent; 3 the stack refused or could not be reached.
 """
 
 from __future__ import annotations
@@ -293,14 +294,20 @@ STEER_COMMANDS = ("pause", "resume", "cancel", "replay")
 YES = ("y", "yes")
 
 
+ASKS = {
+    "cancel": "Every action not done yet ends cancelled; a meeting already booked stays booked.",
+    "undo": "Every action not done yet ends cancelled, and what was made is taken back as "
+    "previewed above; sent emails stay sent.",
+}
+
+
 def confirmed(args: argparse.Namespace) -> bool:
-    """Whether a cancel may go: `--yes`, or a line of stdin that says y or yes."""
-    if args.yes or args.command != "cancel":
+    """Whether a cancel or an undo may go: `--yes`, or a line of stdin that says y or yes."""
+    if args.yes or args.command not in ASKS:
         return True
     what = f"{len(args.lead)} lead(s) of run" if args.lead else "the whole run"
     print(
-        f"cancel {what} {args.run_id}? Every action not done yet ends cancelled; a meeting "
-        "already booked stays booked. [y/N] ",
+        f"{args.command} {what} {args.run_id}? {ASKS[args.command]} [y/N] ",
         end="",
         file=sys.stderr,
         flush=True,
@@ -314,12 +321,17 @@ def _control_exit(status: int) -> int:
     return EXIT_STACK if status >= 500 or status in (401, 403) else EXIT_INPUT
 
 
-def cmd_control(args: argparse.Namespace) -> int:
-    """Pause, resume, cancel or replay a run (or `--lead` leads) through `CONTROL_URL`, the way
-    the web client does: the function checks the token and the owner, nothing is done around it."""
+def _control_client(args: argparse.Namespace) -> LeadRunClient:
     client = _client(args)
     if not client.env.get("CONTROL_URL"):
         raise CliError("no CONTROL_URL: set it (production) or run `make up` again (local)")
+    return client
+
+
+def cmd_control(args: argparse.Namespace) -> int:
+    """Pause, resume, cancel or replay a run (or `--lead` leads) through `CONTROL_URL`, the way
+    the web client does: the function checks the token and the owner, nothing is done around it."""
+    client = _control_client(args)
     if not confirmed(args):
         print("not cancelled: nothing was sent", file=sys.stderr)
         return EXIT_FAILED
@@ -353,6 +365,65 @@ def cmd_control(args: argparse.Namespace) -> int:
         console.print(f"[red]{failed} failed, settled: {settled}[/]")
         return EXIT_FAILED
     console.print("settled: every receipt is terminal (or paused) and none failed")
+    return EXIT_OK
+
+
+NOTHING_TO_UNDO = "nothing was made: nothing to undo"
+
+
+def cmd_undo(args: argparse.Namespace) -> int:
+    """Undo a run (or `--lead` leads) through `CONTROL_URL`: its preview first, then, once
+    confirmed, the undo itself (docs/api.md, "Control"; docs/operations.md, "I started the wrong
+    run")."""
+    client = _control_client(args)
+    leads = args.lead or None
+    try:
+        answer = client.control(args.run_id, "undo", leads, preview=True)
+    except requests.RequestException as exc:
+        raise CliError(f"control unreachable: {exc}") from exc
+    if answer.status_code != 200:
+        print(terminal.error_text(answer), file=sys.stderr)
+        return _control_exit(answer.status_code)
+    preview = answer.json()
+    if "toRevert" not in preview:
+        raise CliError("the control function's preview does not say what undo would revert")
+    console = terminal.console()
+    what = f"{len(args.lead)} lead(s) of run {args.run_id}" if args.lead else args.run_id
+    console.print(escape(f"undo {what} (preview: nothing was changed):"))
+    for line in terminal.undo_lines(preview) or [NOTHING_TO_UNDO]:
+        console.print(escape(f"  {line}"))
+    if preview.get("affected"):
+        console.print(
+            escape(
+                f"  affected {preview['affected']}: actions not done yet end cancelled, "
+                "what was made is queued for its revert"
+            )
+        )
+    if args.preview:
+        return EXIT_OK
+    if not confirmed(args):
+        print("not undone: only the preview was sent (it changes nothing)", file=sys.stderr)
+        return EXIT_FAILED
+    try:
+        answer = client.control(args.run_id, "undo", leads)
+    except requests.RequestException as exc:
+        raise CliError(f"control unreachable: {exc}") from exc
+    if answer.status_code != 200:
+        print(terminal.error_text(answer), file=sys.stderr)
+        return _control_exit(answer.status_code)
+    result = answer.json()
+    lines = terminal.control_lines(result)
+    reverts = terminal.undo_lines(result)
+    if reverts:
+        # Queued, then paced in the host's lanes like any Google call: `eta` says when they end.
+        lines[1:1] = ["what undo takes back (queued, paced like any Google call; eta below):"] + [
+            f"  {line}" for line in reverts
+        ]
+    else:
+        lines.insert(1, NOTHING_TO_UNDO)
+    lines.append(f"follow the reverts (receipts end `reverted`): leadrun status {args.run_id}")
+    for line in lines:
+        console.print(escape(line))
     return EXIT_OK
 
 
@@ -401,6 +472,18 @@ def cmd_redrive(args: argparse.Namespace) -> int:
 
 
 # -- parser -----------------------------------------------------------------------------------
+def _run_and_leads(parser: argparse.ArgumentParser) -> None:
+    """A steering command's run, and the leads it may be narrowed to."""
+    parser.add_argument("run_id", metavar="RUN_ID")
+    parser.add_argument(
+        "--lead",
+        action="append",
+        default=[],
+        metavar="ID",
+        help="only this lead (repeat for more; default: the whole run)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The `leadrun` argument parser."""
     common = argparse.ArgumentParser(add_help=False)
@@ -473,14 +556,7 @@ def build_parser() -> argparse.ArgumentParser:
     }
     for name in STEER_COMMANDS:
         steer = sub.add_parser(name, parents=[common], help=f"{helps[name]}, via CONTROL_URL")
-        steer.add_argument("run_id", metavar="RUN_ID")
-        steer.add_argument(
-            "--lead",
-            action="append",
-            default=[],
-            metavar="ID",
-            help="only this lead (repeat for more; default: the whole run)",
-        )
+        _run_and_leads(steer)
         steer.add_argument(
             "--yes", action="store_true", help="do not ask for confirmation (cancel asks)"
         )
@@ -490,6 +566,19 @@ def build_parser() -> argparse.ArgumentParser:
             )
             steer.add_argument("--timeout", type=float, default=600.0)
         steer.set_defaults(handler=cmd_control)
+
+    undo = sub.add_parser(
+        "undo",
+        parents=[common],
+        help="cancel what is not done yet and take back what was made (previews, then asks), "
+        "via CONTROL_URL",
+    )
+    _run_and_leads(undo)
+    undo.add_argument(
+        "--preview", action="store_true", help="only say what undo would do; change nothing"
+    )
+    undo.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    undo.set_defaults(handler=cmd_undo)
 
     seek = sub.add_parser("seek", parents=[common], help="seek a subscription to a time/snapshot")
     seek.add_argument("subscription", metavar="SUBSCRIPTION", help="e.g. lead-notify-send")

@@ -133,12 +133,16 @@ class LeadRunClient:
         command: str,
         lead_ids: list[str] | None = None,
         uid: str | None = None,
+        preview: bool = False,
     ) -> requests.Response:
-        """POST a command that steers a run: pause, resume, cancel or replay, of the whole run
-        or only of `lead_ids` (docs/api.md, "Control")."""
+        """POST a command that steers a run: pause, resume, cancel, replay or undo, of the whole
+        run or only of `lead_ids` (docs/api.md, "Control"). `preview` (undo only) asks what the
+        command would do, and changes nothing."""
         body: dict[str, Any] = {"runId": run_id, "command": command}
         if lead_ids is not None:
             body["leadDocIds"] = list(lead_ids)
+        if preview:
+            body["preview"] = True
         return self.session.post(
             self.env["CONTROL_URL"], json=body, headers=self.auth(uid), timeout=120
         )
@@ -162,7 +166,7 @@ class LeadRunClient:
         **filters: str,
     ) -> requests.Response:
         """GET one page of a run's leads with their receipts (`filters`: `status`, `reason`,
-        `waiting`, `paused`, as CONTRACT §6 v1.2 names them)."""
+        `waiting`, `paused`, as docs/api.md, "Diagnostics", names them)."""
         params: dict[str, Any] = {"runId": run_id, **filters}
         if page_size is not None:
             params["pageSize"] = page_size

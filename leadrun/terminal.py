@@ -178,6 +178,23 @@ def control_lines(answer: dict[str, Any]) -> list[str]:
     return lines
 
 
+def undo_lines(answer: dict[str, Any]) -> list[str]:
+    """What an `undo` reverts (or, previewed, would revert) and what it cannot take back
+    (docs/api.md, "Control"), in words; none when nothing was made (a dry run)."""
+    counts = answer.get("toRevert") or {}
+    events, folders, drafts = (int(counts.get(key) or 0) for key in ("events", "folders", "drafts"))
+    sent = int((answer.get("unrecallable") or {}).get("sent") or 0)
+    if not (events or folders or drafts or sent):
+        return []
+    return [
+        f"events to cancel: {events} (each lead gets Google's cancellation notice;"
+        " the slot is free again)",
+        f"folders to trash: {folders} (recoverable from the Drive trash for 30 days)",
+        f"drafts to delete: {drafts}",
+        f"sent emails that cannot be recalled: {sent} (they stay sent)",
+    ]
+
+
 def summary_table(view: RunView) -> Table:
     """Per action: how many receipts ended how."""
     by_action: dict[str, Counter[str]] = {}
@@ -230,6 +247,12 @@ def funnel_table(view: RunView) -> Table:
         ("pending", c.get("pending", 0), "white"),
         ("waiting", c.get("waiting", 0), "magenta"),
     ]
+    # Control's cancel and undo: shown once they have ended or taken back something.
+    stages += [
+        (name, c[key], "dim")
+        for name, key in (("cancelled", "cancelled"), ("reverted", "reverted"))
+        if c.get(key)
+    ]
     top = max([value for _, value, _ in stages] + [1])
     table = Table(title=f"diagnostics funnel · {view.run_id}", title_justify="left")
     table.add_column("stage")
@@ -267,6 +290,7 @@ def leads_table(view: RunView) -> Table:
         "failed": "bold red",
         "pending": "yellow",
         "waiting": "magenta",
+        "reverted": "dim",
     }
     for row in view.leads:
         links = " ".join(

@@ -9,7 +9,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from common.receipts import TERMINAL, public_receipt
+from common.lead_pages import public_receipt
+from common.receipts import TERMINAL
 
 ACTION_ORDER: tuple[str, ...] = ("calendar", "email", "drive")
 # Progress/summary buckets: a terminal receipt's outcome, else its status.
@@ -41,7 +42,7 @@ class LeadRow:
     name: str
     email: str | None
     company: str | None
-    status: str  # rejected · failed · pending · done · simulated
+    status: str  # rejected · failed · waiting · pending · done · simulated · reverted
     outcome: str  # e.g. "booked · sent · created"
     reason: str | None
     receipts: dict[str, dict[str, Any]]
@@ -160,6 +161,16 @@ def receipt_bucket(receipt: Mapping[str, Any]) -> str | None:
     return str(receipt.get("outcome") or receipt.get("status"))
 
 
+def _outcome_text(receipt: Mapping[str, Any]) -> str:
+    """`booked`; `booked (reverting)` while an undo's revert is queued; `booked (reverted)`."""
+    text = str(receipt.get("outcome") or receipt.get("status"))
+    if receipt.get("status") == "reverted":
+        return f"{text} (reverted)" if receipt.get("outcome") else text
+    if receipt.get("revert"):
+        return f"{text} (reverting)"
+    return text
+
+
 def lead_row(lead_id: str, lead: Mapping[str, Any], receipts: Mapping[str, Any]) -> LeadRow:
     """One lead's row from its document and receipts."""
     submitted = lead.get("lead") or {}
@@ -180,11 +191,11 @@ def lead_row(lead_id: str, lead: Mapping[str, Any], receipts: Mapping[str, Any])
         status = "pending"
     elif "simulated" in statuses:
         status = "simulated"
+    elif "reverted" in statuses:
+        status = "reverted"  # an undo took back what the lead's actions made
     else:
         status = "done"
-    outcome = " · ".join(
-        str(receipts[a].get("outcome") or receipts[a].get("status")) for a in actions
-    )
+    outcome = " · ".join(_outcome_text(receipts[a]) for a in actions)
     reason = lead.get("reason")
     if not reason and waits:
         reason = ", ".join(sorted({f"{w.get('api')} {w.get('reason')}" for w in waits}))

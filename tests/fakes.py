@@ -142,16 +142,13 @@ class MemoryDocuments:
     def stale_receipts(
         self, older_than: datetime, limit: int
     ) -> list[tuple[str, str, str, dict[str, Any]]]:
-        """Pending receipts untouched since `older_than` and not paused."""
+        """Receipts with work left untouched since `older_than` (`sweepable`)."""
         with self._lock:
             found = []
             for path, doc in sorted(self.docs.items()):
                 parts = path.split("/")
                 if (
-                    len(parts) == 6
-                    and parts[4] == "receipts"
-                    and doc.data.get("status") == "pending"
-                    and doc.data.get("sweepable") is True
+                    len(parts) == 6 and parts[4] == "receipts" and doc.data.get("sweepable") is True
                 ) and doc.data.get("updatedAt", older_than) < older_than:
                     found.append((parts[1], parts[3], parts[5], dict(doc.data)))
             return found[:limit]
@@ -177,7 +174,7 @@ class MemoryDocuments:
 
 def _due(data: dict[str, Any], now_stamp: str) -> bool:
     until = (data.get("waiting") or {}).get("until")
-    return data.get("status") == "pending" and isinstance(until, str) and until <= now_stamp
+    return data.get("sweepable") is True and isinstance(until, str) and until <= now_stamp
 
 
 def rate_limited(until: datetime) -> HttpError:
@@ -245,7 +242,7 @@ class FakeCalendar:
             raise error
         taken = list(self.busy_blocks.get(calendar_id, []))
         for (cal, _), event in self.events.items():
-            if cal == calendar_id:
+            if cal == calendar_id and event["status"] != "cancelled":
                 taken.append(
                     Interval(
                         datetime.fromisoformat(event["start"]["dateTime"]),
@@ -289,6 +286,17 @@ class FakeCalendar:
             return None
         self._pending[key] = max(0, self._pending.get(key, 0) - 1)
         return self._as_read(key)
+
+    def cancel_event(self, subject: str, calendar_id: str, event_id: str) -> bool:
+        """Mark it cancelled, as Google keeps a deleted event; False if it was already."""
+        if (error := self.calls.enter("events.delete")) is not None:
+            raise error
+        event = self.events.get((calendar_id, event_id))
+        if event is None or event["status"] == "cancelled":
+            return False
+        event["status"] = "cancelled"
+        self.calls.leave("events.delete")
+        return True
 
 
 class FreeBusyOnly:
@@ -373,11 +381,12 @@ class FakeMailer:
             if self._indexed(draft_id) and self._has(raw, message_id)
         ]
 
-    def delete_draft(self, sender: str, draft_id: str) -> None:
+    def delete_draft(self, sender: str, draft_id: str) -> bool:
         """Remove the draft (one already gone is no error, as the adapter answers)."""
         self._check("drafts.delete")
-        self.drafts.pop(draft_id, None)
+        gone = self.drafts.pop(draft_id, None) is None
         self.calls.leave("drafts.delete")
+        return not gone
 
 
 class FakeDrive:
@@ -411,7 +420,19 @@ class FakeDrive:
         """The folder with that id."""
         if (error := self.calls.enter("files.get")) is not None:
             raise error
-        return next((f for f in self.folders if f["id"] == folder_id), None)
+        return next(
+            (f for f in self.folders if f["id"] == folder_id and not f.get("trashed")), None
+        )
+
+    def trash_folder(self, owner: str, folder_id: str) -> bool:
+        """Mark it trashed; False if there is no such folder."""
+        if (error := self.calls.enter("files.update")) is not None:
+            raise error
+        folder = next((f for f in self.folders if f["id"] == folder_id), None)
+        if folder is not None:
+            folder["trashed"] = True
+        self.calls.leave("files.update")
+        return folder is not None
 
 
 class FakeBus:

@@ -37,7 +37,12 @@ Command = Literal["pause", "resume", "cancel", "replay", "undo"]
 # How a command moves one receipt of a lead (None: not at all), given the lead's receipts.
 Move = Callable[[str, Receipt, Mapping[str, Receipt]], Receipt | None]
 # The run's state after a whole-run command that sets one.
-STATE_AFTER: dict[str, RunState] = {"pause": "paused", "cancel": "cancelled", "resume": "active"}
+STATE_AFTER: dict[str, RunState] = {
+    "pause": "paused",
+    "cancel": "cancelled",
+    "undo": "cancelled",
+    "resume": "active",
+}
 PAGE = 200  # leads a page of a whole-run command reads at once
 CHUNK = 50  # leads moved in one commit (at most 4 writes a lead and their stamps: under 500)
 _STEERING = ThreadPoolExecutor(max_workers=4, thread_name_prefix="steer")
@@ -61,8 +66,12 @@ class Steered:
     affected: int = 0
     in_flight: list[dict[str, str]] = field(default_factory=list)
     publish: list[Outgoing] = field(default_factory=list)
-    # The starts a resume reserved: host -> API -> starts.
+    # The starts a resume (or an undo's reverts) reserved: host -> API -> starts.
     reserved: dict[str, dict[str, list[datetime]]] = field(default_factory=dict)
+    # An undo's reverts queued (events, drafts, folders), and the sent emails it cannot recall.
+    to_revert: Counter[str] = field(default_factory=Counter)
+    sent: int = 0
+    queued: list[tuple[str, str]] = field(default_factory=list)  # (lead, action) to plan
 
 
 def handle_control(
@@ -81,9 +90,7 @@ def handle_control(
     except ValidationError as exc:
         details = [d.model_dump() for d in field_errors(exc)]
         return error(400, "invalid_request", "the request is not valid", details)
-    if request.command == "undo":
-        return error(400, "invalid_request", "undo is not available", [_field("command")])
-    if request.preview:
+    if request.preview and request.command != "undo":
         return error(400, "invalid_request", "preview is for undo only", [_field("preview")])
     run = store.get_run(request.runId)
     if run is None:
@@ -91,16 +98,22 @@ def handle_control(
     if run.get("ownerUid") != uid and uid not in operators:
         return error(403, "forbidden", "this run belongs to another user")
     state = run_state(run)
-    if state == "cancelled" and request.command != "cancel":
+    if state == "cancelled" and request.command not in ("cancel", "undo"):
         return error(409, "run_cancelled", f"run {request.runId} was cancelled")
     leads = _listed_leads(store, request)
     if isinstance(leads, HttpResult):
         return leads
     whole = request.leadDocIds is None
-    if whole and request.command in STATE_AFTER:
+    if request.command == "undo" and run.get("dryRun"):  # nothing was made: nothing changes
+        leads, request = [], request.model_copy(update={"preview": True})
+    if whole and request.command in STATE_AFTER and not request.preview:
         # Set first: schedule and new deliveries of leads added meanwhile see it.
         state = store.set_run_state(request.runId, STATE_AFTER[request.command])
     steered = _apply(store, pace, request, leads, now)
+    if request.preview:  # what it would do: nothing is written or published
+        steered.publish = []
+    elif steered.queued:
+        _plan_reverts(store, pace, request.runId, steered, now)
     if steered.publish:
         bus.publish(steered.publish)
     log(
@@ -112,17 +125,19 @@ def handle_control(
         affected=steered.affected,
         inFlight=len(steered.in_flight),
     )
-    return HttpResult(
-        200,
-        {
-            "runId": request.runId,
-            "command": request.command,
-            "state": state,
-            "affected": steered.affected,
-            "inFlight": steered.in_flight,
-            "eta": _eta(store, {**run, "runId": request.runId}, steered, now),
-        },
-    )
+    answer = {
+        "runId": request.runId,
+        "command": request.command,
+        "state": state,
+        "affected": steered.affected,
+        "inFlight": steered.in_flight,
+        "eta": _eta(store, {**run, "runId": request.runId}, steered, now),
+    }
+    if request.command == "undo":
+        kinds = ("events", "folders", "drafts")
+        answer["toRevert"] = {kind: steered.to_revert[kind] for kind in kinds}
+        answer["unrecallable"] = {"sent": steered.sent}
+    return HttpResult(200, answer)
 
 
 def _field(name: str) -> dict[str, str]:
@@ -148,9 +163,11 @@ def _listed_leads(
 def _run_leads(store: Store, run_id: str, command: str) -> Iterator[tuple[str, dict[str, Any]]]:
     """Every lead of the run with a receipt the command may move, page by page (each read once:
     the facets the pages filter on are what the receipts were when the page was read)."""
-    facets = {"resume": ["paused"], "replay": ["status_pending", "status_failed"]}.get(
-        command, ["status_pending"]
-    )
+    facets = {
+        "resume": ["paused"],
+        "replay": ["status_pending", "status_failed"],
+        "undo": ["status_pending", "status_done"],
+    }.get(command, ["status_pending"])
     seen: set[str] = set()
     for facet in facets:
         after: str | None = None
@@ -202,7 +219,8 @@ def _apply_batch(
     docs = dict(batch)
     chunks = [batch[k : k + CHUNK] for k in range(0, len(batch), CHUNK)]
     results: dict[str, tuple[dict[str, Receipt], dict[str, Receipt]]] = {}
-    for found in _STEERING.map(lambda chunk: _steer_chunk(store, run_id, chunk, move), chunks):
+    preview = request.preview
+    for found in _STEERING.map(lambda c: _steer_chunk(store, run_id, c, move, preview), chunks):
         results.update(found)
     for lead_id, (before, moved) in results.items():
         actions = lead_actions(docs[lead_id])
@@ -211,8 +229,10 @@ def _apply_batch(
             # Listed while a delivery holds it, even when an earlier try of this command
             # already moved it (that answer may have been lost).
             braked = action in moved or receipt.paused or receipt.cancelling
-            if command in ("pause", "cancel") and braked and receipt.leased(now):
+            if command in ("pause", "cancel", "undo") and braked and receipt.leased(now):
                 steered.in_flight.append({"leadDocId": lead_id, "action": action})
+        if command == "undo":
+            _undone(steered, run_id, lead_id, before, moved, now)
         if command != "replay":
             steered.affected += len(moved)
         if command in ("resume", "replay"):
@@ -224,18 +244,85 @@ def _apply_batch(
 
 
 def _steer_chunk(
-    store: Store, run_id: str, chunk: list[tuple[str, dict[str, Any]]], move: Move
+    store: Store,
+    run_id: str,
+    chunk: list[tuple[str, dict[str, Any]]],
+    move: Move,
+    preview: bool = False,
 ) -> dict[str, tuple[dict[str, Receipt], dict[str, Receipt]]]:
     """Move a chunk of leads in one guarded commit; where deliveries keep changing some of them,
-    lead by lead instead (each its own guarded commit)."""
+    lead by lead instead (each its own guarded commit). A preview writes nothing."""
     leads = {lead_id: lead_actions(doc) for lead_id, doc in chunk}
     try:
-        return store.steer(run_id, leads, move, rounds=2)
+        return store.steer(run_id, leads, move, rounds=2, preview=preview)
     except Contended:
         found: dict[str, tuple[dict[str, Receipt], dict[str, Receipt]]] = {}
         for lead_id, actions in leads.items():
-            found.update(store.steer(run_id, {lead_id: actions}, move))
+            found.update(store.steer(run_id, {lead_id: actions}, move, preview=preview))
         return found
+
+
+def _undone(
+    steered: Steered,
+    run_id: str,
+    lead_id: str,
+    before: Mapping[str, Receipt],
+    moved: Mapping[str, Receipt],
+    now: datetime,
+) -> None:
+    """What an undo did to one lead: the reverts it queued (planned next), the ones an earlier
+    undo queued (published again: their message may have been lost), the sent emails."""
+    for action, receipt in before.items():
+        after = moved.get(action, receipt)
+        steered.sent += receipt.unrecallable
+        if action in moved and after.to_revert:
+            steered.to_revert[str(receipt.made)] += 1
+            steered.queued.append((lead_id, action))
+        elif after.to_revert and not after.waits_past(flow.due_by(now)):
+            steered.publish.append(Outgoing(run_id, lead_id, action))
+
+
+def _plan_reverts(store: Store, pace: Pace, run_id: str, steered: Steered, now: datetime) -> None:
+    """Plan the reverts an undo queued in their hosts' lanes from now (one write a lane, one a
+    revert), and publish those due: a revert is a Google call like the one it undoes."""
+    docs = store.leads(run_id, sorted({lead for lead, _ in steered.queued}))
+    hosts = {
+        lead_id: store.lead_settings(run_id, doc).host.senderEmail for lead_id, doc in docs.items()
+    }
+    wanted: dict[str, Counter[str]] = {}
+    for lead_id, action in steered.queued:
+        wanted.setdefault(hosts[lead_id], Counter())[ACTION_API[action]] += 1
+    for host, counts in wanted.items():
+        steered.reserved[host] = reserve_starts(pace.lanes, pace.limits, host, counts, now)[0]
+    taken: Counter[tuple[str, str]] = Counter()
+    planned: dict[tuple[str, str], tuple[str, str, datetime]] = {}
+    for lead_id, action in steered.queued:
+        host, api = hosts[lead_id], ACTION_API[action]
+        starts = steered.reserved[host][api]
+        planned[(lead_id, action)] = (host, api, starts[min(taken[(host, api)], len(starts) - 1)])
+        taken[(host, api)] += 1
+
+    def move(lead_id: str, r: Receipt, _receipts: Mapping[str, Receipt]) -> Receipt | None:
+        plan = planned.get((lead_id, r.action))
+        if plan is None or not r.to_revert:
+            return None
+        return r.planned_at(*plan, now)
+
+    rows = sorted(docs.items())
+    chunks = [rows[k : k + CHUNK] for k in range(0, len(rows), CHUNK)]
+    due = flow.due_by(now)
+    for found in _STEERING.map(lambda c: _steer_chunk(store, run_id, c, move), chunks):
+        for lead_id, (_, moved) in found.items():
+            going = [a for a, r in moved.items() if not r.waits_past(due)]
+            steered.publish.extend(Outgoing(run_id, lead_id, a) for a in going)
+
+
+def _undo(now: datetime, state: str) -> Move:
+    def move(_lead: str, r: Receipt, _receipts: Mapping[str, Receipt]) -> Receipt | None:
+        new = r.undo(now)
+        return None if new == r else new
+
+    return move
 
 
 def _pause(now: datetime, state: str) -> Move:
@@ -271,6 +358,7 @@ _MOVES: dict[str, Callable[[datetime, str], Move]] = {
     "pause": _pause,
     "cancel": _cancel,
     "replay": _replay,
+    "undo": _undo,
 }
 
 

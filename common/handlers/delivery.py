@@ -27,7 +27,7 @@ from common.errors import Failure, Transient, classify
 from common.holds import Settlement
 from common.lanes import Lane, Lanes
 from common.limits import ACTION_API, Limit
-from common.log import log
+from common.log import Story
 from common.models import Lead, RunSettings
 from common.pacing import BRIEF
 from common.ports import Bus, Holds, Receipts, Tools
@@ -152,28 +152,6 @@ def close_email_after_failed_booking(
         receipts.finish(run_id, lead_doc_id, "email", ending)
 
 
-class _Story:
-    """One delivery's log lines, with its labels, trace and elapsed time."""
-
-    def __init__(self, delivery: Delivery, clock: Callable[[], datetime]) -> None:
-        self.delivery = delivery
-        self.clock = clock
-        self.started = clock()
-        self.context: dict[str, Any] = {"messageId": delivery.message_id}
-
-    def __call__(self, message: str, severity: str = "INFO", **fields: Any) -> None:
-        elapsed = round((self.clock() - self.started).total_seconds() * 1000, 1)
-        log(
-            message,
-            severity=severity,
-            trace=self.delivery.trace,
-            labels=self.delivery.labels,
-            elapsedMs=elapsed,
-            **self.context,
-            **fields,
-        )
-
-
 def _lead_of(lead_doc: dict[str, Any] | None) -> Lead | None:
     """The lead of a lead document; None if it does not hold a valid one."""
     if lead_doc is None:
@@ -184,9 +162,12 @@ def _lead_of(lead_doc: dict[str, Any] | None) -> Lead | None:
         return None
 
 
-def handle_delivery(deps: Deps, delivery: Delivery, effect: Effect) -> str:
-    """Run `effect` at most once for this receipt; returns the outcome for the log."""
-    say = _Story(delivery, deps.clock)
+def handle_delivery(
+    deps: Deps, delivery: Delivery, effect: Effect, revert: Effect | None = None
+) -> str:
+    """Run `effect` at most once for this receipt (or `revert`, once, when an undo queued
+    one for what it made); returns the outcome for the log."""
+    say = Story(deps.clock, delivery.trace, delivery.labels, {"messageId": delivery.message_id})
     d = delivery
     owner = f"{d.message_id}:{uuid.uuid4().hex[:12]}"
     run = deps.receipts.run_mode(d.run_id)
@@ -204,6 +185,9 @@ def handle_delivery(deps: Deps, delivery: Delivery, effect: Effect) -> str:
     if claim.braked:  # acknowledged: a pause must not spend delivery attempts
         say("paused by its owner: acknowledged, resumes when resumed", outcome="paused")
         return "paused"
+    if reverting := claim.receipt.to_revert:
+        assert revert is not None, f"no revert for {d.action}"
+        effect = revert
 
     def record(outcome: Outcome) -> Receipt | None:
         return deps.receipts.record(
@@ -219,7 +203,7 @@ def handle_delivery(deps: Deps, delivery: Delivery, effect: Effect) -> str:
         say("no readable lead: recorded as failed", severity="ERROR", outcome="permanent_error")
         return "permanent_error"
     settings = deps.receipts.lead_settings(d.run_id, lead_doc)
-    if d.publish_time and now - d.publish_time > deps.max_age:
+    if d.publish_time and now - d.publish_time > deps.max_age and not reverting:
         record(Outcome(failed("expired", "expired", f"older than {deps.max_age}; replay to retry")))
         if d.action == "calendar":
             close_email_after_failed_booking(deps.receipts, d.run_id, d.lead_doc_id, settings)
@@ -259,11 +243,13 @@ def handle_delivery(deps: Deps, delivery: Delivery, effect: Effect) -> str:
     if recorded is None:
         say("finished meanwhile by another delivery", outcome="duplicate")
         return "duplicate"
+    if recorded.to_revert:  # undone while this delivery made its effect
+        deps.bus.publish([Outgoing(d.run_id, d.lead_doc_id, d.action)], traceparent=d.traceparent)
     return _told(say, d, recorded, deps.receipts, settings)
 
 
 def _told(
-    say: _Story, d: Delivery, receipt: Receipt, receipts: Receipts, settings: RunSettings
+    say: Story, d: Delivery, receipt: Receipt, receipts: Receipts, settings: RunSettings
 ) -> str:
     """Log what was recorded (and close the email of a failed booking); the log's outcome."""
     if receipt.status is Status.FAILED and d.action == "calendar":
@@ -356,7 +342,7 @@ class _Lane:
         self.lanes.passed(self.host, self.api, self.clock(), in_use=self.paced)
 
 
-def _claim(receipts: Receipts, d: Delivery, owner: str, say: _Story, now: datetime) -> Claim | None:
+def _claim(receipts: Receipts, d: Delivery, owner: str, say: Story, now: datetime) -> Claim | None:
     """The claim on this delivery's receipt; None if the message names no receipt."""
     try:
         return receipts.claim(d.run_id, d.lead_doc_id, d.action, owner, now)
@@ -385,7 +371,7 @@ class _GiveBack:
     receipts: Receipts
     d: Delivery
     owner: str
-    say: _Story
+    say: Story
 
     def __call__(self, code: str, exc: BaseException, severity: str = "WARNING") -> None:
         detail = str(exc) if code != "internal" else f"{type(exc).__name__}: {exc}"

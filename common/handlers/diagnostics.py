@@ -20,10 +20,9 @@ from pydantic import (
 from common.api_schema import Counts, Funnel
 from common.counts import WAITING
 from common.handlers.intake import HttpResult, error
-from common.lead_pages import LeadFilter, page_token, token_after
+from common.lead_pages import LeadFilter, page_token, public_receipt, token_after
 from common.models import Id, field_errors, not_reserved, parse_time, stamp
 from common.pacing import LEAD_SECONDS
-from common.receipts import public_receipt
 from common.runs import run_state
 from common.store import Store
 

@@ -24,12 +24,13 @@ from common.config import HostAllowlist
 from common.counts import tally
 from common.documents import SERVER_TIME, Changed, Commit, Write
 from common.lanes import Lanes
+from common.lead_pages import facets_of
 from common.limits import ACTION_API
 from common.log import log
 from common.models import Lead, RunSettings, ScheduleRequest, field_errors, stamp, valid_email
 from common.pacing import LEAD_SECONDS, Limits
 from common.ports import Bus
-from common.receipts import Receipt, Status, changes, facets_of, lead_wait_fields, waits_of
+from common.receipts import Receipt, Status, changes, lead_wait_fields, waits_of
 from common.runs import StoredLead, lead_actions, run_state
 from common.slots import Interval, split_candidates
 from common.store import Store, created, lead_change

@@ -519,7 +519,7 @@ def test_a_page_keeps_documents_whose_map_entries_equal_every_value_given(docs: 
 
 def _run_lead(store: Store, run: str, lead_id: str, actions: list[str], reason: str | None) -> None:
     """A lead as schedule writes it (`_lead_doc`), with its facets."""
-    from common.receipts import facets_of
+    from common.lead_pages import facets_of
 
     status = "rejected" if reason else "pending"
     receipts = {a: Receipt(a, status=Status(status), reason=reason) for a in actions}

@@ -60,7 +60,6 @@ SWEEP_INDEX = {
     "collectionGroup": "receipts",
     "queryScope": "COLLECTION_GROUP",
     "fields": [
-        {"fieldPath": "status", "order": "ASCENDING"},
         {"fieldPath": "sweepable", "order": "ASCENDING"},
         {"fieldPath": "updatedAt", "order": "ASCENDING"},
     ],

@@ -68,7 +68,11 @@ REFUSALS: dict[str, tuple[Refusal, int, str]] = {
     ),
     "no such run": (lambda c, run: c.control(unique("none"), "pause"), 404, "not_found"),
     "unknown command": (lambda c, run: c.control(run, "explode"), 400, "invalid_request"),
-    "undo, not available yet": (lambda c, run: c.control(run, "undo"), 400, "invalid_request"),
+    "a preview of another command": (
+        lambda c, run: c.control(run, "pause", preview=True),
+        400,
+        "invalid_request",
+    ),
     "malformed run id": (lambda c, run: c.control("bad id!", "pause"), 400, "invalid_request"),
     "malformed lead id": (
         lambda c, run: c.control(run, "pause", ["h-000", "bad/id"]),

@@ -157,6 +157,12 @@ CASES: dict[str, Case] = {
     "control-200": Case(
         "/control", "post", 200, lambda r: _control(r, {"runId": r.run_id, "command": "replay"})
     ),
+    "control-200-undo": Case(
+        "/control",
+        "post",
+        200,
+        lambda r: _control(r, {"runId": r.run_id, "command": "undo", "preview": True}),
+    ),
     "control-400": Case(
         "/control", "post", 400, lambda r: _control(r, {"runId": r.run_id, "command": "explode"})
     ),

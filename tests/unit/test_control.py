@@ -200,7 +200,7 @@ def test_bad_and_foreign_commands_change_nothing() -> None:
         ({"command": "pause", "leadDocIds": ["not a lead id!"]}, 400),
         ({"command": "pause", "leadDocIds": ["lead-999"]}, 400),
         ({"command": "pause", "leadDocIds": []}, 400),
-        ({"command": "undo"}, 400),
+        ({"command": "undo", "leadDocIds": ["lead-999"]}, 400),
         ({"command": "pause", "preview": True}, 400),
         ({"command": "pause", "extra": 1}, 400),
     ]
@@ -304,3 +304,156 @@ def test_paused_receipts_do_not_crowd_the_stale_sweep_out() -> None:
     later = datetime.now(UTC) + timedelta(days=1)
     found = world.store.stale_receipts(later, world.clock(), limit=1)
     assert found == [(lost_run, "lead-000", "drive")]
+
+
+def _settled(world: World, run: str, leads: list[dict[str, Any]], **fields: Any) -> None:
+    assert world.schedule(request(run, leads, **fields)).status == 202
+    world.pump()
+
+
+def test_undo_previews_then_reverts_each_thing_a_run_made_once() -> None:
+    world = World()
+    run = unique("undo")
+    _settled(world, run, free_leads(3))
+    before, calls = world.receipts(run), dict(world.calls.counted)
+    preview = control(world, run, "undo", preview=True)
+    assert preview.status == 200
+    assert (preview.body["toRevert"], preview.body["unrecallable"]) == (
+        {"events": 3, "folders": 3, "drafts": 0},
+        {"sent": 3},
+    )
+    assert preview.body["state"] == "active" and world.store.get_run(run).get("state") is None  # type: ignore[union-attr]
+    assert world.receipts(run) == before and world.bus.published == []
+    assert dict(world.calls.counted) == calls
+
+    answer = control(world, run, "undo")
+    assert (answer.body["state"], answer.body["affected"], answer.body["toRevert"]) == (
+        "cancelled",
+        6,
+        {"events": 3, "folders": 3, "drafts": 0},
+    )
+    world.pump()
+    receipts = world.receipts(run)
+    for (_, action), receipt in receipts.items():
+        if action == "email":  # a sent email cannot be recalled
+            assert (receipt["status"], receipt["outcome"], receipt["revert"]) == (
+                "done",
+                "sent",
+                None,
+            )
+            continue
+        effect = {"calendar": "event_cancelled", "drive": "folder_trashed"}[action]
+        assert (receipt["status"], receipt["revert"]["effect"]) == ("reverted", effect)
+        assert receipt["outcome"] == before[(_, action)]["outcome"]  # what it was stays told
+        assert receipt["external"] == before[(_, action)]["external"]
+    assert {e["status"] for e in world.calendar.events.values()} == {"cancelled"}
+    assert all(f["trashed"] for f in world.drive.folders) and len(world.mailer.sent) == 3
+    assert world.store.counters(run)["counts"]["reverted"] == 6
+    assert world.counts_match_receipts(run)
+
+    again = control(world, run, "undo")
+    world.pump()
+    assert (again.body["affected"], again.body["toRevert"]) == (
+        0,
+        {"events": 0, "folders": 0, "drafts": 0},
+    )
+    assert (world.calls.counted["events.delete"], world.calls.counted["files.update"]) == (3, 3)
+    assert world.receipts(run) == receipts
+
+
+def test_undo_deletes_an_availability_draft_and_leaves_a_no_slot_booking_as_it_was() -> None:
+    from tests.unit.test_handlers import _fully_busy
+
+    world = World()
+    run = unique("undo-draft")
+    body = _fully_busy(world, run, expand_days=1)
+    assert world.schedule(body).status == 202
+    world.pump()
+    assert len(world.mailer.drafts) == 1
+    answer = control(world, run, "undo")
+    assert answer.body["toRevert"] == {"events": 0, "folders": 1, "drafts": 1}
+    world.pump()
+    receipts = world.receipts(run)
+    assert receipts[("l", "email")]["revert"]["effect"] == "draft_deleted"
+    assert (receipts[("l", "calendar")]["status"], receipts[("l", "calendar")]["revert"]) == (
+        "done",
+        None,
+    )
+    assert world.mailer.drafts == {}
+    assert world.counts_match_receipts(run)
+
+
+def test_a_reverted_booking_gives_its_slot_back_to_the_next_run() -> None:
+    world = World()
+    host = f"{unique('host')}@example.com"
+    first, second = unique("undo-first"), unique("undo-second")
+    leads = free_leads(1)
+    _settled(world, first, leads, host=host)
+    booked = world.receipts(first)[("lead-000", "calendar")]["external"]["start"]
+    control(world, first, "undo")
+    world.pump()
+    _settled(world, second, leads, host=host)
+    again = world.receipts(second)[("lead-000", "calendar")]
+    assert (again["outcome"], again["external"]["start"]) == ("booked", booked)
+
+
+def test_a_revert_that_google_took_before_failing_is_not_made_twice() -> None:
+    world = World()
+    run = unique("undo-fault")
+    _settled(world, run, free_leads(2))
+    world.calls.fail("events.delete", _unavailable(), after_effect=True)
+    control(world, run, "undo")
+    world.pump()
+    receipts = world.receipts(run)
+    effects = sorted(r["revert"]["effect"] for (_, a), r in receipts.items() if a == "calendar")
+    assert effects == ["already_gone", "event_cancelled"]  # the delete it made counts once
+    assert {e["status"] for e in world.calendar.events.values()} == {"cancelled"}
+    assert world.counts_match_receipts(run)
+
+
+def _unavailable() -> Any:
+    from tests.fakes import http_error
+
+    return http_error(503, "backendError", "Backend Error")
+
+
+def test_a_dry_runs_undo_reverts_nothing_and_says_so() -> None:
+    world = World()
+    run = unique("undo-dry")
+    _settled(world, run, free_leads(2), dryRun=True)
+    before = world.receipts(run)
+    answer = control(world, run, "undo")
+    assert (answer.body["affected"], answer.body["toRevert"], answer.body["unrecallable"]) == (
+        0,
+        {"events": 0, "folders": 0, "drafts": 0},
+        {"sent": 0},
+    )
+    assert world.receipts(run) == before and world.store.get_run(run).get("state") is None  # type: ignore[union-attr]
+
+
+def test_what_a_delivery_in_flight_makes_during_an_undo_is_reverted_after_it() -> None:
+    world = World()
+    run = unique("undo-flight")
+    world.schedule(request(run, free_leads(2), actions=["drive"]))
+    answers: list[HttpResult] = []
+    create = world.drive.create_folder
+
+    def undo_meanwhile(*args: Any) -> dict[str, Any]:
+        if not answers:  # the undo lands while the first delivery makes its folder
+            answers.append(control(world, run, "undo"))
+        return create(*args)
+
+    world.drive.create_folder = undo_meanwhile  # type: ignore[method-assign]
+    world.pump()
+    (answer,) = answers
+    assert answer.body["inFlight"] == [{"leadDocId": "lead-000", "action": "drive"}]
+    receipts = world.receipts(run)
+    assert (
+        receipts[("lead-000", "drive")]["status"],
+        receipts[("lead-001", "drive")]["status"],
+    ) == (
+        "reverted",
+        "cancelled",
+    )
+    assert [f.get("trashed") for f in world.drive.folders] == [True]
+    assert world.counts_match_receipts(run)

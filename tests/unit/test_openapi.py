@@ -125,3 +125,31 @@ def _operation_answering(status: int) -> tuple[str, str]:
             if status in op.errors:
                 return endpoint.key, op.method
     raise AssertionError(f"no operation answers {status}")
+
+
+CONTROL_ANSWER: dict[str, Any] = {
+    "runId": "run-1",
+    "command": "pause",
+    "state": "paused",
+    "affected": 2,
+    "inFlight": [{"leadDocId": "lead-1", "action": "calendar"}],
+    "eta": {"hana@example.com": "2026-11-26T15:30:00Z"},
+}
+
+
+def test_control_answers_match_the_document_with_the_undo_counts_only_on_undo() -> None:
+    check_answer("/control", "post", 200, CONTROL_ANSWER)
+    undo = {
+        **CONTROL_ANSWER,
+        "command": "undo",
+        "state": "cancelled",
+        "toRevert": {"events": 3, "folders": 2, "drafts": 1},
+        "unrecallable": {"sent": 4},
+    }
+    check_answer("/control", "post", 200, undo)
+    check_request("/control", "post", {"runId": "run-1", "command": "undo", "preview": True})
+    # Each of the counts is required, and nothing else is allowed in them.
+    with pytest.raises(AssertionError, match="toRevert"):
+        check_answer("/control", "post", 200, {**undo, "toRevert": {"events": 3, "folders": 2}})
+    with pytest.raises(AssertionError, match="unrecallable"):
+        check_answer("/control", "post", 200, {**undo, "unrecallable": {"sent": 4, "drafts": 1}})

@@ -21,6 +21,7 @@ from common.handlers.delivery import Delivery, Deps, Outcome, Retry, Work, handl
 from common.handlers.drive import drive
 from common.handlers.intake import HttpResult, Pace, handle_schedule
 from common.handlers.notify import notify
+from common.handlers.revert import REVERTS
 from common.handlers.sweep import resume_due
 from common.holds import SlotHolds
 from common.lanes import Lanes
@@ -114,7 +115,9 @@ class World:
             self.clock(),
             booking=message.booking,
         )
-        return handle_delivery(self.deps, delivery, EFFECTS[message.action])
+        return handle_delivery(
+            self.deps, delivery, EFFECTS[message.action], REVERTS[message.action]
+        )
 
     def pump(self, duplicates: int = 1) -> None:
         """Deliver everything published (each message `duplicates` times) until nothing is left."""
