@@ -221,6 +221,7 @@ class LeadEntry(_Answer):
     email: str | None
     name: str | None
     company: str | None
+    timeZone: str | None = Field(default=None, description="The lead's IANA time zone, if given.")
     receipts: dict[str, PublicReceipt]
 
 

@@ -86,6 +86,11 @@ class Settings:
     # Firebase uids that may steer and read any run, not only their own (`LEADRUN_OPERATOR_UIDS`,
     # docs/decisions/0014). Empty unless configured: then nobody can act on another's run.
     operator_uids: frozenset[str] = field(default_factory=frozenset)
+    # The Operations page (diagnostics `/ops`): where it steers (`LEADRUN_CONTROL_URL`) and the
+    # Firebase web config it signs in with (`LEADRUN_FIREBASE_API_KEY`, `..._AUTH_DOMAIN`).
+    control_url: str | None = None
+    firebase_api_key: str | None = None
+    firebase_auth_domain: str | None = None
 
 
 def _split(value: str) -> frozenset[str]:
@@ -105,6 +110,16 @@ def _origins(value: str) -> frozenset[str]:
                 " (wildcards and null are never allowed)"
             )
     return origins
+
+
+def _allowed_origins(env: dict[str, str] | os._Environ[str]) -> frozenset[str]:
+    """`LEADRUN_ALLOWED_ORIGINS`, and the Operations page's own origin (`LEADRUN_OPS_ORIGIN`,
+    set on the functions the page calls across origins: Control)."""
+    allowed = _origins(env.get("LEADRUN_ALLOWED_ORIGINS", ""))
+    ops = _origins(env.get("LEADRUN_OPS_ORIGIN", ""))
+    if len(ops) > 1:
+        raise RuntimeError("LEADRUN_OPS_ORIGIN: one origin, the page's own")
+    return allowed | ops
 
 
 def settings_from(env: dict[str, str] | os._Environ[str]) -> Settings:
@@ -130,7 +145,7 @@ def settings_from(env: dict[str, str] | os._Environ[str]) -> Settings:
         sandbox_url=sandbox_url.rstrip("/") if sandbox_url else None,
         delegation_sa=env.get("LEADRUN_DELEGATION_SA") or None,
         certs_url=certs_url,
-        allowed_origins=_origins(env.get("LEADRUN_ALLOWED_ORIGINS", "")),
+        allowed_origins=_allowed_origins(env),
         max_message_age_s=int(env.get("LEADRUN_MAX_MESSAGE_AGE_S", str(7 * 24 * 3600))),
         lease_s=int(env.get("LEADRUN_LEASE_S", "120")),
         sweep_stale_s=int(env.get("LEADRUN_SWEEP_STALE_S", str(topology.SWEEP_STALE_S))),
@@ -142,6 +157,9 @@ def settings_from(env: dict[str, str] | os._Environ[str]) -> Settings:
             env.get("LEADRUN_WORKSPACE_SUBJECTS"), open_when_unset=mode == GOOGLE_MODE_SANDBOX
         ),
         operator_uids=_split(env.get("LEADRUN_OPERATOR_UIDS", "")),
+        control_url=env.get("LEADRUN_CONTROL_URL") or None,
+        firebase_api_key=env.get("LEADRUN_FIREBASE_API_KEY") or None,
+        firebase_auth_domain=env.get("LEADRUN_FIREBASE_AUTH_DOMAIN") or None,
     )
 
 

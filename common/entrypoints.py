@@ -7,6 +7,7 @@ import binascii
 import json
 from collections.abc import Callable
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import flask
@@ -31,6 +32,7 @@ from common.handlers.revert import REVERTS
 from common.handlers.sweep import sweep
 from common.log import log, trace_field
 from common.models import LeadMessage, parse_time
+from common.ops_page import ops_http, ops_route
 
 MAX_BODY = 1024 * 1024
 # What the web client sends beyond the CORS-safelisted headers. Nothing is exposed: the client
@@ -191,8 +193,15 @@ def _diagnostics_post(uid: str, request: flask.Request) -> HttpResult:
     return handle_diagnostics_post(app().store, uid, body, app().clock.now())
 
 
-def diagnostics_http(request: flask.Request) -> flask.Response:
-    """HTTP entry of `diagnostics`: `/leads` pages a run's leads, any other path its funnel."""
+def diagnostics_http(request: flask.Request, ops_assets: Path | None = None) -> flask.Response:
+    """HTTP entry of `diagnostics`: `/leads` pages a run's leads, `/ops` is the Operations page
+    (its files in `ops_assets`), any other path the run's funnel."""
+    if ops_assets is not None and ops_route(request.path) is not None:
+        try:
+            return ops_http(request, app().settings, ops_assets)
+        except Exception as exc:
+            log(f"internal error: {exc!r}", severity="ERROR")
+            return _json(error(500, "internal", "internal error; retry"), {})
     if request.path.rstrip("/").endswith("/leads"):
         return serve_http(
             request,

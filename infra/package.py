@@ -1,8 +1,9 @@
 """Assemble each deploy unit's exact upload: `python infra/package.py [--out build]`.
 
 For every unit in `common.topology.FUNCTIONS` (functions/<unit>/) this writes
-`<out>/<unit>/` with the unit's Python files, a copy of `common/` and a flat `requirements.txt`
-pinning the runtime requirements and everything they pull in (from `constraints.txt`), plus
+`<out>/<unit>/` with the unit's Python files and folders (diagnostics: the Operations page's
+`ops/`), a copy of `common/` and a flat `requirements.txt` pinning the runtime requirements and
+everything they pull in (from `constraints.txt`), plus
 `<out>/<unit>.zip`, a byte-for-byte reproducible archive of that folder, which
 `infra/deploy.sh upload` stores under its content hash.
 """
@@ -206,6 +207,9 @@ def package_unit(root: Path, unit: str, out: Path, constraints: dict[str, Pin]) 
     target.mkdir(parents=True)
     for module in sorted(unit_dir.glob("*.py")):
         shutil.copy2(module, target / module.name)
+    folders = (p for p in unit_dir.iterdir() if p.is_dir() and p.name not in SKIPPED_NAMES)
+    for folder in sorted(folders):
+        copy_tree(folder, target / folder.name)  # files the unit serves (diagnostics: ops/)
     copy_tree(root / "common", target / "common")
     roots, source = unit_requirements(root, unit)
     pins = flat_pins(roots, constraints, source)

@@ -3,6 +3,7 @@
     leadrun run FILE [--dry-run] [--run-id ID] [--config FILE] [host/meeting/fallback flags]
     leadrun status RUN_ID [--json]
     leadrun report RUN_ID --out FILE.html
+    leadrun ui [RUN_ID] [--no-open]
     leadrun pause|resume|cancel|replay RUN_ID [--lead ID]... [--yes] (replay: [--no-wait])
     leadrun undo RUN_ID [--lead ID]... [--preview] [--yes]
     leadrun seek SUBSCRIPTION --to TIME|SNAPSHOT
@@ -265,6 +266,15 @@ def cmd_status(args: argparse.Namespace) -> int:
     if waiting:
         console.print(f"[magenta]{waiting}[/]: they resume by themselves")
     return EXIT_FAILED if view.counts.get("failed", 0) else EXIT_OK
+
+
+def cmd_ui(args: argparse.Namespace) -> int:
+    """Print the Operations page's address; open it when a browser is available."""
+    from leadrun import ui
+
+    env, _ = resolve_env(args.env)
+    ui.show(ui.ops_url(env, args.run_id, args.uid), open_browser=not args.no_open)
+    return EXIT_OK
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -532,6 +542,11 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("run_id", metavar="RUN_ID")
     report.add_argument("--out", required=True, metavar="FILE.html")
     report.set_defaults(handler=cmd_report)
+
+    page = sub.add_parser("ui", parents=[common], help="the Operations page: watch and steer a run")
+    page.add_argument("run_id", metavar="RUN_ID", nargs="?", help="the run to show")
+    page.add_argument("--no-open", action="store_true", help="print the address only")
+    page.set_defaults(handler=cmd_ui)
 
     helps = {
         "pause": "hold every action not done yet (the brake)",

@@ -77,6 +77,16 @@ def _emulator_env() -> dict[str, str]:
     return env
 
 
+def ops_page_env(name: str, port_map: Mapping[str, int]) -> dict[str, str]:
+    """The Operations page (diagnostics `/ops`) steers through Control from its own origin:
+    diagnostics tells the page where Control is, and Control allows that one origin."""
+    if name == "diagnostics":
+        return {"LEADRUN_CONTROL_URL": f"http://{HOST}:{port_map['control']}/"}
+    if name == "control":
+        return {"LEADRUN_OPS_ORIGIN": f"http://{HOST}:{port_map['diagnostics']}"}
+    return {}
+
+
 @dataclass(frozen=True)
 class Commands:
     """Builds each component's (command, environment overrides) for one stack."""
@@ -141,7 +151,12 @@ class Commands:
             HOST,
             "--port",
             str(port),
-        ], {**self.function_env(port_map), "K_SERVICE": name, "FUNCTION_TARGET": spec.target}
+        ], {
+            **self.function_env(port_map),
+            **ops_page_env(name, port_map),
+            "K_SERVICE": name,
+            "FUNCTION_TARGET": spec.target,
+        }
 
     def _helper(
         self, module: str, port: int, port_map: Mapping[str, int], *options: str

@@ -7,7 +7,8 @@
    leads' candidate slots are taken (expanded search) and two leads find nothing at all
    (no slot: an availability draft instead),
 4. run the `leadrun` commands exactly as an operator types them: a dry run, the live run,
-   `leadrun status` (per-lead receipts + diagnostics funnel) and `leadrun report`.
+   `leadrun status` (per-lead receipts + diagnostics funnel) and `leadrun report`,
+5. print the address of the live run's Operations page (`leadrun ui`).
 
 The commands are the CLI's own `main()`, called in-process, so the output is the CLI's.
 """
@@ -33,6 +34,7 @@ from leadrun.leads import parse_slot, today_in
 from leadrun.running_stack import Stack
 from leadrun.stack import reset_emulators
 from leadrun.stack_config import DEFAULT_STATE_DIR, ENV_FILE, REPO_ROOT
+from leadrun.ui import ops_url
 
 SAMPLES = REPO_ROOT / "samples"
 
@@ -136,6 +138,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{len(state['folders'])} folders"
     )
     console.print(f"report: file://{report}")
+    console.print(f"Operations page (sign in as operator): {ops_url(env, live_id, 'operator')}")
     console.print("the stack keeps running: `make down` stops it")
     return 0
 

@@ -212,6 +212,7 @@ def lead_entry(lead_id: str, lead: dict[str, Any], receipts: dict[str, Any]) -> 
         "email": submitted.get("email"),
         "name": submitted.get("name"),
         "company": submitted.get("company"),
+        "timeZone": submitted.get("timeZone"),
         "receipts": {action: public_receipt(r) for action, r in receipts.items()},
     }
 

@@ -1,4 +1,7 @@
-"""Deploy unit `diagnostics`: the run funnel, the dead-letter subscriber and the sweeper."""
+"""Deploy unit `diagnostics`: the run funnel, the Operations page, the dead-letter subscriber
+and the sweeper."""
+
+from pathlib import Path
 
 import flask
 import functions_framework
@@ -6,11 +9,14 @@ from cloudevents.http import CloudEvent
 
 from common.entrypoints import dead_letter_event, diagnostics_http, sweep_event
 
+# The Operations page's files, shipped beside this module (docs/api.md, "Operations page").
+OPS_ASSETS = Path(__file__).resolve().with_name("ops")
+
 
 @functions_framework.http
 def diagnostics(request: flask.Request) -> flask.Response:
-    """GET or POST a run's diagnostics (docs/api.md, "Diagnostics")."""
-    return diagnostics_http(request)
+    """GET or POST a run's diagnostics, or the Operations page (docs/api.md, "Diagnostics")."""
+    return diagnostics_http(request, OPS_ASSETS)
 
 
 @functions_framework.cloud_event

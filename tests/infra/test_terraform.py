@@ -38,9 +38,16 @@ PUBLISHES_TO = {
 # Settings that only some functions get, beyond the ones every function gets.
 # The operators (docs/decisions/0014) reach only the functions that check who owns a run.
 OPERATOR_ENV = {"LEADRUN_OPERATOR_UIDS": '${join(",", var.operator_uids)}'}
+# The Operations page (diagnostics `/ops`) steers through control on the functions' own origin.
+FUNCTIONS_ORIGIN = "https://${var.region}-${var.project_id}.cloudfunctions.net"
 FUNCTION_ENV = {
-    "control": OPERATOR_ENV,
-    "diagnostics": OPERATOR_ENV,
+    "control": {**OPERATOR_ENV, "LEADRUN_OPS_ORIGIN": FUNCTIONS_ORIGIN},
+    "diagnostics": {
+        **OPERATOR_ENV,
+        "LEADRUN_CONTROL_URL": f"{FUNCTIONS_ORIGIN}/control",
+        "LEADRUN_FIREBASE_API_KEY": "${var.firebase_api_key}",
+        "LEADRUN_FIREBASE_AUTH_DOMAIN": "${var.firebase_auth_domain}",
+    },
     "sweep": {
         "LEADRUN_SWEEP_STALE_S": str(topology.SWEEP_STALE_S),
         "LEADRUN_SWEEP_LOOP_S": str(topology.SWEEP_LOOP_S),

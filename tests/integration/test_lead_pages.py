@@ -71,7 +71,7 @@ def test_paging_lists_every_lead_exactly_once_in_order(
     assert page["nextPageToken"] is None and len(page["leads"]) == 120
     first = client.leads(run_id, page_size=1).json()
     entry = first["leads"][0]
-    assert set(entry) == {"leadDocId", "email", "name", "company", "receipts"}
+    assert set(entry) == {"leadDocId", "email", "name", "company", "timeZone", "receipts"}
     assert set(entry["receipts"]) == {"calendar", "email", "drive"}
     calendar = entry["receipts"]["calendar"]
     assert "lease" not in calendar and "checkpoint" not in calendar

@@ -8,9 +8,20 @@ locals {
   # Empty means no operator: the check fails closed.
   operator_env = { LEADRUN_OPERATOR_UIDS = join(",", var.operator_uids) }
 
+  # The Operations page is served by diagnostics at <functions origin>/diagnostics/ops and steers
+  # through control on the same origin; control's CORS allows that one origin (a browser sends
+  # Origin on a same-origin POST too), and nothing wider.
+  functions_origin = "https://${var.region}-${var.project_id}.cloudfunctions.net"
+
   function_env = {
-    control     = local.operator_env
-    diagnostics = local.operator_env
+    control = merge(local.operator_env, {
+      LEADRUN_OPS_ORIGIN = local.functions_origin
+    })
+    diagnostics = merge(local.operator_env, {
+      LEADRUN_CONTROL_URL          = "${local.functions_origin}/control"
+      LEADRUN_FIREBASE_API_KEY     = var.firebase_api_key
+      LEADRUN_FIREBASE_AUTH_DOMAIN = var.firebase_auth_domain
+    })
     sweep = {
       LEADRUN_SWEEP_STALE_S = tostring(local.sweep_stale_s)
       LEADRUN_SWEEP_LOOP_S  = tostring(local.sweep_loop_s)

@@ -71,6 +71,18 @@ variable "notification_channels" {
   }
 }
 
+variable "firebase_api_key" {
+  description = "Firebase web API key the Operations page signs in with (public; empty: the page cannot sign in)."
+  type        = string
+  default     = ""
+}
+
+variable "firebase_auth_domain" {
+  description = "Firebase Authentication domain of the Operations page (empty: <project_id>.firebaseapp.com)."
+  type        = string
+  default     = ""
+}
+
 variable "default_max_instances" {
   description = "Maximum instances of each function, unless max_instances names it."
   type        = number
