@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from bench import profiler, quota, quota_report, report, runner, slot_bench, steer
+from bench import cost, profiler, quota, quota_report, report, runner, slot_bench, steer
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -83,6 +83,25 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-steer", action="store_true", help="skip the steering phase after the other phases"
     )
     parser.add_argument(
+        "--cost",
+        action="store_true",
+        help="only the cost per 1,000 leads: --leads leads unpaced, and a paced run of "
+        "--cost-hosts hosts x --cost-leads-per-host leads on Google's published limits",
+    )
+    parser.add_argument(
+        "--no-cost", action="store_true", help="skip the paced cost run after the other phases"
+    )
+    parser.add_argument(
+        "--cost-hosts", type=int, default=None, metavar="N", help="hosts of the paced run (20)"
+    )
+    parser.add_argument(
+        "--cost-leads-per-host",
+        type=int,
+        default=None,
+        metavar="N",
+        help="leads of each host in the paced run (50; 4 hosts x 10 with --quick)",
+    )
+    parser.add_argument(
         "--no-untold",
         action="store_true",
         help="skip the quota phase's second run (sandbox at half of what the pipeline was told)",
@@ -107,16 +126,33 @@ def quota_phase(args: argparse.Namespace, leads: int, say: Any) -> dict[str, Any
     return quota_report.summary(runs)
 
 
-def steer_phase(args: argparse.Namespace, say: Any) -> dict[str, Any]:
-    """The steering phase's figures, on a stack of its own."""
+def paced_phase(args: argparse.Namespace, say: Any, unpaced: cost.CostRun | None) -> dict[str, Any]:
+    """On one stack paced to Google's published limits: the paced cost run (the cost figures
+    beside `unpaced`'s), then the steering phase; each unless skipped."""
     root = Path(tempfile.mkdtemp(prefix="leadrun-steer-")) if args.keep is None else args.keep
     root.mkdir(parents=True, exist_ok=True)
+    default_hosts, default_each = (
+        cost.QUICK_PACED if args.quick else (cost.PACED_HOSTS, cost.PACED_LEADS_PER_HOST)
+    )
+    hosts = args.cost_hosts or default_hosts
+    each = args.cost_leads_per_host or default_each
     leads = 200 if args.quick else steer.STEER_LEADS
     watched = (20, 100) if args.quick else (100, 1000)
-    figures = steer.run(root / "steer", leads, say, watched)
+    figures: dict[str, Any] = {}
+    with steer.paced_stack(root / "steer") as (stack, count_dir):
+        if not args.no_cost:
+            paced = cost.paced_run(stack, count_dir, hosts, each, say)
+            figures.update(cost.summary([run for run in (unpaced, paced) if run is not None]))
+        if not args.no_steer:
+            figures.update(steer.run(stack, count_dir, leads, say, watched))
     if args.keep is None:
         shutil.rmtree(root, ignore_errors=True)
     return figures
+
+
+def paced_table(figures: dict[str, Any]) -> str:
+    """The cost table and the steering phase's, those that ran."""
+    return "\n\n".join(part for part in (cost.table(figures), steer.table(figures)) if part)
 
 
 def _run_phase(
@@ -154,10 +190,22 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     # Each phase on a stack of its own; the steering and quota phases after the others, whose
     # stacks are stopped by then: nothing else competes.
-    steering = (lambda: steer_phase(args, say), steer.table)
     quotas = (lambda: quota_phase(args, quota_leads, say), quota_report.table)
-    if args.steer or args.quota:
-        alone = _run_phase(*(steering if args.steer else quotas))
+    if args.steer or args.quota or args.cost:
+        if args.steer:
+            args.no_cost = True
+        elif args.cost:
+            args.no_steer = True
+
+        def costs() -> dict[str, Any]:
+            unpaced = None
+            if args.cost:
+                root = Path(tempfile.mkdtemp(prefix="leadrun-cost-"))
+                unpaced = cost.unpaced_run(args.keep or root, leads, say)
+                shutil.rmtree(root, ignore_errors=True)
+            return paced_phase(args, say, unpaced)
+
+        alone = _run_phase(*(quotas if args.quota else (costs, paced_table)))
         if alone is None:
             return 1
         print(report.json_line({"date": report.now(), "machine": report.machine(), **alone}))
@@ -179,6 +227,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"bench: {exc}", file=sys.stderr)
         return 1
     result = report.summary(e2es, accept_figures, tops, slots)
+    unpaced = cost.from_end_to_end(
+        e2es[report.median_round(e2es, tops)], hosts=-(-leads // options.request_size)
+    )
     print(report.table(result))
     if args.profile is not None:
         print(f"\nwhere the handlers' wall time goes (py-spy --idle, 100 Hz; {args.profile})")
@@ -190,7 +241,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"  {path.stem}: {found.samples} samples in handlers; {share}")
             for frame, count in found.by_frame.most_common(8):
                 print(f"    {100 * count / found.samples:5.1f}%  {frame}")
-    for skipped, phase in ((args.no_steer, steering), (args.no_quota, quotas)):
+    paced = (lambda: paced_phase(args, say, unpaced), paced_table)
+    if args.no_cost:  # the unpaced figures all the same
+        result.update(cost.summary([unpaced]))
+        print(cost.table(result))
+    for skipped, phase in ((args.no_steer and args.no_cost, paced), (args.no_quota, quotas)):
         if skipped:
             continue
         figures = _run_phase(*phase)

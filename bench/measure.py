@@ -9,10 +9,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 from leadrun.processes import owned_processes
 from leadrun.running_stack import Stack
 
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 PIPELINE = ("schedule", "book", "notify", "drive")
 SUBSCRIBERS = {"book": "calendar", "notify": "email", "drive": "drive"}
 
@@ -21,14 +22,14 @@ def cpu_seconds(stack: Stack) -> dict[str, float]:
     """CPU time (user + system) so far of each component's live processes, java included."""
     out: dict[str, float] = {}
     for name, info in stack.processes.items():
-        total = 0
+        total = 0.0
         for pid in owned_processes(info):
             try:
-                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
+                times = psutil.Process(pid).cpu_times()
+            except psutil.Error:  # gone meanwhile
                 continue
-            total += int(fields[11]) + int(fields[12])
-        out[name] = total / CLOCK_TICKS
+            total += times.user + times.system
+        out[name] = total
     return out
 
 
@@ -39,9 +40,9 @@ def cpu_delta(before: dict[str, float], after: dict[str, float]) -> dict[str, fl
 
 def machine_busy_seconds() -> float:
     """CPU seconds the whole machine has been busy (all cores; idle and iowait excluded)."""
-    fields = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
-    user, nice, system, _idle, _iowait, irq, softirq, steal = (fields + [0] * 8)[:8]
-    return (user + nice + system + irq + softirq + steal) / CLOCK_TICKS
+    times = psutil.cpu_times()
+    busy = ("user", "nice", "system", "irq", "softirq", "steal")
+    return sum(getattr(times, name, 0.0) for name in busy)
 
 
 def self_cpu_seconds() -> float:

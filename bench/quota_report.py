@@ -8,6 +8,7 @@ from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
+from bench import text
 from bench.quota import SMALL_HOST_TARGET_S, QuotaRun, sweep_every_s
 from bench.quota_limits import bound_by_count
 
@@ -131,8 +132,7 @@ def targets(result: dict[str, Any]) -> dict[str, bool]:
     return met
 
 
-def _row(label: str, value: Any, note: str = "") -> str:
-    return f"  {label:<44} {value!s:<16} {note}"
+_row = text.row
 
 
 def _mark(result: dict[str, Any], key: str) -> str:
@@ -143,8 +143,7 @@ def table(result: dict[str, Any]) -> str:
     """The human-readable report of the quota phase."""
     if not result:
         return ""
-    lines = [
-        "",
+    lines: list[Any] = [
         f"quota phase: Google's per-user limits compressed {result['quota_compression']:g}-fold "
         f"(a minute lasts {60 / result['quota_compression']:g} s); "
         f"host A {result['quota_leads']} leads, host B {result['quota_small_host_leads']} "
@@ -234,4 +233,4 @@ def table(result: dict[str, Any]) -> str:
                 f"{result[f'quota_cpu_s{suffix}']}",
             ),
         ]
-    return "\n".join(lines)
+    return "\n" + text.render("quota phase", lines)

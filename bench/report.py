@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
 import platform
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import psutil
+
+from bench import text
 from bench.runner import (
     ID_RESERVATION,
     MAX_ID_RESERVATIONS_PER_LEAD,
@@ -35,14 +37,10 @@ def machine() -> dict[str, Any]:
                 break
     except OSError:
         pass
-    try:
-        pages = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError):
-        pages = 0
     return {
         "cpu": model or platform.processor(),
-        "cores": os.cpu_count(),
-        "memory_gb": round(pages / 2**30, 1),
+        "cores": psutil.cpu_count(),
+        "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
         "python": platform.python_version(),
         "system": f"{platform.system()} {platform.release()}",
     }
@@ -141,16 +139,13 @@ def summary(
     }
 
 
-def _row(label: str, value: Any, note: str = "") -> str:
-    return f"  {label:<44} {value!s:<16} {note}"
+_row = text.row
 
 
 def table(result: dict[str, Any]) -> str:
     """The human-readable report."""
     m = result["machine"]
-    lines = [
-        f"Lead Run Actions benchmark — {result['date']}",
-        f"machine: {m['cpu']}, {m['cores']} cores, {m['memory_gb']} GB, Python {m['python']}",
+    lines: list[Any] = [
         _row(
             "CPU s used by other processes (e2e/acc/ceil)",
             "/".join(str(v) for v in result["other_processes_cpu_s"].values()),
@@ -222,7 +217,11 @@ def table(result: dict[str, Any]) -> str:
             _row(name, result["cpu_s_e2e"][name], f"| {result['cpu_s_ceiling'].get(name, '-')}")
         )
     lines.append(_row("delivery handling p50 (ms)", result["delivery_ms_p50"]))
-    return "\n".join(lines)
+    return text.render(
+        f"Lead Run Actions benchmark — {result['date']}\n"
+        f"machine: {m['cpu']}, {m['cores']} cores, {m['memory_gb']} GB, Python {m['python']}",
+        lines,
+    )
 
 
 def json_line(result: dict[str, Any]) -> str:

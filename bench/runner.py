@@ -291,6 +291,17 @@ def ceiling(stack: Stack, options: Options, count_dir: Path, round_no: int = 0) 
     return Ceiling(options.leads, last - started, delivered, cpu, max(0.0, others))
 
 
+def pipeline_env(count_dir: Path) -> dict[str, str]:
+    """The pipeline stack's functions: counted by the hook, and told no limits."""
+    return {
+        "PYTHONPATH": os.pathsep.join([str(HOOK_DIR), str(REPO_ROOT)]),
+        "BENCH_FIRESTORE_COUNT_DIR": str(count_dir),
+        # These phases measure the pipeline's own speed: told no limits, it paces to none
+        # (the quota phase measures it against Google's).
+        "LEADRUN_GOOGLE_LIMITS": "{}",
+    }
+
+
 def run(options: Options) -> tuple[list[EndToEnd], Accept, list[Ceiling]]:
     """Both stacks side by side; rounds of phase 1 (with 4) and phase 2 taken in turn, so each
     ratio compares two runs a few seconds apart; then phase 3 on the pipeline's stack."""
@@ -302,13 +313,7 @@ def run(options: Options) -> tuple[list[EndToEnd], Accept, list[Ceiling]]:
     root.mkdir(parents=True, exist_ok=True)
     count_dir = root / "firestore-counts"
     count_dir.mkdir(exist_ok=True)
-    env = {
-        "PYTHONPATH": os.pathsep.join([str(HOOK_DIR), str(REPO_ROOT)]),
-        "BENCH_FIRESTORE_COUNT_DIR": str(count_dir),
-        # These phases measure the pipeline's own speed: told no limits, it paces to none
-        # (the quota phase measures it against Google's).
-        "LEADRUN_GOOGLE_LIMITS": "{}",
-    }
+    env = pipeline_env(count_dir)
     say = options.progress
     spy = options.profile_dir
     noop_dir = write_noop_functions(root / "noop-functions")

@@ -29,6 +29,16 @@ REQUIRED = (
     "firestore_writes_per_lead",
     "slot_selection_ms",
 )
+COST_KEYS = (
+    "firestore_reads",
+    "firestore_writes",
+    "pubsub_published",
+    "pubsub_deliveries",
+    "invocations",
+    "function_request_s",
+    "function_cpu_s",
+    "stack_cpu_s",
+)
 TARGET_MIX = {
     "calendar.freebusy.query": 1.0,
     "calendar.events.insert": 1.0,
@@ -54,7 +64,7 @@ def test_quick_bench_prints_every_figure_and_the_exact_cost_of_a_lead() -> None:
         cwd=REPO,
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=420,
         check=False,
     )
     assert done.returncode == 0, done.stderr[-3000:] + done.stdout[-3000:]
@@ -90,6 +100,20 @@ def test_quick_bench_prints_every_figure_and_the_exact_cost_of_a_lead() -> None:
     for command in ("pause", "resume", "cancel"):
         assert result[f"{command}_ms"] > 0 and result[f"{command}_affected"] > 0, command
     assert result["poll_reads_large"] <= result["poll_reads_small"] + 8
+    # The cost per 1,000 booked leads, unpaced (the end-to-end run) and paced (4 hosts x 10 leads
+    # on Google's published limits, on the steering phase's stack): every figure printed.
+    assert "cost per 1,000 leads" in done.stdout
+    assert result["cost_prices_as_of"]
+    for label, leads in (("unpaced", 50), ("paced", 40)):
+        cost = result[f"cost_per_1000_{label}"]
+        assert cost["leads"] == leads and cost["booked"] == leads and cost["failed"] == 0, cost
+        for key in COST_KEYS:
+            assert isinstance(cost[key], int | float) and cost[key] > 0, (label, key)
+        assert cost["firestore_deletes"] >= 0
+        assert set(cost["dollars"]) == {"firestore", "pubsub", "functions", "total"}
+        assert cost["dollars"]["total"] > 0
+        # Three actions a lead: at least three pushes, and every message published is delivered.
+        assert cost["pubsub_deliveries"] >= 3000 and cost["pubsub_published"] >= 3000, cost
 
 
 QUOTA_KEYS = (
