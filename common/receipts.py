@@ -209,13 +209,14 @@ class Receipt:
 
     def wait_for(self, wait: Limit, clean_through: int | None = None) -> Receipt:
         """Google's limit holds it back until `wait.until`; spaced anew in its lane then."""
-        return replace(
-            self._parked(clean_through), outcome=None, waiting=wait, spaced=False, lease=None
-        )
+        kept = self.outcome if self.reverting else None  # a revert keeps what it undoes
+        parked = self._parked(clean_through)
+        return replace(parked, outcome=kept, waiting=wait, spaced=False, lease=None)
 
     def park(self, clean_through: int | None = None) -> Receipt:
         """It came before its start (a replay, a duplicate): it keeps waiting for it."""
-        return replace(self._parked(clean_through), outcome=None, lease=None)
+        kept = self.outcome if self.reverting else None  # a revert keeps what it undoes
+        return replace(self._parked(clean_through), outcome=kept, lease=None)
 
     def _parked(self, clean_through: int | None) -> Receipt:
         keep = self.clean_through if clean_through is None else clean_through
@@ -285,6 +286,7 @@ class Receipt:
         """Tried again (replay, redrive): pending, with nothing of how it ended."""
         return replace(
             self,
+            revert=None,
             status=Status.PENDING,
             outcome=None,
             reason=None,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from common.handlers.delivery import Delivery, close_email_after_failed_booking
 from common.log import log
 from common.ports import Receipts
-from common.receipts import failed
+from common.receipts import Status, failed
 from common.runs import ReceiptMissing
 
 
@@ -27,9 +27,8 @@ def handle_dead_letter(receipts: Receipts, delivery: Delivery, attempts: str | N
             messageId=d.message_id,
         )
         return "dropped"
-    lead = (
-        receipts.get_lead(d.run_id, d.lead_doc_id) if changed and d.action == "calendar" else None
-    )
+    booking_failed = changed and d.action == "calendar" and _failed(receipts, d)
+    lead = receipts.get_lead(d.run_id, d.lead_doc_id) if booking_failed else None
     if lead:
         settings = receipts.lead_settings(d.run_id, lead)
         close_email_after_failed_booking(receipts, d.run_id, d.lead_doc_id, settings)
@@ -41,3 +40,9 @@ def handle_dead_letter(receipts: Receipts, delivery: Delivery, attempts: str | N
         outcome="dead_lettered" if changed else "duplicate",
     )
     return "dead_lettered" if changed else "duplicate"
+
+
+def _failed(receipts: Receipts, d: Delivery) -> bool:
+    """Whether the dead letter failed the booking (a dead revert leaves it done)."""
+    receipt = receipts.get_receipt(d.run_id, d.lead_doc_id, d.action)
+    return receipt is not None and receipt.status is Status.FAILED

@@ -148,8 +148,10 @@ def close_email_after_failed_booking(
 ) -> None:
     """The booking cannot go on: the email that would carry it must not stay pending."""
     ending = flow.email_when_booking_fails(settings.actions)
-    if ending is not None:
-        receipts.finish(run_id, lead_doc_id, "email", ending)
+    if ending is not None:  # only an open email: one that was made keeps its revert, if queued
+        receipts.record(
+            run_id, lead_doc_id, "email", lambda r: None if r.terminal else r.finish(ending)
+        )
 
 
 def _lead_of(lead_doc: dict[str, Any] | None) -> Lead | None:
@@ -243,7 +245,7 @@ def handle_delivery(
     if recorded is None:
         say("finished meanwhile by another delivery", outcome="duplicate")
         return "duplicate"
-    if recorded.to_revert:  # undone while this delivery made its effect
+    if recorded.to_revert and not reverting:  # undone while this delivery made its effect
         deps.bus.publish([Outgoing(d.run_id, d.lead_doc_id, d.action)], traceparent=d.traceparent)
     return _told(say, d, recorded, deps.receipts, settings)
 

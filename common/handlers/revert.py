@@ -8,6 +8,7 @@ booking gives back its slot holds in the same commit as its receipt, so a later 
 
 from __future__ import annotations
 
+import contextlib
 from datetime import datetime
 from typing import Any
 
@@ -35,9 +36,13 @@ def unbook(work: Work) -> Outcome:
     booker = Booker(work)
     made = _external(work)
     calendar_id = str(made.get("calendarId") or booker.calendar_id)
-    meeting = Interval(datetime.fromisoformat(made["start"]), datetime.fromisoformat(made["end"]))
-    span = booker.rules.needs_free(meeting)
-    free = Settlement(booker.calendar_key, SlotHold(span.start, span.end), booker.owner, False)
+    free = None
+    with contextlib.suppress(KeyError, TypeError, ValueError):  # no times kept: no holds to free
+        meeting = Interval(
+            datetime.fromisoformat(made["start"]), datetime.fromisoformat(made["end"])
+        )
+        span = booker.rules.needs_free(meeting)
+        free = Settlement(booker.calendar_key, SlotHold(span.start, span.end), booker.owner, False)
     work.turn()
     cancelled = calendar.cancel_event(booker.subject, calendar_id, str(made["eventId"]))
     return _reverted(work, "event_cancelled" if cancelled else GONE, free)

@@ -194,6 +194,16 @@ def test_the_page_follows_and_steers_a_paced_run(
     # Resume: the counts move on without a reload, and the run settles.
     page.get_by_role("button", name="Resume", exact=True).click()
     until(lambda: int(text_of(page, "count-sent")) > sent)
+    # Keyboard focus in the leads table stays where it was while refreshes redraw the rows.
+    link = page.locator("#leads tr[data-lead] a").first
+    link.wait_for(timeout=WAIT_MS)
+    focused_lead = link.evaluate("a => a.closest('tr').dataset.lead")
+    link.focus()
+    time.sleep(4.5)  # two refreshes at least
+    where = (
+        "document.activeElement.closest('tr') && document.activeElement.closest('tr').dataset.lead"
+    )
+    assert page.evaluate(where) == focused_lead
     funnel = client.wait_settled(run_id, timeout_s=60)
     assert (funnel["counts"]["booked"], funnel["counts"]["noSlot"]) == (FREE, FULL)
     counts_match(page, client, run_id)

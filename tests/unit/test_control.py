@@ -457,3 +457,47 @@ def test_what_a_delivery_in_flight_makes_during_an_undo_is_reverted_after_it() -
     )
     assert [f.get("trashed") for f in world.drive.folders] == [True]
     assert world.counts_match_receipts(run)
+
+
+def test_a_revert_held_back_by_googles_limit_keeps_what_it_undoes_and_goes_on_later() -> None:
+    from tests.fakes import http_error
+
+    world = World()
+    run = unique("undo-limit")
+    _settled(world, run, free_leads(1), actions=["calendar"])
+    booked = world.store.counters(run)["counts"]["booked"]
+    world.calls.fail("events.delete", http_error(403, "rateLimitExceeded", "Rate Limit Exceeded"))
+    control(world, run, "undo")
+    world.pump()
+    held = world.receipts(run)[("lead-000", "calendar")]
+    assert (held["status"], held["outcome"], held["waiting"]["reason"]) == (
+        "done",
+        "booked",
+        "rate_limit",
+    )
+    assert world.store.counters(run)["counts"]["booked"] == booked == 1
+    world.tick(120)
+    ended = world.receipts(run)[("lead-000", "calendar")]
+    assert (ended["status"], ended["outcome"], ended["revert"]["effect"]) == (
+        "reverted",
+        "booked",
+        "event_cancelled",
+    )
+    assert world.counts_match_receipts(run)
+
+
+def test_a_booking_revert_that_dies_leaves_the_drafts_revert_going() -> None:
+    world = World(max_deliveries=3)
+    world.calendar.meet_fails = True  # the confirmation is left as a draft for the host
+    run = unique("undo-dead")
+    _settled(world, run, free_leads(1), actions=["calendar", "email"])
+    assert world.receipts(run)[("lead-000", "email")]["outcome"] == "drafted"
+    world.calls.fail("events.delete", *[_unavailable() for _ in range(30)])
+    control(world, run, "undo")
+    world.pump()
+    receipts = world.receipts(run)
+    calendar, email = receipts[("lead-000", "calendar")], receipts[("lead-000", "email")]
+    assert (calendar["status"], calendar["error"]["code"]) == ("done", "dead_lettered")
+    assert (email["status"], email["revert"]["effect"]) == ("reverted", "draft_deleted")
+    assert world.mailer.drafts == {}
+    assert world.counts_match_receipts(run)

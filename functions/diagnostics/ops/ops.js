@@ -354,9 +354,29 @@
     parts.forEach(function (a) { cell.appendChild(a); cell.appendChild(document.createTextNode(" ")); });
     return cell;
   }
+  /* Where keyboard focus is in the table (the lead's row and the focused control's place in
+     it), so a refresh that rebuilds the rows puts it back. */
+  function tableFocus(body) {
+    var focused = document.activeElement;
+    var row = focused && body.contains(focused) ? focused.closest("tr[data-lead]") : null;
+    if (!row) return null;
+    var controls = Array.prototype.slice.call(row.querySelectorAll("a, button, [tabindex]"));
+    return { lead: row.getAttribute("data-lead"), at: controls.indexOf(focused) };
+  }
+  function restoreFocus(body, where) {
+    if (!where) return;
+    var row = body.querySelector('tr[data-lead="' + CSS.escape(where.lead) + '"]');
+    var controls = row ? row.querySelectorAll("a, button, [tabindex]") : [];
+    if (controls[where.at]) controls[where.at].focus();
+  }
   function renderLeads(page) {
     var body = $("leads");
     var rows = (page && page.leads) || [];
+    var drawn = JSON.stringify([rows, page && page.nextPageToken, state.page,
+      $("filter-status").value, $("filter-reason").value]);
+    if (drawn === state.drawnLeads && body.children.length) return;  // nothing changed: keep focus
+    state.drawnLeads = drawn;
+    var where = tableFocus(body);
     body.replaceChildren();
     rows.forEach(function (lead) {
       var row = make("tr");
@@ -382,6 +402,7 @@
       empty.appendChild(cell);
       body.appendChild(empty);
     }
+    restoreFocus(body, where);
     state.nextToken = page ? page.nextPageToken : null;
     $("next-page").disabled = !state.nextToken;
     $("prev-page").disabled = state.page === 0;
