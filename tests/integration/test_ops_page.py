@@ -194,21 +194,29 @@ def test_the_page_follows_and_steers_a_paced_run(
     # Resume: the counts move on without a reload, and the run settles.
     page.get_by_role("button", name="Resume", exact=True).click()
     until(lambda: int(text_of(page, "count-sent")) > sent)
-    # Keyboard focus in the leads table stays where it was while refreshes redraw the rows.
-    link = page.locator("#leads tr[data-lead] a").first
-    link.wait_for(timeout=WAIT_MS)
-    focused_lead = link.evaluate("a => a.closest('tr').dataset.lead")
-    link.focus()
-    time.sleep(4.5)  # two refreshes at least
-    where = (
-        "document.activeElement.closest('tr') && document.activeElement.closest('tr').dataset.lead"
-    )
-    assert page.evaluate(where) == focused_lead
     funnel = client.wait_settled(run_id, timeout_s=60)
     assert (funnel["counts"]["booked"], funnel["counts"]["noSlot"]) == (FREE, FULL)
     counts_match(page, client, run_id)
     assert page.evaluate("window.notReloaded") is True
     until(lambda: text_of(page, "run-state") == "active")
+
+    # Keyboard focus in the leads table stays where it was when a refresh redraws the rows: a
+    # lead added to the run (first in id order) changes the page shown.
+    link = page.locator("#leads tr[data-lead] a").first
+    link.wait_for(timeout=WAIT_MS)
+    focused_lead = link.evaluate("a => a.closest('tr').dataset.lead")
+    link.focus()
+    redraws = "window.redraws = 0; new MutationObserver(() => window.redraws++)"
+    page.evaluate(redraws + ".observe(document.getElementById('leads'), {childList: true})")
+    late = lead("aaa-late", [slot(next_weekday(4, hour=10))])
+    assert client.schedule({**body, "leads": [late]}).status_code == 202
+    page.get_by_test_id("lead-row-aaa-late").wait_for(timeout=WAIT_MS)  # waits through Playwright
+    assert page.evaluate("window.redraws") > 0
+    where = (
+        "document.activeElement.closest('tr') && document.activeElement.closest('tr').dataset.lead"
+    )
+    assert page.evaluate(where) == focused_lead
+    client.wait_settled(run_id, timeout_s=60)
 
     # Filter to no_slot: exactly those leads.
     page.get_by_test_id("filter-reason").select_option("no_slot")
@@ -217,7 +225,7 @@ def test_the_page_follows_and_steers_a_paced_run(
     page.get_by_test_id("filter-reason").select_option("")
 
     # Every lead once, page by page.
-    everyone = sorted([entry["leadDocId"] for entry in body["leads"]])
+    everyone = sorted([entry["leadDocId"] for entry in body["leads"]] + ["aaa-late"])
     wait_rows(page, everyone[:25])
     seen: list[str] = []
     for number in range(1, 10):
