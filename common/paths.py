@@ -63,3 +63,6 @@ GATES = "google_limits"
 def gate(api: str, host_key: str) -> str:
     """What Google's limits hold back for one host (acting user) on one API."""
     return f"{GATES}/{api}_{host_key}"
+
+
+SWEEPER = "lead_run_sweeper/tick"  # which sweeper tick is live, until when

@@ -206,6 +206,29 @@ class Store(Runs):
         found = self.docs.next_wait(None if after is None else stamp(after))
         return None if found is None else parse_time(found)
 
+    # -- the sweeper's live tick (common/handlers/sweep.py) -------------------------------------
+    def take_tick(self, owner: str, now: datetime, until: datetime) -> bool:
+        """Hold the sweeper's tick for `owner` until `until`; False while another one holds
+        it (or takes it at this moment)."""
+
+        def decide(found: dict[str, Stored | None]) -> Decision[bool]:
+            doc = found[paths.SWEEPER]
+            data = {} if doc is None else doc.data
+            if data.get("owner") not in (None, owner) and data.get("until", now) > now:
+                return Decision(False)
+            tick = {"owner": owner, "until": until}
+            return Decision(True, Commit([guarded(paths.SWEEPER, doc, tick)]))
+
+        try:
+            return bool(change(self.docs, [paths.SWEEPER], decide, rounds=1))
+        except Contended:
+            return False
+
+    def tick_live(self, now: datetime) -> bool:
+        """Whether a sweeper tick holds its tick past `now`."""
+        doc = self._get(paths.SWEEPER)
+        return doc is not None and doc.get("until", now) > now
+
     def touch_receipt(self, run_id: str, lead_doc_id: str, action: str) -> None:
         """Move `updatedAt`, so the next sweep waits a full period before publishing again."""
         self._touch(paths.receipt(run_id, lead_doc_id, action))

@@ -117,7 +117,7 @@ def handle_control(
     if steered.publish:
         bus.publish(steered.publish)
     if steered.reserved:  # starts planned in the lanes: some may wait in the store
-        wake(bus, request.runId)
+        wake(store, bus, request.runId, now)
     log(
         f"control {request.command}",
         labels={"runId": request.runId},

@@ -144,11 +144,13 @@ class IntakePlan:
         ]
 
 
-def wake(bus: Bus, run_id: str) -> None:
-    """Wake the sweeper for waits just written (a tick may have ended, nothing due then);
-    if that fails, the next scheduled tick publishes them, late by up to its period."""
+def wake(store: Store, bus: Bus, run_id: str, now: datetime) -> None:
+    """Wake the sweeper for waits just written, unless a tick is live (it looks at them within
+    `sweep.NAP_AT_MOST`); if waking fails, the next scheduled tick publishes them, late by up
+    to its period."""
     try:
-        bus.wake()
+        if not store.tick_live(now):
+            bus.wake()
     except Exception as exc:
         log(f"sweeper not woken: {exc!r}", severity="WARNING", labels={"runId": run_id})
 
@@ -418,7 +420,7 @@ def handle_schedule(
             "leads are recorded but not all were queued; send the same request again",
         )
     if plan.waits():
-        wake(bus, request.runId)
+        wake(store, bus, request.runId, clock())
     store.touch_run(request.runId)
     counts = Counter(m.action for m in messages)
     log(

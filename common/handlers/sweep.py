@@ -8,10 +8,13 @@ at least `RESUME_EVERY` apart, each when the soonest wait it knows of falls due;
 then waits in process for its exact start. While a lane is held back or slowed, the leads that
 fall due are first spaced anew at the lane's current rate.
 
-Nothing is spent at rest: a tick reads the soonest wait (one indexed read) and ends as soon as
-nothing falls due before the tick does; a backlog waiting for a window hours away costs nothing
-until it falls due. A writer that leaves a wait starting before the next tick (schedule, a resume,
-an undo) wakes the sweeper (`Bus.wake`), as Cloud Scheduler does.
+Nothing is spent at rest: a tick reads the soonest wait (one indexed read) and ends at once when
+nothing falls due before the tick would end; a backlog waiting for a window hours away costs
+nothing until it falls due. One tick at a time follows the waits (`Store.take_tick`); it looks at
+the soonest wait again at least every `NAP_AT_MOST`, so waits that deliveries write meanwhile go
+on time. A writer that leaves waits while no tick is live (schedule, a resume, an undo) wakes the
+sweeper (`Bus.wake`), as Cloud Scheduler does; a tick that gives up its hold looks once more
+after giving it up, so of that writer and that tick, one sees the other.
 
 The safety net under "no lead without a receipt": Pub/Sub redelivers what it was given, but a
 message can still be lost before it gets there (a publish that never happened after a crash, an
@@ -25,6 +28,7 @@ late: the sweeper says so in a log line, which an alert watches (docs/operations
 from __future__ import annotations
 
 import threading
+import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
@@ -39,6 +43,7 @@ from common.receipts import Receipt, Status
 from common.store import Store
 
 RESUME_EVERY = timedelta(milliseconds=250)
+NAP_AT_MOST = timedelta(seconds=2)  # a live tick looks at the soonest wait at least this often
 RESUME_AT_MOST = 500  # receipts one pass publishes or spaces anew
 OVERDUE = timedelta(minutes=30)  # a pending action this long after its planned start is late
 Row = tuple[str, str, str, Receipt]
@@ -212,6 +217,47 @@ def republish_stale(
     return len(messages)
 
 
+def _within(upcoming: datetime | None, ends: datetime) -> bool:
+    """Whether a wait ending at `upcoming` is published before `ends`."""
+    return upcoming is not None and upcoming - LOOKAHEAD < ends
+
+
+def _follow(
+    store: Store,
+    bus: Bus,
+    pace: Pace | None,
+    published: Published,
+    owner: str,
+    ends: datetime,
+    clock: Callable[[], datetime],
+    sleep: Callable[[float], None],
+) -> int:
+    """The live tick: a pass when the soonest wait falls due (passes `RESUME_EVERY` apart),
+    looking again at least every `NAP_AT_MOST`, until nothing falls due before `ends`."""
+    resumed = 0
+    after: datetime | None = None  # the first pass looks at everything due
+    passed: datetime | None = None  # when the last pass ran
+    while clock() < ends:
+        upcoming = store.next_wait(after)
+        if not _within(upcoming, ends):
+            store.take_tick(owner, clock(), clock())  # given up; then one more look
+            upcoming = store.next_wait(after)
+            if not _within(upcoming, ends) or not store.take_tick(owner, clock(), ends):
+                break
+        assert upcoming is not None
+        now = clock()
+        wake = max(upcoming - LOOKAHEAD, now if passed is None else passed + RESUME_EVERY)
+        if wake > now:
+            sleep((min(wake, now + NAP_AT_MOST, ends) - now).total_seconds())
+            continue  # look again: a sooner wait may have been written meanwhile
+        passed = now
+        count, complete = _resume_pass(store, bus, now, pace, published, after)
+        resumed += count
+        if complete:  # else the next pass looks from the same place: the rest is due there
+            after = now + LOOKAHEAD
+    return resumed
+
+
 def sweep(
     store: Store,
     bus: Bus,
@@ -229,23 +275,10 @@ def sweep(
     ends = clock() + timedelta(seconds=loop_s)
     republished = republish_stale(store, bus, stale_after, clock())
     resumed = 0
-    published = published_here(stale_after)
-    after: datetime | None = None  # the first pass looks at everything due
-    passed: datetime | None = None  # when the last pass ran
-    while True:
-        upcoming = store.next_wait(after)
-        if upcoming is None or upcoming - LOOKAHEAD >= ends:
-            break
-        now = clock()
-        wake = max(upcoming - LOOKAHEAD, now if passed is None else passed + RESUME_EVERY)
-        if wake >= ends:
-            break
-        sleep(max((wake - now).total_seconds(), 0.0))
-        passed = now = clock()
-        count, complete = _resume_pass(store, bus, now, pace, published, after)
-        resumed += count
-        if complete:  # else the next pass looks from the same place: the rest is due there
-            after = now + LOOKAHEAD
+    upcoming = store.next_wait(None)
+    owner = uuid.uuid4().hex
+    if _within(upcoming, ends) and store.take_tick(owner, clock(), ends):
+        resumed = _follow(store, bus, pace, published_here(stale_after), owner, ends, clock, sleep)
     log(
         "sweep",
         outcome="republished" if republished or resumed else "nothing due",

@@ -87,3 +87,87 @@ def test_what_falls_due_within_the_tick_is_published_at_its_start(
     # It ended once the last wait was published: no minute of polling after it.
     assert world.clock() <= parse_time(last)
     assert queries["due_receipts"] <= len(starts) + 1
+
+
+def test_one_tick_at_a_time_follows_the_waits(monkeypatch: pytest.MonkeyPatch) -> None:
+    world, _ = counted(monkeypatch, GMAIL)
+    run = unique("one-tick")
+    world.schedule(request(run, free_leads(10), actions=["email"]))
+    world.bus.published.clear()
+    assert world.store.take_tick(
+        "another tick", world.clock(), world.clock() + timedelta(seconds=60)
+    )
+    assert tick(world) == 0 and world.bus.published == []  # that one follows them
+    world.wait(61)  # its hold has run out
+    assert tick(world) > 0
+
+
+def test_waits_written_while_a_tick_is_live_go_on_time_without_a_wake(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    world, _ = counted(monkeypatch, GMAIL)
+    world.schedule(request(unique("under-way"), free_leads(10), actions=["email"]))
+    world.bus.published.clear()
+    wakes = world.bus.wakes
+    later = unique("written-meanwhile")
+    written: list[Any] = []
+
+    def sleep(seconds: float) -> None:
+        world.wait(seconds)
+        if not written:  # a request arrives while the tick sleeps
+            written.append(world.schedule(request(later, free_leads(10), actions=["email"])))
+
+    sweep.sweep(
+        world.store,
+        world.bus,
+        world.pace,
+        stale_after=timedelta(minutes=10),
+        loop_s=60.0,
+        clock=world.clock,
+        sleep=sleep,
+    )
+    assert world.bus.wakes == wakes  # the live tick saw its waits: no wake
+    waited = {k for k, r in world.receipts(later).items() if r["waiting"] is not None}
+    published = {(m.lead_doc_id, m.action) for m in world.bus.published if m.run_id == later}
+    assert waited and waited <= published
+
+
+def test_a_wait_a_delivery_writes_while_the_tick_sleeps_is_published_on_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from common.limits import RATE_LIMIT, Limit
+
+    world, _ = counted(monkeypatch, {"gmail": {"units": 1100, "perSeconds": 400}})
+    world.schedule(request(unique("far"), free_leads(2), actions=["email"]))  # one waits ~42 s
+    parked = unique("parked")
+    world.schedule(request(parked, free_leads(1), actions=["drive"]))
+    world.bus.published.clear()
+    until: list[Any] = []
+    sent_at: dict[str, Any] = {}
+    publish = world.bus.publish
+
+    def stamped(messages: Any, *args: Any, **kwargs: Any) -> int:
+        batch = list(messages)
+        for message in batch:
+            sent_at.setdefault(message.run_id, world.clock())
+        return publish(batch, *args, **kwargs)
+
+    def sleep(seconds: float) -> None:
+        if not until:  # a delivery meets Google's limit as the tick goes to sleep: it waits 3 s
+            until.append(world.clock() + timedelta(seconds=3))
+            wait = Limit(RATE_LIMIT, "drive", until[0])
+            world.store.record(parked, "lead-000", "drive", lambda r: r.wait_for(wait))
+        world.wait(seconds)
+
+    monkeypatch.setattr(world.bus, "publish", stamped)
+    sweep.sweep(
+        world.store,
+        world.bus,
+        world.pace,
+        stale_after=timedelta(minutes=10),
+        loop_s=60.0,
+        clock=world.clock,
+        sleep=sleep,
+    )
+    assert until and parked in sent_at
+    assert sent_at[parked] - until[0] <= timedelta(seconds=2)  # not when the far wait falls due
