@@ -9,7 +9,8 @@
 # Environment: PROJECT_ID, REGION, ENV (staging|prod), ALLOWED_ORIGINS and WORKSPACE_SUBJECTS
 # (comma-separated); optional OPERATOR_UIDS (comma-separated Firebase uids that may steer any run;
 # empty: none), NOTIFICATION_CHANNELS (comma-separated Cloud Monitoring notification channel ids
-# the alerts notify; empty: none), DEPLOY_BUCKET (default $PROJECT_ID-leadrun-deploy, also holds the Terraform state
+# the alerts notify; empty: none), FIREBASE_API_KEY and FIREBASE_AUTH_DOMAIN (the Operations
+# page's Firebase web sign-in; empty: the page cannot sign in), DEPLOY_BUCKET (default $PROJECT_ID-leadrun-deploy, also holds the Terraform state
 # under tfstate/$ENV), RELEASE (default $BUILD_ID, else a UTC timestamp).
 # POSIX sh on purpose: `upload`/`fetch` run in the Cloud SDK image, `apply` in hashicorp/terraform.
 set -eu
@@ -71,7 +72,9 @@ apply() {
     -var="allowed_origins=$(hcl_list "${ALLOWED_ORIGINS:-}")" \
     -var="workspace_subjects=$(hcl_list "${WORKSPACE_SUBJECTS:-}")" \
     -var="operator_uids=$(hcl_list "${OPERATOR_UIDS:-}")" \
-    -var="notification_channels=$(hcl_list "${NOTIFICATION_CHANNELS:-}")"
+    -var="notification_channels=$(hcl_list "${NOTIFICATION_CHANNELS:-}")" \
+    -var="firebase_api_key=${FIREBASE_API_KEY:-}" \
+    -var="firebase_auth_domain=${FIREBASE_AUTH_DOMAIN:-}"
 }
 
 command="${1:-}"

@@ -81,6 +81,8 @@ DEPLOY_VARIABLES = {
     "workspace_subjects",
     "operator_uids",
     "notification_channels",
+    "firebase_api_key",
+    "firebase_auth_domain",
 }
 
 

@@ -32,6 +32,8 @@ module "leadrun" {
   function_secrets   = var.function_secrets
 
   notification_channels = var.notification_channels
+  firebase_api_key      = var.firebase_api_key
+  firebase_auth_domain  = var.firebase_auth_domain
 
   default_max_instances       = 20
   max_instances               = var.max_instances

@@ -40,6 +40,18 @@ variable "operator_uids" {
   default     = []
 }
 
+variable "firebase_api_key" {
+  description = "Firebase web API key the Operations page signs in with (public); empty: no sign-in."
+  type        = string
+  default     = ""
+}
+
+variable "firebase_auth_domain" {
+  description = "Firebase Authentication domain of the Operations page; empty: <project>.firebaseapp.com."
+  type        = string
+  default     = ""
+}
+
 variable "notification_channels" {
   description = "Cloud Monitoring notification channel ids the alerts notify; empty: none."
   type        = list(string)
