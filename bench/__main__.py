@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from bench import cost, profiler, quota, quota_report, report, runner, slot_bench, steer
+from bench import cost, profiler, quota, quota_report, report, rest, runner, slot_bench, steer
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -102,6 +102,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="leads of each host in the paced run (50; 4 hosts x 10 with --quick)",
     )
     parser.add_argument(
+        "--rest",
+        action="store_true",
+        help="only the rest phase: the sweeper's Firestore reads in an idle hour (compressed) and "
+        "with 10,000 receipts waiting for tomorrow's window (1,000 with --quick)",
+    )
+    parser.add_argument(
+        "--no-rest", action="store_true", help="skip the rest phase after the other phases"
+    )
+    parser.add_argument(
         "--no-untold",
         action="store_true",
         help="skip the quota phase's second run (sandbox at half of what the pipeline was told)",
@@ -124,6 +133,16 @@ def quota_phase(args: argparse.Namespace, leads: int, say: Any) -> dict[str, Any
     if args.keep is None:
         shutil.rmtree(root, ignore_errors=True)
     return quota_report.summary(runs)
+
+
+def rest_phase(args: argparse.Namespace, say: Any) -> dict[str, Any]:
+    """The rest phase's figures, on a Firestore emulator of its own."""
+    root = Path(tempfile.mkdtemp(prefix="leadrun-rest-")) if args.keep is None else args.keep
+    backlog = rest.QUICK_BACKLOG if args.quick else rest.BACKLOG
+    figures = rest.run(root / "rest", backlog, say)
+    if args.keep is None:
+        shutil.rmtree(root, ignore_errors=True)
+    return figures
 
 
 def paced_phase(args: argparse.Namespace, say: Any, unpaced: cost.CostRun | None) -> dict[str, Any]:
@@ -191,6 +210,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Each phase on a stack of its own; the steering and quota phases after the others, whose
     # stacks are stopped by then: nothing else competes.
     quotas = (lambda: quota_phase(args, quota_leads, say), quota_report.table)
+    rests = (lambda: rest_phase(args, say), rest.table)
+    if args.rest:
+        alone = _run_phase(*rests)
+        if alone is None:
+            return 1
+        print(report.json_line({"date": report.now(), "machine": report.machine(), **alone}))
+        return 0
     if args.steer or args.quota or args.cost:
         if args.steer:
             args.no_cost = True
@@ -245,7 +271,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.no_cost:  # the unpaced figures all the same
         result.update(cost.summary([unpaced]))
         print(cost.table(result))
-    for skipped, phase in ((args.no_steer and args.no_cost, paced), (args.no_quota, quotas)):
+    for skipped, phase in (
+        (args.no_steer and args.no_cost, paced),
+        (args.no_rest, rests),
+        (args.no_quota, quotas),
+    ):
         if skipped:
             continue
         figures = _run_phase(*phase)

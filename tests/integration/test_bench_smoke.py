@@ -59,7 +59,8 @@ def test_quick_bench_prints_every_figure_and_the_exact_cost_of_a_lead() -> None:
             "50",
             "--accept-requests",
             "3",
-            "--no-quota",  # the quota phase has a smoke test of its own, below
+            "--no-quota",  # the quota and rest phases have smoke tests of their own, below
+            "--no-rest",
         ],
         cwd=REPO,
         capture_output=True,
@@ -166,3 +167,27 @@ def test_quota_phase_prints_its_figures_and_no_lead_fails() -> None:
         assert all(len(v) == 11 for v in result[f"quota_late_s_by_tenth{suffix}"].values())
         # The plan ends before A does: the pipeline's own time comes on top of it.
         assert 0 < result[f"quota_planned_s{suffix}"] < result[f"quota_settle_s{suffix}"]
+
+
+def test_rest_phase_prints_its_figures_and_an_idle_tick_reads_twice() -> None:
+    """`--rest --quick` (a backlog of 1,000): the figures are printed, and a tick with nothing
+    due reads twice at most, by design (the stale query and the soonest wait), writing nothing:
+    in the idle hour, and just after intake, while the backlog is younger than the stale query's
+    `stale_after`."""
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "--rest", "--quick"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:] + done.stdout[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert "rest phase" in done.stdout  # the table came first
+    assert result["rest_backlog"] == 1000 and result["rest_idle_ticks"] == 60
+    assert result["rest_idle_reads_max_tick"] <= 2
+    assert result["rest_idle_reads"] <= 2 * 60 and result["rest_idle_writes"] == 0
+    assert result["rest_fresh_reads"] <= 2 and result["rest_fresh_published"] == 0
+    assert result["rest_aged_published"] == 0  # the backlog still waits an hour later
+    assert result["rest_due_published"] > 0  # and goes as its window opens
