@@ -193,7 +193,8 @@ class Documents(Protocol):
     def stale_receipts(
         self, older_than: datetime, limit: int
     ) -> list[tuple[str, str, str, dict[str, Any]]]:
-        """Receipts of any run with work left (`sweepable`) untouched since `older_than`:
+        """Receipts of any run with work left and no time to wait for (`watched`) untouched
+        since `older_than`:
         (run, lead, action, data)."""
         ...
 

@@ -154,12 +154,12 @@ class FirestoreDocuments:
     def stale_receipts(
         self, older_than: datetime, limit: int
     ) -> list[tuple[str, str, str, dict[str, Any]]]:
-        """Receipts with work left (pending and not paused, or a revert queued) untouched
-        since `older_than` (collection-group index on sweepable + updatedAt,
+        """Receipts with work left and no time to wait for (`watched`) untouched since
+        `older_than` (collection-group index on watched + updatedAt,
         infra/firestore.indexes.json)."""
         query = (
             self.db.collection_group("receipts")
-            .where(filter=FieldFilter("sweepable", "==", True))
+            .where(filter=FieldFilter("watched", "==", True))
             .where(filter=FieldFilter("updatedAt", "<", older_than))
             .limit(limit)
         )

@@ -70,8 +70,7 @@ class Revert:
     effect: str | None = None  # event_cancelled | folder_trashed | draft_deleted | already_gone
 
 
-# What an undo reverts, by action: (the outcome that made it, its id in `external`, the kind
-# counted in the answer's `toRevert`).
+# What an undo reverts, by action: (outcome that made it, id in `external`, kind in `toRevert`).
 MADE: dict[str, tuple[str, str, str]] = {
     "calendar": ("booked", "eventId", "events"),
     "email": ("drafted", "draftId", "drafts"),
@@ -336,10 +335,17 @@ class Receipt:
                 "at": None if self.revert.at is None else stamp(self.revert.at),
                 "effect": self.revert.effect,
             },
-            # What the sweeper's queries look for: a paused receipt waits for its owner.
-            "sweepable": self.reverting
-            or (self.status is Status.PENDING and (not self.paused or self.cancelling)),
+            # the sweeper's due query, and its stale query (a wait for a time is published when due)
+            "sweepable": self.sweepable,
+            "watched": self.sweepable and not (self._waiting_doc() or {}).get("until"),
         }
+
+    @property
+    def sweepable(self) -> bool:
+        """Whether it has work left that no owner holds back (pending, or a revert queued)."""
+        return self.reverting or (
+            self.status is Status.PENDING and (not self.paused or self.cancelling)
+        )
 
     def _waiting_doc(self) -> dict[str, Any] | None:
         if self.paused and self.status is Status.PENDING:

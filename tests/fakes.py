@@ -142,13 +142,13 @@ class MemoryDocuments:
     def stale_receipts(
         self, older_than: datetime, limit: int
     ) -> list[tuple[str, str, str, dict[str, Any]]]:
-        """Receipts with work left untouched since `older_than` (`sweepable`)."""
+        """Receipts with work left and no time to wait for untouched since `older_than`."""
         with self._lock:
             found = []
             for path, doc in sorted(self.docs.items()):
                 parts = path.split("/")
                 if (
-                    len(parts) == 6 and parts[4] == "receipts" and doc.data.get("sweepable") is True
+                    len(parts) == 6 and parts[4] == "receipts" and doc.data.get("watched") is True
                 ) and doc.data.get("updatedAt", older_than) < older_than:
                     found.append((parts[1], parts[3], parts[5], dict(doc.data)))
             return found[:limit]

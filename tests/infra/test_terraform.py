@@ -66,7 +66,7 @@ SWEEP_INDEX = {
     "collectionGroup": "receipts",
     "queryScope": "COLLECTION_GROUP",
     "fields": [
-        {"fieldPath": "sweepable", "order": "ASCENDING"},
+        {"fieldPath": "watched", "order": "ASCENDING"},
         {"fieldPath": "updatedAt", "order": "ASCENDING"},
     ],
 }

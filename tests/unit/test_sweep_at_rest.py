@@ -171,3 +171,16 @@ def test_a_wait_a_delivery_writes_while_the_tick_sleeps_is_published_on_time(
     )
     assert until and parked in sent_at
     assert sent_at[parked] - until[0] <= timedelta(seconds=2)  # not when the far wait falls due
+
+
+def test_receipts_waiting_for_a_time_stay_out_of_the_stale_query(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    world, _ = counted(monkeypatch, SLOW_GMAIL)
+    run = unique("old-backlog")
+    world.schedule(request(run, free_leads(40), actions=["email"]))
+    world.wait(11 * 60)  # older than the stale query's 10 minutes
+    waiting = [k for k, r in world.receipts(run).items() if r["waiting"] is not None]
+    assert len(waiting) > 30
+    stale = world.docs.stale_receipts(world.clock() - timedelta(minutes=10), 500)
+    assert [row for row in stale if row[0] == run and (row[1], row[2]) in waiting] == []
