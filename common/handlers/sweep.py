@@ -237,22 +237,26 @@ def _follow(
     resumed = 0
     after: datetime | None = None  # the first pass looks at everything due
     passed: datetime | None = None  # when the last pass ran
+    busy = False  # the last pass published: the next one goes a turn later, without a look first
     while clock() < ends:
-        upcoming = store.next_wait(after)
-        if not _within(upcoming, ends):
+        upcoming = None if busy else store.next_wait(after)
+        if not busy and not _within(upcoming, ends):
             store.take_tick(owner, clock(), clock())  # given up; then one more look
             upcoming = store.next_wait(after)
             if not _within(upcoming, ends) or not store.take_tick(owner, clock(), ends):
                 break
-        assert upcoming is not None
         now = clock()
-        wake = max(upcoming - LOOKAHEAD, now if passed is None else passed + RESUME_EVERY)
+        turn = now if passed is None else passed + RESUME_EVERY
+        wake = turn if upcoming is None else max(upcoming - LOOKAHEAD, turn)
         if wake > now:
             sleep((min(wake, now + NAP_AT_MOST, ends) - now).total_seconds())
-            continue  # look again: a sooner wait may have been written meanwhile
+            if not busy:
+                continue  # look again: a sooner wait may have been written meanwhile
+            now = clock()
         passed = now
         count, complete = _resume_pass(store, bus, now, pace, published, after)
         resumed += count
+        busy = count > 0
         if complete:  # else the next pass looks from the same place: the rest is due there
             after = now + LOOKAHEAD
     return resumed
