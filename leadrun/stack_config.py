@@ -12,7 +12,7 @@ Environment (CLI defaults; the Python API takes them as arguments):
 | `LEADRUN_SANDBOX_CMD` | `python -m sandbox` | sandbox command; fills `{port}` `{project}` |
 | `LEADRUN_STARTUP_TIMEOUT_S` | `90` | readiness deadline |
 | `LEADRUN_ALLOWED_ORIGINS` | `http://localhost:5173` | passed to the functions |
-| `LEADRUN_GOOGLE_LIMITS` | unset | per-user limits (JSON, §7): to the functions and the sandbox |
+| `LEADRUN_GOOGLE_LIMITS` | unset | Google's per-user limits (JSON): functions and sandbox |
 | `LEADRUN_OPERATOR_UIDS` | unset | uids that may steer and read any run: to the functions |
 """
 

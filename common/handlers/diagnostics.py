@@ -27,7 +27,7 @@ from common.runs import run_state
 from common.store import Store
 
 _RUN_ID: TypeAdapter[str] = TypeAdapter(Id)
-# CONTRACT §4 statuses, v1.2 ones included: a filter on one no receipt has yet is not an error.
+# Every receipt status (docs/api.md, "Receipts"): filtering on one no receipt has is no error.
 STATUSES = ("pending", "done", "simulated", "rejected", "failed", "cancelled", "reverted")
 PAGE_SIZE_DEFAULT, PAGE_SIZE_MAX = 50, 200
 # A reason no receipt can have (no code looks like it) matches nothing without a query.
@@ -174,7 +174,7 @@ def _flag(args: dict[str, str], name: str) -> bool | HttpResult:
 
 
 def parse_leads_query(args: dict[str, str]) -> LeadsQuery | HttpResult:
-    """The parameters of `GET /leads` (CONTRACT §6 v1.2), or the 400 that refuses them."""
+    """The parameters of `GET /leads` (docs/api.md, "Diagnostics"), or the 400 that refuses them."""
     run_id = _run_id(args)
     if isinstance(run_id, HttpResult):
         return run_id

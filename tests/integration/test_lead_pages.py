@@ -1,5 +1,5 @@
-"""`GET {DIAGNOSTICS_URL}/leads` on the local stack (CONTRACT §6 v1.2), checked against a recount
-of the receipts; and the CLI's live progress, which polls diagnostics and nothing else."""
+"""`GET {DIAGNOSTICS_URL}/leads` on the local stack (docs/api.md, "Diagnostics"), checked against
+a recount of the receipts; and the CLI's live progress, which polls diagnostics and nothing else."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Google's behaviour undo relies on (CONTRACT §7 "Fidelity (v1.2)"), through googleapiclient:
+"""Google's behaviour undo relies on (docs/api.md, "Workspace sandbox"), through googleapiclient:
 deleted events, trashed files, deleted drafts, ``fields`` masks and whose calendar a user acts on.
 """
 

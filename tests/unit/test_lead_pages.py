@@ -1,5 +1,5 @@
-"""`GET {DIAGNOSTICS_URL}/leads` (CONTRACT §6 v1.2) and the diagnostics GET on the fakes: paging,
-filters, errors, and what one page or one poll reads (the same for a small and a large run)."""
+"""`GET {DIAGNOSTICS_URL}/leads` (docs/api.md, "Diagnostics") and the diagnostics GET on the fakes:
+paging, filters, errors, and what one page or one poll reads (as much for a small run as large)."""
 
 from __future__ import annotations
 
