@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import measure, prices, text
-from bench.runner import FLUSH_S, BenchError, EndToEnd
+from bench.runner import FLUSH_S, BenchError, EndToEnd, settle
 from bench.workload import run_requests
 from leadrun.client import LeadRunClient
 from leadrun.running_stack import Stack
@@ -41,7 +41,6 @@ FUNCTIONS = (
     "sweep",
 )
 PUSHED = ("book", "notify", "drive", "dead-letter", "sweep")  # each invocation a push delivery
-POLL_S = 0.5
 
 
 @dataclass
@@ -75,17 +74,6 @@ def from_end_to_end(e2e: EndToEnd, hosts: int) -> CostRun:
     )
 
 
-def _settle(client: LeadRunClient, run_id: str, leads: int, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        counts = client.diagnostics(run_id).json()["counts"]
-        if counts["accepted"] == leads and counts["pending"] == 0:
-            return
-        if time.monotonic() > deadline:
-            raise BenchError(f"{run_id} not settled after {timeout_s:.0f}s: {counts}")
-        time.sleep(POLL_S)
-
-
 def paced_run(
     stack: Stack, count_dir: Path, hosts: int, per_host: int, say: Any, timeout_s: float = 900.0
 ) -> CostRun:
@@ -95,7 +83,7 @@ def paced_run(
     warm = "cost-warm-up"
     for body in run_requests(warm, WARM_UP_LEADS, WARM_UP_LEADS, host_prefix="cost-warm-up"):
         client.schedule(body).raise_for_status()
-    _settle(client, warm, WARM_UP_LEADS, 180)
+    settle(client, warm, WARM_UP_LEADS, 180)
     run_id = "bench-cost-paced"
     leads = hosts * per_host
     say(f"cost, paced: {hosts} hosts x {per_host} leads at once, Google's published limits")
@@ -108,7 +96,7 @@ def paced_run(
         answer = client.schedule(body)
         if answer.status_code != 202 or answer.json().get("rejected"):
             raise BenchError(f"schedule answered {answer.status_code}: {answer.text[:500]}")
-    _settle(client, run_id, leads, timeout_s)
+    settle(client, run_id, leads, timeout_s)
     cpu = measure.cpu_delta(cpu_before, measure.cpu_seconds(stack))
     time.sleep(FLUSH_S)
     fs_after = measure.firestore_counts(count_dir)

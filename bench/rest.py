@@ -27,7 +27,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from bench import text
+from bench import text, workload
 from bench.runner import HOOK_DIR, BenchError
 from leadrun.components import Commands
 from leadrun.running_stack import Stack, wait_ready
@@ -306,16 +306,10 @@ def _measure(backlog: int) -> dict[str, Any]:
 
 
 def _lead(index: int) -> dict[str, Any]:
-    lead_id = f"lead-{index:05d}"
-    return {
-        "leadDocId": lead_id,
-        "email": f"{lead_id}@acme.test",
-        "name": f"Lead {index}",
-        "company": "Acme",
-        "timeZone": "Europe/Lisbon",
-        "emailSubject": "Our call",
-        "emailBody": "Hi, thanks for your time.",
-    }
+    """The bench's lead `index`, for an email-only run: no candidate slot, no booking to quote."""
+    found = {**workload.lead(index, datetime.now(UTC)), "emailBody": "Hi, thanks for your time."}
+    del found["candidateSlots"]
+    return found
 
 
 def main(argv: Sequence[str] | None = None) -> int:

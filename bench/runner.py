@@ -143,7 +143,7 @@ def _post_all(client: LeadRunClient, bodies: list[dict[str, Any]]) -> tuple[floa
     return started, timings
 
 
-def _settle(client: LeadRunClient, run_id: str, leads: int, timeout_s: float) -> None:
+def settle(client: LeadRunClient, run_id: str, leads: int, timeout_s: float) -> None:
     """Poll diagnostics until `leads` leads are accepted and no receipt is pending."""
     deadline = time.monotonic() + timeout_s
     while True:
@@ -159,7 +159,7 @@ def warm_up(stack: Stack, leads: int = WARM_UP_LEADS) -> None:
     """A few leads through the pipeline first (JIT, lazy clients), on calendars of their own."""
     client = LeadRunClient(stack.env, uid="bench")
     _post_all(client, run_requests("bench-warm-up", leads, host_prefix="warm-up"))
-    _settle(client, "bench-warm-up", leads, 120)
+    settle(client, "bench-warm-up", leads, 120)
 
 
 def end_to_end(stack: Stack, options: Options, count_dir: Path, round_no: int = 0) -> EndToEnd:
@@ -177,7 +177,7 @@ def end_to_end(stack: Stack, options: Options, count_dir: Path, round_no: int = 
     busy_before = measure.machine_busy_seconds()
     client_cpu = measure.self_cpu_seconds()
     started, post_ms = _post_all(client, bodies)
-    _settle(client, run_id, options.leads, options.settle_timeout_s)
+    settle(client, run_id, options.leads, options.settle_timeout_s)
     polled = time.time() - started
     cpu_after = measure.cpu_seconds(stack)
     client_cpu = measure.self_cpu_seconds() - client_cpu

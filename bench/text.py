@@ -12,7 +12,7 @@ from rich.table import Table
 
 WIDTH = 160  # a pipe has no width; wide enough that a figure's label never wraps
 
-Row = tuple[str, Any, str]
+Row = tuple[Any, ...]  # label, value, note; or one cell a column
 
 
 def row(label: str, value: Any, note: str = "") -> Row:

@@ -44,6 +44,20 @@ def _stage(key: str, title: str, *segments: tuple[str, str, int, str]) -> Stage:
     return Stage(key, title, tuple(Segment(*segment) for segment in segments))
 
 
+# The diagnostics counts the funnel draws (besides the leads submitted).
+DRAWN = (
+    "sourced",
+    "filtered",
+    "accepted",
+    "rejected",
+    "booked",
+    "noSlot",
+    "sent",
+    "drafted",
+    "foldersCreated",
+)
+
+
 def stages(c: Mapping[str, int], submitted: int) -> list[Stage]:
     """sourced → filtered → accepted → booked / no slot → sent / drafted, with folders."""
     found: list[Stage] = []

@@ -26,7 +26,7 @@ import requests
 from markupsafe import Markup
 
 from common.config import Settings
-from common.funnel import render_svg
+from common.funnel import DRAWN, render_svg
 
 TEMPLATE = "page.html"
 # The files the page loads, and their types; nothing else in the folder is served.
@@ -47,18 +47,7 @@ _OPS_PATH = re.compile(r"^(?:.*/)?ops(/[^/]*)?$")
 _RUN_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 _COUNT = re.compile(r"^[0-9]{1,9}$")
 # What the funnel draws: the diagnostics counts it shows, and the leads submitted.
-FUNNEL_COUNTS = (
-    "sourced",
-    "filtered",
-    "accepted",
-    "rejected",
-    "booked",
-    "noSlot",
-    "sent",
-    "drafted",
-    "foldersCreated",
-    "submitted",
-)
+FUNNEL_COUNTS = (*DRAWN, "submitted")
 _UID = re.compile(r"^[A-Za-z0-9_.@-]{1,128}$")
 TOKEN_TIMEOUT_S = 10
 

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 from common.documents import Part
 from common.holds import Settlement, SlotHold
 from common.models import RunSettings
-from common.receipts import Ending, Receipt
+from common.receipts import Receipt
 from common.slots import Interval
 from common.store import Change, Claim
 
@@ -36,7 +36,6 @@ class Receipts(Protocol):
     def record(
         self, run_id: str, lead_doc_id: str, action: str, move: Change, *, also: Part | None = None
     ) -> Receipt | None: ...
-    def finish(self, run_id: str, lead_doc_id: str, action: str, ending: Ending) -> bool: ...
     def release(
         self, run_id: str, lead_doc_id: str, action: str, owner: str, error: dict[str, Any]
     ) -> None: ...

@@ -328,6 +328,20 @@ def _control_client(args: argparse.Namespace) -> LeadRunClient:
     return client
 
 
+def _sent(
+    client: LeadRunClient, run_id: str, command: str, leads: list[str] | None, preview: bool = False
+) -> dict[str, Any] | int:
+    """The control function's answer to a command; its refusal printed, as an exit code."""
+    try:
+        answer = client.control(run_id, command, leads, preview=preview)
+    except requests.RequestException as exc:
+        raise CliError(f"control unreachable: {exc}") from exc
+    if answer.status_code != 200:
+        print(terminal.error_text(answer), file=sys.stderr)
+        return _control_exit(answer.status_code)
+    return dict(answer.json())
+
+
 def cmd_control(args: argparse.Namespace) -> int:
     """Pause, resume, cancel or replay a run (or `--lead` leads) through `CONTROL_URL`, the way
     the web client does: the function checks the token and the owner, nothing is done around it."""
@@ -335,14 +349,9 @@ def cmd_control(args: argparse.Namespace) -> int:
     if not confirmed(args):
         print("not cancelled: nothing was sent", file=sys.stderr)
         return EXIT_FAILED
-    try:
-        answer = client.control(args.run_id, args.command, args.lead or None)
-    except requests.RequestException as exc:
-        raise CliError(f"control unreachable: {exc}") from exc
-    if answer.status_code != 200:
-        print(terminal.error_text(answer), file=sys.stderr)
-        return _control_exit(answer.status_code)
-    result = answer.json()
+    result = _sent(client, args.run_id, args.command, args.lead or None)
+    if isinstance(result, int):
+        return result
     console = terminal.console()
     for line in terminal.control_lines(result):
         console.print(escape(line))
@@ -377,14 +386,9 @@ def cmd_undo(args: argparse.Namespace) -> int:
     run")."""
     client = _control_client(args)
     leads = args.lead or None
-    try:
-        answer = client.control(args.run_id, "undo", leads, preview=True)
-    except requests.RequestException as exc:
-        raise CliError(f"control unreachable: {exc}") from exc
-    if answer.status_code != 200:
-        print(terminal.error_text(answer), file=sys.stderr)
-        return _control_exit(answer.status_code)
-    preview = answer.json()
+    preview = _sent(client, args.run_id, "undo", leads, preview=True)
+    if isinstance(preview, int):
+        return preview
     if "toRevert" not in preview:
         raise CliError("the control function's preview does not say what undo would revert")
     console = terminal.console()
@@ -404,14 +408,9 @@ def cmd_undo(args: argparse.Namespace) -> int:
     if not confirmed(args):
         print("not undone: only the preview was sent (it changes nothing)", file=sys.stderr)
         return EXIT_FAILED
-    try:
-        answer = client.control(args.run_id, "undo", leads)
-    except requests.RequestException as exc:
-        raise CliError(f"control unreachable: {exc}") from exc
-    if answer.status_code != 200:
-        print(terminal.error_text(answer), file=sys.stderr)
-        return _control_exit(answer.status_code)
-    result = answer.json()
+    result = _sent(client, args.run_id, "undo", leads)
+    if isinstance(result, int):
+        return result
     lines = terminal.control_lines(result)
     reverts = terminal.undo_lines(result)
     if reverts:

@@ -291,18 +291,7 @@ def _plan_reverts(store: Store, pace: Pace, run_id: str, steered: Steered, now: 
     hosts = {
         lead_id: store.lead_settings(run_id, doc).host.senderEmail for lead_id, doc in docs.items()
     }
-    wanted: dict[str, Counter[str]] = {}
-    for lead_id, action in steered.queued:
-        wanted.setdefault(hosts[lead_id], Counter())[ACTION_API[action]] += 1
-    for host, counts in wanted.items():
-        steered.reserved[host] = reserve_starts(pace.lanes, pace.limits, host, counts, now)[0]
-    taken: Counter[tuple[str, str]] = Counter()
-    planned: dict[tuple[str, str], tuple[str, str, datetime]] = {}
-    for lead_id, action in steered.queued:
-        host, api = hosts[lead_id], ACTION_API[action]
-        starts = steered.reserved[host][api]
-        planned[(lead_id, action)] = (host, api, starts[min(taken[(host, api)], len(starts) - 1)])
-        taken[(host, api)] += 1
+    planned = _in_lanes(pace, [(lead, a, hosts[lead]) for lead, a in steered.queued], now, steered)
 
     def move(lead_id: str, r: Receipt, _receipts: Mapping[str, Receipt]) -> Receipt | None:
         plan = planned.get((lead_id, r.action))
@@ -364,6 +353,26 @@ _MOVES: dict[str, Callable[[datetime, str], Move]] = {
 }
 
 
+def _in_lanes(
+    pace: Pace, actions: list[tuple[str, str, str]], now: datetime, steered: Steered
+) -> dict[tuple[str, str], tuple[str, str, datetime]]:
+    """Starts for `actions` ((lead, action, host), in order) in their hosts' lanes from now,
+    reserved once (one write a lane): (lead, action) -> (host, API, start)."""
+    wanted: dict[str, Counter[str]] = {}
+    for _, action, host in actions:
+        wanted.setdefault(host, Counter())[ACTION_API[action]] += 1
+    for host, counts in wanted.items():
+        steered.reserved[host] = reserve_starts(pace.lanes, pace.limits, host, counts, now)[0]
+    taken: Counter[tuple[str, str]] = Counter()
+    planned: dict[tuple[str, str], tuple[str, str, datetime]] = {}
+    for lead_id, action, host in actions:
+        api = ACTION_API[action]
+        starts = steered.reserved[host].get(api) or [now]
+        planned[(lead_id, action)] = (host, api, starts[min(taken[(host, api)], len(starts) - 1)])
+        taken[(host, api)] += 1
+    return planned
+
+
 def _resume_plan(
     store: Store,
     pace: Pace,
@@ -374,26 +383,13 @@ def _resume_plan(
 ) -> Move:
     """The move of a resume: each paused receipt planned anew in its host's lane from now, in
     lead order (starts reserved once for the batch, one write a lane)."""
-    paused: list[tuple[str, str, str, str]] = []  # (lead, action, host, api), in lead order
+    paused: list[tuple[str, str, str]] = []  # (lead, action, host), in lead order
     for lead_id, lead in batch:
         host = store.lead_settings(run_id, lead).host.senderEmail
         for action, facets in sorted((lead.get("receiptFacets") or {}).items()):
             if "paused" in facets:
-                paused.append((lead_id, action, host, ACTION_API[action]))
-    wanted: dict[str, Counter[str]] = {}
-    for _, _, host, api in paused:
-        wanted.setdefault(host, Counter())[api] += 1
-    reserved = {
-        host: reserve_starts(pace.lanes, pace.limits, host, counts, now)[0]
-        for host, counts in wanted.items()
-    }
-    steered.reserved.update(reserved)
-    taken: Counter[tuple[str, str]] = Counter()
-    planned: dict[tuple[str, str], tuple[str, str, datetime]] = {}
-    for lead_id, action, host, api in paused:
-        starts = reserved[host].get(api) or [now]
-        planned[(lead_id, action)] = (host, api, starts[min(taken[(host, api)], len(starts) - 1)])
-        taken[(host, api)] += 1
+                paused.append((lead_id, action, host))
+    planned = _in_lanes(pace, paused, now, steered)
 
     def move(lead_id: str, r: Receipt, _receipts: Mapping[str, Receipt]) -> Receipt | None:
         if not r.paused or r.terminal:

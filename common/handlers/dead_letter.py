@@ -18,7 +18,7 @@ def handle_dead_letter(receipts: Receipts, delivery: Delivery, attempts: str | N
         f"Pub/Sub stopped after {attempts or 'the maximum'} delivery attempts",
     )
     try:
-        changed = receipts.finish(d.run_id, d.lead_doc_id, d.action, fields)
+        recorded = receipts.record(d.run_id, d.lead_doc_id, d.action, lambda r: r.finish(fields))
     except ReceiptMissing:
         log(
             "dead letter for an unknown receipt",
@@ -27,8 +27,12 @@ def handle_dead_letter(receipts: Receipts, delivery: Delivery, attempts: str | N
             messageId=d.message_id,
         )
         return "dropped"
-    booking_failed = changed and d.action == "calendar" and _failed(receipts, d)
-    lead = receipts.get_lead(d.run_id, d.lead_doc_id) if booking_failed else None
+    changed = recorded is not None
+    # A dead revert leaves the booking done: only a failed booking closes its email.
+    failed_booking = (
+        d.action == "calendar" and recorded is not None and recorded.status is Status.FAILED
+    )
+    lead = receipts.get_lead(d.run_id, d.lead_doc_id) if failed_booking else None
     if lead:
         settings = receipts.lead_settings(d.run_id, lead)
         close_email_after_failed_booking(receipts, d.run_id, d.lead_doc_id, settings)
@@ -40,9 +44,3 @@ def handle_dead_letter(receipts: Receipts, delivery: Delivery, attempts: str | N
         outcome="dead_lettered" if changed else "duplicate",
     )
     return "dead_lettered" if changed else "duplicate"
-
-
-def _failed(receipts: Receipts, d: Delivery) -> bool:
-    """Whether the dead letter failed the booking (a dead revert leaves it done)."""
-    receipt = receipts.get_receipt(d.run_id, d.lead_doc_id, d.action)
-    return receipt is not None and receipt.status is Status.FAILED

@@ -38,7 +38,10 @@ class Client:
         self.answer = answer
         self.sent: list[tuple[str, str, list[str] | None]] = []
 
-    def control(self, run_id: str, command: str, lead_ids: list[str] | None) -> Any:
+    def control(
+        self, run_id: str, command: str, lead_ids: list[str] | None, preview: bool = False
+    ) -> Any:
+        assert not preview  # only undo previews
         self.sent.append((run_id, command, lead_ids))
         return self.answer
 
@@ -122,17 +125,18 @@ def test_the_answer_is_printed(stand_in: Client, capsys: pytest.CaptureFixture[s
     assert "eta hana@example.com 2026-11-26T15:30:00Z" in out
 
 
-@pytest.mark.parametrize(
-    ("status", "code", "exit_code"),
-    [
-        (400, "invalid_request", cli.EXIT_INPUT),
-        (404, "not_found", cli.EXIT_INPUT),
-        (409, "run_cancelled", cli.EXIT_INPUT),
-        (401, "unauthenticated", cli.EXIT_STACK),
-        (403, "forbidden", cli.EXIT_STACK),
-        (500, "internal", cli.EXIT_STACK),
-    ],
-)
+# What the control function may refuse, and the exit code each gives (docs/api.md, "CLI").
+REFUSALS = [
+    (400, "invalid_request", cli.EXIT_INPUT),
+    (404, "not_found", cli.EXIT_INPUT),
+    (409, "run_cancelled", cli.EXIT_INPUT),
+    (401, "unauthenticated", cli.EXIT_STACK),
+    (403, "forbidden", cli.EXIT_STACK),
+    (500, "internal", cli.EXIT_STACK),
+]
+
+
+@pytest.mark.parametrize(("status", "code", "exit_code"), REFUSALS)
 def test_a_refusal_is_told_in_words_with_a_failing_exit(
     status: int,
     code: str,

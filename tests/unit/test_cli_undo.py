@@ -13,7 +13,7 @@ from rich.console import Console
 from leadrun import cli, terminal
 from leadrun.client import LeadRunClient
 from leadrun.views import build_view
-from tests.unit.test_cli_steer import response
+from tests.unit.test_cli_steer import REFUSALS, response
 
 COUNTS = {"toRevert": {"events": 3, "folders": 2, "drafts": 1}, "unrecallable": {"sent": 4}}
 PREVIEW = {
@@ -146,17 +146,7 @@ def test_a_dry_run_has_nothing_to_undo(
     assert capsys.readouterr().out.count("nothing was made: nothing to undo") == 2
 
 
-@pytest.mark.parametrize(
-    ("status", "code", "exit_code"),
-    [
-        (400, "invalid_request", cli.EXIT_INPUT),
-        (404, "not_found", cli.EXIT_INPUT),
-        (409, "run_cancelled", cli.EXIT_INPUT),
-        (401, "unauthenticated", cli.EXIT_STACK),
-        (403, "forbidden", cli.EXIT_STACK),
-        (500, "internal", cli.EXIT_STACK),
-    ],
-)
+@pytest.mark.parametrize(("status", "code", "exit_code"), REFUSALS)
 @pytest.mark.parametrize("refused", [True, False], ids=["preview", "undo"])
 def test_a_refusal_is_told_in_words_with_the_control_exit_codes(
     status: int,

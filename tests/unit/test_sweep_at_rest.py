@@ -36,7 +36,8 @@ def counted(monkeypatch: pytest.MonkeyPatch, limits: Any = None) -> tuple[World,
     return world, queries
 
 
-def tick(world: World) -> int:
+def tick(world: World, sleep: Any = None) -> int:
+    """One sweeper tick of a minute on the world's clock (`sleep`: the world's wait)."""
     return sweep.sweep(
         world.store,
         world.bus,
@@ -44,7 +45,7 @@ def tick(world: World) -> int:
         stale_after=timedelta(minutes=10),
         loop_s=60.0,
         clock=world.clock,
-        sleep=world.wait,
+        sleep=sleep or world.wait,
     )
 
 
@@ -117,15 +118,7 @@ def test_waits_written_while_a_tick_is_live_go_on_time_without_a_wake(
         if not written:  # a request arrives while the tick sleeps
             written.append(world.schedule(request(later, free_leads(10), actions=["email"])))
 
-    sweep.sweep(
-        world.store,
-        world.bus,
-        world.pace,
-        stale_after=timedelta(minutes=10),
-        loop_s=60.0,
-        clock=world.clock,
-        sleep=sleep,
-    )
+    tick(world, sleep)
     assert world.bus.wakes == wakes  # the live tick saw its waits: no wake
     waited = {k for k, r in world.receipts(later).items() if r["waiting"] is not None}
     published = {(m.lead_doc_id, m.action) for m in world.bus.published if m.run_id == later}
@@ -160,15 +153,7 @@ def test_a_wait_a_delivery_writes_while_the_tick_sleeps_is_published_on_time(
         world.wait(seconds)
 
     monkeypatch.setattr(world.bus, "publish", stamped)
-    sweep.sweep(
-        world.store,
-        world.bus,
-        world.pace,
-        stale_after=timedelta(minutes=10),
-        loop_s=60.0,
-        clock=world.clock,
-        sleep=sleep,
-    )
+    tick(world, sleep)
     assert until and parked in sent_at
     assert sent_at[parked] - until[0] <= timedelta(seconds=2)  # not when the far wait falls due
 
