@@ -81,3 +81,24 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         # A module with a `stack` fixture of its own (stand-in functions) is a group of its own.
         own = "stack" in vars(module)
         item.add_marker(pytest.mark.xdist_group(module.__name__) if own else ON_SESSION_STACK)
+
+
+# A failing test on a stack says what the functions last logged, so a failure in CI explains itself.
+LOGGED_TAIL = 15
+LOGGED = ("book", "notify", "drive", "dead-letter", "sweep", "control", "pusher", "scheduler")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    outcome = yield
+    report = outcome.get_result()
+    running = getattr(item, "funcargs", {}).get("stack")
+    if report.when != "call" or not report.failed or running is None:
+        return
+    from leadrun.processes import log_tail
+
+    for name in LOGGED:
+        info = running.processes.get(name)
+        if info is not None:
+            lines = log_tail(info.log, LOGGED_TAIL).splitlines()
+            report.sections.append((f"{name} log", "\n".join(line[:400] for line in lines)))
