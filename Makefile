@@ -56,7 +56,7 @@ package: install
 
 # The document is generated, never edited: a test fails when it and the models disagree.
 openapi: install
-	$(PY) -m common.openapi
+	$(PY) -m leadrun.openapi
 
 clean: down
 	rm -rf build .leadrun .pytest_cache .mypy_cache .ruff_cache

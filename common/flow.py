@@ -20,7 +20,7 @@ from typing import Any
 
 from common.models import parse_time
 from common.pacing import LOOKAHEAD
-from common.receipts import Ending, Receipt, Status, is_terminal, rejected
+from common.receipts import Ending, Receipt, Status, rejected
 
 CALENDAR_FAILED = "calendar_failed"
 Receipts = Mapping[str, Receipt | None]
@@ -116,3 +116,8 @@ def email_goes_with_booking(lead_waits: Mapping[str, str], due: datetime) -> boo
     made goes now: the sweeper passed it over then, and does not look back."""
     start = lead_waits.get("email")
     return start is None or parse_time(start) <= due
+
+
+def is_terminal(receipt: Receipt | None) -> bool:
+    """Whether a receipt exists and has reached a final status."""
+    return receipt is not None and receipt.terminal

@@ -21,19 +21,23 @@ from common.counts import WAITING
 from common.receipts import PAUSED, Receipt, Status
 
 FACETS = "facets"
+REVERTING = "reverting"
 _CURSOR_MARK = "l1."
 _ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 
 
 def receipt_facets(receipt: Receipt | None) -> list[str]:
     """The facets one receipt gives its lead: `status_<status>`, `reason_<reason>`, and
-    `waiting` (held back by a limit) or `paused` while pending."""
+    `waiting` (held back by a limit) or `paused` while pending, `reverting` while a revert is
+    queued (`paused` too, while a pause holds it)."""
     if receipt is None:
         return []
     found = [f"status_{receipt.status.value}"]
     if receipt.reason:
         found.append(f"reason_{receipt.reason}")
-    if receipt.status is Status.PENDING and receipt.paused:
+    if receipt.to_revert:
+        found.append(REVERTING)
+    if receipt.held:
         found.append(PAUSED)
     elif receipt.status is Status.PENDING and receipt.waiting is not None:
         found.append("waiting")

@@ -6,7 +6,7 @@ docs/api.md, "Receipts", says what a user sees of a receipt. Here is the whole s
        ▲   └─wait_for / park (Google's limit, or a start in the host's lane)─▶ pending (waiting)
        └──────────── reopen (replay, redrive, a resubmitted lead) ◀── failed | rejected | …
     pending ──pause / resume──▶ pending (paused) ; pending ──cancel──▶ cancelled
-    done ──undo──▶ done (revert queued) ──claim, revert──▶ reverted
+    done ──undo──▶ done (revert queued) ──claim, revert──▶ reverted ; a queued revert pauses too
 
 Every transition is a method that returns the new value; the store persists the difference
 (`changes`) in one guarded commit with the counters it moves. The stored field names appear here
@@ -41,7 +41,6 @@ class Status(StrEnum):
 
 TERMINAL: frozenset[str] = frozenset(s.value for s in Status if s is not Status.PENDING)
 
-
 PAUSED = "paused"  # `waiting.reason` of a paused receipt
 CANCELLED = "cancelled"  # the reason of a cancelled receipt
 
@@ -56,10 +55,6 @@ class Lease:
 
     owner: str
     expires_at: datetime
-
-    def held_against(self, owner: str, now: datetime) -> bool:
-        """Whether another owner holds it at `now`."""
-        return self.owner != owner and self.expires_at > now
 
 
 @dataclass(frozen=True)
@@ -179,7 +174,7 @@ class Receipt:
     def claim(self, owner: str, now: datetime, lease: timedelta, due_by: datetime) -> Receipt:
         """Take the lease for a delivery (raises `LeaseHeld`); a wait over by `due_by` ends
         here, its end kept as the start. The caller refuses a paused receipt (`paused`)."""
-        if self.lease is not None and self.lease.held_against(owner, now):
+        if self.lease is not None and self.lease.owner != owner and self.leased(now):
             raise LeaseHeld(self.action)
         taken = replace(self, attempts=self.attempts + 1, lease=Lease(owner, now + lease))
         if self.waiting is not None and not self.waits_past(due_by):
@@ -257,13 +252,13 @@ class Receipt:
         if self.status is Status.PENDING:
             cancelled = self.cancel(now)
             return replace(cancelled, revert=Revert()) if cancelled.cancelling else cancelled
+        if self.to_revert and self.paused:  # an undo asks for its reverts now: no pause holds them
+            return self.resume()
         return replace(self, revert=Revert(), error=None) if self.made and not self.revert else self
 
     def reverted(self, at: datetime, effect: str) -> Receipt:
         """Its revert was made (or found made): `reverted`, keeping its outcome and external."""
-        return replace(
-            self, status=Status.REVERTED, revert=Revert(at, effect), waiting=None, lease=None
-        )
+        return replace(self.resume(), status=Status.REVERTED, revert=Revert(at, effect), lease=None)
 
     def settled(self) -> Receipt:
         """What a delivery's result becomes under a brake that took hold meanwhile: an open
@@ -343,12 +338,17 @@ class Receipt:
     @property
     def sweepable(self) -> bool:
         """Whether it has work left that no owner holds back (pending, or a revert queued)."""
-        return self.reverting or (
+        return (self.reverting and not self.paused) or (
             self.status is Status.PENDING and (not self.paused or self.cancelling)
         )
 
+    @property
+    def held(self) -> bool:
+        """Whether its owner's pause holds work it has left (an action, or a queued revert)."""
+        return self.paused and (self.status is Status.PENDING or self.to_revert)
+
     def _waiting_doc(self) -> dict[str, Any] | None:
-        if self.paused and self.status is Status.PENDING:
+        if self.held:
             return {"reason": PAUSED, "api": ACTION_API.get(self.action), "until": None}
         return None if self.waiting is None else self.waiting.waiting()
 
@@ -406,11 +406,6 @@ def changes(old: Receipt | None, new: Receipt) -> dict[str, Any]:
         return after
     before = old.to_doc()
     return {k: v for k, v in after.items() if k not in before or before[k] != v}
-
-
-def is_terminal(receipt: Receipt | None) -> bool:
-    """Whether a receipt exists and has reached a final status."""
-    return receipt is not None and receipt.terminal
 
 
 # -- what a lead keeps of its receipts' waits -------------------------------------------------

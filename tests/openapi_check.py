@@ -11,7 +11,7 @@ from jsonschema import Draft202012Validator
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-from common.openapi import SPEC_PATH
+from leadrun.openapi import SPEC_PATH
 
 SPEC_URI = "urn:leadrun:openapi"
 

@@ -25,6 +25,7 @@ from common.bus import Outgoing
 from common.documents import Contended
 from common.handlers.diagnostics import funnel
 from common.handlers.intake import HttpResult, Pace, error, eta_of, reserve_starts, wake
+from common.lead_pages import REVERTING
 from common.limits import ACTION_API
 from common.log import log
 from common.models import Id, field_errors
@@ -166,6 +167,7 @@ def _run_leads(store: Store, run_id: str, command: str) -> Iterator[tuple[str, d
     """Every lead of the run with a receipt the command may move, page by page (each read once:
     the facets the pages filter on are what the receipts were when the page was read)."""
     facets = {
+        "pause": ["status_pending", REVERTING],
         "resume": ["paused"],
         "replay": ["status_pending", "status_failed"],
         "undo": ["status_pending", "status_done"],
@@ -240,6 +242,9 @@ def _apply_batch(
         if command in ("resume", "replay"):
             due = flow.due_by(now)
             going = [Outgoing(run_id, lead_id, a) for a in flow.publishable(actions, after, due)]
+            if command == "resume":  # and the reverts it lets go
+                reverts = [a for a, r in moved.items() if r.to_revert and not r.waits_past(due)]
+                going += [Outgoing(run_id, lead_id, a) for a in reverts]
             steered.publish.extend(going)
             if command == "replay":
                 steered.affected += len(going)
@@ -318,7 +323,7 @@ def _undo(now: datetime, state: str) -> Move:
 
 def _pause(now: datetime, state: str) -> Move:
     def move(_lead: str, r: Receipt, _receipts: Mapping[str, Receipt]) -> Receipt | None:
-        return None if r.terminal or r.paused else r.pause()
+        return None if r.closed or r.paused else r.pause()  # a queued revert waits too
 
     return move
 
@@ -392,7 +397,7 @@ def _resume_plan(
     planned = _in_lanes(pace, paused, now, steered)
 
     def move(lead_id: str, r: Receipt, _receipts: Mapping[str, Receipt]) -> Receipt | None:
-        if not r.paused or r.terminal:
+        if not r.held:
             return None
         plan = planned.get((lead_id, r.action))
         if plan is None:  # paused since the page was read: planned from now

@@ -86,11 +86,11 @@ def test_quick_bench_prints_every_figure_and_the_exact_cost_of_a_lead() -> None:
     # process, under half a read a lead); the run and the settings are read once per process.
     # A receipt's end also writes its lead (the facets `/leads` filters on), so a lead's
     # calendar and drive finishing at once may both commit on the lead, and one decides again:
-    # 3.2 to 3.4, 4.3 and 3.0 to 3.4 commits a lead in 50-lead quick runs, as leads finish at
-    # once or not. Upper bounds: a regression fails.
+    # how often depends on how the leads' ends fall together (3.0 to 3.6 a lead for drive).
+    # Upper bounds under one more a lead: a write or read added to every delivery fails.
     by_function = result["firestore_by_function_per_lead"]
-    for name, commits, gets in (("book", 3.6, 3), ("notify", 4.6, 4), ("drive", 3.6, 3)):
-        assert by_function[name]["rpc_commit"] <= commits, (name, by_function[name])
+    for name, commits, gets in (("book", 3, 3), ("notify", 4, 4), ("drive", 3, 3)):
+        assert by_function[name]["rpc_commit"] <= commits + 0.9, (name, by_function[name])
         assert by_function[name]["rpc_batch_get"] <= gets + 0.9, (name, by_function[name])
     for key in REQUIRED:
         if key != "calls_per_lead":

@@ -501,3 +501,57 @@ def test_a_booking_revert_that_dies_leaves_the_drafts_revert_going() -> None:
     assert (email["status"], email["revert"]["effect"]) == ("reverted", "draft_deleted")
     assert world.mailer.drafts == {}
     assert world.counts_match_receipts(run)
+
+
+def test_a_pause_holds_the_reverts_a_lead_level_undo_queued_until_resumed() -> None:
+    world = World()
+    run = unique("undo-pause")
+    _settled(world, run, free_leads(3))
+    undone = control(world, run, "undo", leadDocIds=["lead-001"])
+    assert (undone.body["state"], undone.body["toRevert"]["events"]) == ("active", 1)
+    paused = control(world, run, "pause")  # before any revert is delivered
+    assert (paused.body["state"], paused.body["affected"]) == ("paused", 2)
+    world.pump()
+    assert world.calls.counted["events.delete"] == world.calls.counted["files.update"] == 0
+    lead = {a: r for (lead_id, a), r in world.receipts(run).items() if lead_id == "lead-001"}
+    for action in ("calendar", "drive"):
+        assert (lead[action]["status"], lead[action]["waiting"]["reason"]) == ("done", "paused")
+    later = world.clock() + timedelta(days=1)  # nothing for the sweeper to publish meanwhile
+    assert [row for row in world.store.due_receipts(later) if row[0] == run] == []
+    assert [
+        row for row in world.store.stale_receipts(later, world.clock(), 10) if row[0] == run
+    ] == []
+    assert control(world, run, "pause").body["affected"] == 0
+
+    resumed = control(world, run, "resume")
+    assert (resumed.body["state"], resumed.body["affected"]) == ("active", 2)
+    world.pump()
+    assert world.calls.counted["events.delete"] == world.calls.counted["files.update"] == 1
+    after = {a: r for (lead_id, a), r in world.receipts(run).items() if lead_id == "lead-001"}
+    assert {after[a]["status"] for a in ("calendar", "drive")} == {"reverted"}
+    assert after["calendar"]["waiting"] is None
+    assert world.counts_match_receipts(run)
+
+
+def test_an_undo_lets_go_the_reverts_a_pause_holds() -> None:
+    world = World()
+    run = unique("undo-again")
+    _settled(world, run, free_leads(2))
+    control(world, run, "undo", leadDocIds=["lead-000"])
+    control(world, run, "pause", leadDocIds=["lead-000"])
+    world.pump()
+    assert world.calls.counted["events.delete"] == 0
+    again = control(world, run, "undo", leadDocIds=["lead-000"])
+    assert (again.body["affected"], again.body["toRevert"]) == (
+        2,
+        {"events": 1, "folders": 1, "drafts": 0},
+    )
+    world.pump()
+    assert world.calls.counted["events.delete"] == world.calls.counted["files.update"] == 1
+    lead = {a: r for (lead_id, a), r in world.receipts(run).items() if lead_id == "lead-000"}
+    assert {a: r["status"] for a, r in lead.items()} == {
+        "calendar": "reverted",
+        "email": "done",
+        "drive": "reverted",
+    }
+    assert world.counts_match_receipts(run)

@@ -13,7 +13,7 @@ import pytest
 from common.api_schema import ErrorCode
 from common.handlers.diagnostics import handle_diagnostics_get, handle_diagnostics_post
 from common.handlers.intake import error
-from common.openapi import API_VERSION, ENDPOINTS, ERRORS, SPEC_PATH, build_spec, main, render
+from leadrun.openapi import API_VERSION, ENDPOINTS, ERRORS, SPEC_PATH, build_spec, main, render
 from tests.openapi_check import check_answer, check_request, spec
 from tests.support import free_leads, lead, request, unique
 from tests.unit.world import World

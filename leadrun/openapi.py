@@ -1,4 +1,4 @@
-"""`docs/openapi.json` from the models: `python -m common.openapi [--check]` (`make openapi`).
+"""`docs/openapi.json` from the models: `python -m leadrun.openapi [--check]` (`make openapi`).
 
 An endpoint is one `Endpoint` entry in `ENDPOINTS`, naming the models of its request and its
 answers; error answers are shared (`ERRORS`). The output is deterministic (sorted keys, two
