@@ -292,9 +292,8 @@ def dead_letter_event(event: CloudEvent) -> None:
     if delivery is None:
         return
     attributes = ((event.data or {}).get("message") or {}).get("attributes") or {}
-    handle_dead_letter(
-        app().store, delivery, attributes.get("CloudPubSubDeadLetterSourceDeliveryCount")
-    )
+    attempts = attributes.get("CloudPubSubDeadLetterSourceDeliveryCount")
+    handle_dead_letter(app().store, delivery, attempts, app().clock.now())
 
 
 def sweep_event(event: CloudEvent) -> None:

@@ -1,24 +1,40 @@
-"""Messages Pub/Sub gave up on: their receipts end `failed` with reason `dead_lettered`."""
+"""Messages Pub/Sub gave up on: their receipts end `failed` with reason `dead_lettered`.
+
+Unless the receipt is on a course of its own: a delivery holds its lease, or it waits for a time
+(Google's limit, its start in the lane, a search to catch up) or for a resume. Then the message
+that died was a copy (each delivery of a copy met the lease of the one at work, and spent an
+attempt), and failing the receipt would tell the user of a failure while its action goes on.
+"""
 
 from __future__ import annotations
+
+from datetime import datetime
 
 from common.handlers.delivery import Delivery, close_email_after_failed_booking
 from common.log import log
 from common.ports import Receipts
-from common.receipts import Status, failed
+from common.receipts import Receipt, Status, failed
 from common.runs import ReceiptMissing
 
 
-def handle_dead_letter(receipts: Receipts, delivery: Delivery, attempts: str | None) -> str:
-    """Mark the receipt of a dead-lettered message failed (if nothing finished it meanwhile)."""
+def handle_dead_letter(
+    receipts: Receipts, delivery: Delivery, attempts: str | None, now: datetime
+) -> str:
+    """Mark the receipt of a dead-lettered message failed (if nothing finished it meanwhile,
+    and it is on no course of its own at `now`)."""
     d = delivery
     fields = failed(
         "dead_lettered",
         "dead_lettered",
         f"Pub/Sub stopped after {attempts or 'the maximum'} delivery attempts",
     )
+
+    def end(receipt: Receipt) -> Receipt | None:
+        on_its_course = receipt.leased(now) or receipt.waiting is not None or receipt.paused
+        return None if on_its_course else receipt.finish(fields)
+
     try:
-        recorded = receipts.record(d.run_id, d.lead_doc_id, d.action, lambda r: r.finish(fields))
+        recorded = receipts.record(d.run_id, d.lead_doc_id, d.action, end)
     except ReceiptMissing:
         log(
             "dead letter for an unknown receipt",
@@ -37,7 +53,9 @@ def handle_dead_letter(receipts: Receipts, delivery: Delivery, attempts: str | N
         settings = receipts.lead_settings(d.run_id, lead)
         close_email_after_failed_booking(receipts, d.run_id, d.lead_doc_id, settings)
     log(
-        "dead-lettered message recorded" if changed else "dead letter for a settled receipt",
+        "dead-lettered message recorded"
+        if changed
+        else "dead letter for a settled or busy receipt: left as it is",
         severity="ERROR" if changed else "INFO",
         labels=d.labels,
         messageId=d.message_id,

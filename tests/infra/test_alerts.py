@@ -202,9 +202,13 @@ def lines() -> Iterator[Lines]:
         world.schedule(request(run_id, free_leads(1), actions=["drive"]))
         world.bus.published.clear()
         message = Delivery(run_id, "lead-000", "drive", "m-dead", None)
-        handle_dead_letter(world.store, message, "10")
-        handle_dead_letter(world.store, message, "10")  # again: a settled receipt, INFO
-        handle_dead_letter(world.store, Delivery(run_id, "nobody", "drive", "m-x", None), "10")
+        handle_dead_letter(world.store, message, "10", world.clock())
+        handle_dead_letter(
+            world.store, message, "10", world.clock()
+        )  # again: a settled receipt, INFO
+        handle_dead_letter(
+            world.store, Delivery(run_id, "nobody", "drive", "m-x", None), "10", world.clock()
+        )
 
     def broken() -> None:
         run_id = unique("broken")

@@ -10,9 +10,10 @@ import pytest
 
 from common import flow, keys, paths
 from common.bus import Outgoing
-from common.handlers.delivery import Retry
+from common.handlers.dead_letter import handle_dead_letter
+from common.handlers.delivery import Delivery, Retry
 from common.slots import Interval
-from tests.fakes import http_error
+from tests.fakes import http_error, rate_limited
 from tests.support import decode_raw, free_leads, lead, next_weekday, request, slot, unique
 from tests.unit.world import World
 
@@ -257,6 +258,32 @@ def test_transient_errors_forever_end_dead_lettered_and_close_the_email(
     )
     assert world.mailer.sent == [] and receipts[("lead-000", "drive")]["outcome"] == "created"
     assert world.counts_match_receipts(run)
+
+
+def test_a_dead_copy_of_a_message_leaves_a_receipt_a_delivery_holds_or_parked_on_its_course(
+    world: World,
+) -> None:
+    """Pub/Sub gave up on a copy (it met the lease of the delivery working on the receipt, ten
+    times): the receipt is that delivery's, or waits for a time the sweeper publishes it at."""
+    run = unique("copy")
+    world.calls.fail("files.create", rate_limited(world.clock() + timedelta(minutes=5)))
+    _ok(world, request(run, free_leads(2), actions=["drive"]))
+    world.pump()  # lead-000 meets the limit and waits; lead-001's lane is held back with it
+    parked = world.receipts(run)[("lead-000", "drive")]
+    assert parked["status"] == "pending" and parked["waiting"]["api"] == "drive"
+    copy = Delivery(run, "lead-000", "drive", "m-copy", world.clock())
+    assert handle_dead_letter(world.store, copy, "10", world.clock()) == "duplicate"
+    assert world.receipts(run)[("lead-000", "drive")] == parked
+
+    held = Delivery(run, "lead-001", "drive", "m-held", world.clock())
+    world.store.claim(run, "lead-001", "drive", "another-delivery", world.clock())
+    assert handle_dead_letter(world.store, held, "10", world.clock()) == "duplicate"
+    assert world.receipts(run)[("lead-001", "drive")]["status"] == "pending"
+
+    world.tick(20 * 60)  # the wait and the lease are over: each goes on, and ends once
+    receipts = world.receipts(run)
+    assert {receipts[(lead, "drive")]["status"] for lead in ("lead-000", "lead-001")} == {"done"}
+    assert len(world.drive.folders) == 2 and world.counts_match_receipts(run)
 
 
 def test_a_permanent_error_fails_the_receipt_with_its_reason_and_closes_the_email(

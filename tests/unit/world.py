@@ -132,7 +132,9 @@ class World:
                         break
                     except Retry:
                         if attempt == self.max_deliveries:
-                            handle_dead_letter(self.store, _delivery_of(message), str(attempt))
+                            handle_dead_letter(
+                                self.store, _delivery_of(message), str(attempt), self.clock()
+                            )
 
     def receipts(self, run_id: str) -> dict[tuple[str, str], dict[str, Any]]:
         """Every receipt of a run, by (leadDocId, action)."""
