@@ -11,7 +11,6 @@ import pytest
 
 from bench.quota_limits import GOOGLE_LIMITS, compressed
 from leadrun.client import LeadRunClient
-from tests.support import ON_SESSION_STACK
 
 TOLD_LIMITS = compressed(GOOGLE_LIMITS, 4)
 
@@ -68,19 +67,6 @@ def limited(client: LeadRunClient) -> Iterator[LeadRunClient]:
         yield client
     finally:
         client.sandbox.limits(None)
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Under `pytest -n 2 --dist loadgroup` (`make test`), every test on one stack runs in one
-    worker, so each stack starts once; tests on no stack run in the other worker meanwhile."""
-    for item in items:
-        if "stack" not in getattr(item, "fixturenames", ()):
-            continue
-        module = getattr(item, "module", None)
-        assert module is not None
-        # A module with a `stack` fixture of its own (stand-in functions) is a group of its own.
-        own = "stack" in vars(module)
-        item.add_marker(pytest.mark.xdist_group(module.__name__) if own else ON_SESSION_STACK)
 
 
 # A failing test on a stack says what the functions last logged, so a failure in CI explains itself.

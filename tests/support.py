@@ -9,13 +9,7 @@ from datetime import UTC, datetime, timedelta
 from email.policy import default
 from typing import Any
 
-import pytest
-
 from leadrun.leads import example_request
-
-# Tests on the session stack share one pytest-xdist worker (`make test` runs two): see
-# `pytest_collection_modifyitems` in tests/conftest.py.
-ON_SESSION_STACK = pytest.mark.xdist_group("session-stack")
 
 
 def next_weekday(days_ahead: int = 2, hour: int = 15, minute: int = 0) -> datetime:

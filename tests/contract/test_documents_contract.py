@@ -33,10 +33,9 @@ from common.receipts import Ending, LeaseHeld, Receipt, Status
 from common.runs import ReceiptMissing
 from common.store import Store, created
 from tests.fakes import Interleaved, MemoryDocuments
-from tests.support import ON_SESSION_STACK
 
 
-@pytest.fixture(params=["memory", pytest.param("firestore", marks=ON_SESSION_STACK)])
+@pytest.fixture(params=["memory", "firestore"])
 def docs(request: pytest.FixtureRequest) -> Iterator[Any]:
     """The fake, and Firestore on the session stack's emulator."""
     if request.param == "memory":
