@@ -44,15 +44,15 @@ def waits_for_calendar(action: str, actions: Iterable[str], receipts: Receipts) 
 def publishable(
     actions: Iterable[str], receipts: Receipts, due: datetime | None = None
 ) -> list[str]:
-    """The actions of a lead to publish now: pending, not waiting for the calendar, and not
-    waiting for their start in the host's lane (the sweeper publishes those when due), unless
-    that start is by `due` (None: any wait holds it back). A paused action waits for its
-    resume."""
+    """The actions of a lead to publish now: pending (or with a revert queued), not waiting for
+    the calendar, and not waiting for their start in the host's lane (the sweeper publishes
+    those when due), unless that start is by `due` (None: any wait holds it back). A paused
+    action waits for its resume."""
     wanted = list(actions)
     return [
         action
         for action in wanted
-        if not is_terminal(receipts.get(action))
+        if not ((r := receipts.get(action)) is not None and r.closed)
         and not _waits(receipts.get(action), due)
         and not waits_for_calendar(action, wanted, receipts)
     ]

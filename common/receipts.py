@@ -171,6 +171,10 @@ class Receipt:
         """Whether a delivery works on it at `now` (its lease is live)."""
         return self.lease is not None and self.lease.expires_at > now
 
+    def on_its_course(self, now: datetime) -> bool:
+        """Whether a live lease, a wait for a time or a pause carries it on, not its message."""
+        return self.leased(now) or self.waiting is not None or self.paused
+
     def claim(self, owner: str, now: datetime, lease: timedelta, due_by: datetime) -> Receipt:
         """Take the lease for a delivery (raises `LeaseHeld`); a wait over by `due_by` ends
         here, its end kept as the start. The caller refuses a paused receipt (`paused`)."""

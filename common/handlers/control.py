@@ -242,9 +242,6 @@ def _apply_batch(
         if command in ("resume", "replay"):
             due = flow.due_by(now)
             going = [Outgoing(run_id, lead_id, a) for a in flow.publishable(actions, after, due)]
-            if command == "resume":  # and the reverts it lets go
-                reverts = [a for a, r in moved.items() if r.to_revert and not r.waits_past(due)]
-                going += [Outgoing(run_id, lead_id, a) for a in reverts]
             steered.publish.extend(going)
             if command == "replay":
                 steered.affected += len(going)

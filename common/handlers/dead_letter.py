@@ -30,8 +30,7 @@ def handle_dead_letter(
     )
 
     def end(receipt: Receipt) -> Receipt | None:
-        on_its_course = receipt.leased(now) or receipt.waiting is not None or receipt.paused
-        return None if on_its_course else receipt.finish(fields)
+        return None if receipt.on_its_course(now) else receipt.finish(fields)
 
     try:
         recorded = receipts.record(d.run_id, d.lead_doc_id, d.action, end)
